@@ -1,0 +1,1 @@
+"""volctl: a declarative control plane for libvirt VMs and Ceph RBD volumes."""

@@ -1,0 +1,1 @@
+"""The I/O edge.  Only modules in this package import libvirt, rados or rbd."""

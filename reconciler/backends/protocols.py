@@ -1,0 +1,137 @@
+"""What the rest of volctl needs from a hypervisor and from storage, as Protocols.
+
+The observer and executor are written against these; `libvirt_backend` and `rbd_backend`
+implement them for real, and tests may implement them with a simulated world.  Every method
+either succeeds or raises one of `reconciler.errors` (never a library exception), and every
+implementation bounds each call with a timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from reconciler.observe.types import ObservedHost, ObservedStorage
+
+
+@dataclass(frozen=True)
+class CephAccess:
+    """How a guest reaches Ceph: monitor addresses and the libvirt secret holding the key.
+
+    The key itself is never part of this (or of any status): it lives in the libvirt secret.
+    """
+
+    monitors: tuple[tuple[str, int], ...]  # (host, port)
+    auth_user: str  # e.g. "admin"
+    secret_uuid: str
+    pool: str = "rbd"
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """Everything needed to render a managed domain's XML."""
+
+    name: str
+    vmid: int
+    spec_hash: str
+    vcpus: int
+    memory_mib: int
+    root_image: str  # "pool/image"
+    console_log: str  # path of the serial console log file on the host
+    ceph: CephAccess
+    running: bool = True
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """An RBD volume to attach to a domain."""
+
+    rbd_image: str  # "pool/image"
+    target: str  # "vdb", ...
+    serial: str  # stable id the guest can see, e.g. "vol-<volumeid>"
+    ceph: CephAccess
+
+
+class EventKind:
+    LIFECYCLE = "lifecycle"
+    DEVICE_REMOVED = "device-removed"
+    DEVICE_ADDED = "device-added"
+    CONNECTION_LOST = "connection-lost"
+
+
+DomainEventCallback = Callable[[str, str, str], None]  # (host, event kind, domain name)
+
+
+class Hypervisor(Protocol):
+    """One libvirt host."""
+
+    name: str
+
+    def observe(self) -> ObservedHost:
+        """Capacity and domains.  Cheap when nothing changed (cached per domain UUID)."""
+        ...
+
+    def define(self, spec: DomainSpec) -> None:
+        """Ensure a domain with this name and mark exists (redefine if the spec changed)."""
+        ...
+
+    def start(self, name: str) -> None: ...
+
+    def shutdown(self, name: str) -> None:
+        """Power off (hard stop) without undefining."""
+        ...
+
+    def destroy(self, name: str) -> None:
+        """Stop and undefine one of *our* domains.  NotFound if already gone."""
+        ...
+
+    def attach_disk(self, domain: str, disk: DiskSpec) -> None:
+        """Live (if running) and persistent attach.  Idempotent."""
+        ...
+
+    def detach_disk(self, domain: str, rbd_image: str) -> None:
+        """Request detach (live and persistent).  Completion is observed, not assumed."""
+        ...
+
+    def resize_disk(self, domain: str, rbd_image: str, size_bytes: int) -> None:
+        """Tell a running guest that an attached disk grew (virDomainBlockResize)."""
+        ...
+
+    def watch_events(self, callback: DomainEventCallback) -> None:
+        """Register for lifecycle and device events; callback runs on the event thread."""
+        ...
+
+    def rpc_count(self) -> int:
+        """libvirt RPCs made so far (for benchmarks and the O(hosts) steady-state check)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Storage(Protocol):
+    """The managed RBD pool."""
+
+    def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage: ...
+
+    def import_image(self, name: str, path: str, meta: dict[str, str]) -> None:
+        """Import a local file as RBD image `name`, snapshot and protect BASE_SNAPSHOT."""
+        ...
+
+    def clone(self, parent: str, name: str, size_bytes: int, meta: dict[str, str]) -> None:
+        """COW clone of "pool/image@snap" into `name`, grown to size_bytes, with image-meta."""
+        ...
+
+    def create(self, name: str, size_bytes: int, meta: dict[str, str]) -> None: ...
+
+    def resize(self, name: str, size_bytes: int) -> None:
+        """Grow only; the caller never asks to shrink."""
+        ...
+
+    def set_meta(self, name: str, meta: dict[str, str]) -> None: ...
+
+    def remove(self, name: str) -> None:
+        """Remove one of *our* images (NotFound if gone; Transient while it has watchers)."""
+        ...
+
+    def close(self) -> None: ...

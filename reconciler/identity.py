@@ -1,0 +1,51 @@
+"""Deterministic identities and ownership marks.
+
+Actual state is the truth: whether a libvirt domain or an RBD image belongs to volctl, its
+integer id and the hash of the spec it was made from are stored *on the resource*, never in
+a local database.  This module is the single place that says what those marks look like and
+how names map to domain and image names, so planner, backends and status agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+# libvirt <metadata> namespace owned by this project.
+XMLNS = "https://volctl.io/xmlns/vm/1"
+XMLNS_PREFIX = "volctl"
+
+# RBD image-meta keys.
+META_MANAGED_BY = "volctl.managed-by"
+MANAGED_BY = "volctl"
+META_KIND = "volctl.kind"  # "image" | "root" | "volume"
+META_NAME = "volctl.name"  # the volctl resource name
+META_ID = "volctl.id"  # image id, vmid (root disks) or volumeid
+META_SPEC_HASH = "volctl.spec-hash"
+META_RECLAIM = "volctl.reclaim-policy"
+
+BASE_SNAPSHOT = "volctl-base"
+
+
+def base_image_name(image: str) -> str:
+    return f"img-{image}"
+
+
+def root_disk_name(vm: str) -> str:
+    return f"vm-{vm}-root"
+
+
+def volume_image_name(volume: str) -> str:
+    return f"vol-{volume}"
+
+
+def domain_name(vm: str) -> str:
+    return vm
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    """Short, stable hash of the fields that define a resource (canonical JSON)."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Observation: what actually exists, on every host and in Ceph."""

@@ -1,0 +1,109 @@
+"""The observed world, as backends report it and the planner consumes it.
+
+Frozen values only: the planner must be able to compare two observations and a simulated
+world must be able to produce the same types.  A host that could not be observed is
+`reachable=False` with a reason, never an empty host: the planner treats its VMs as unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class DomainState(StrEnum):
+    RUNNING = "running"
+    SHUTOFF = "shutoff"
+    PAUSED = "paused"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class OwnerMark:
+    """volctl's mark in a domain's <metadata>.  Its absence means the domain is foreign."""
+
+    name: str
+    vmid: int
+    spec_hash: str
+
+
+@dataclass(frozen=True)
+class ObservedDisk:
+    target: str  # libvirt <target dev>, e.g. "vda", "sdb"
+    rbd_image: str | None  # "pool/image" for RBD network disks, else None
+    serial: str | None = None
+    # False when the disk is still in the live domain but already gone from the persistent
+    # config: a detach was requested and the guest has not released it yet ("detaching").
+    persistent: bool = True
+
+
+@dataclass(frozen=True)
+class ObservedDomain:
+    name: str
+    uuid: str
+    state: DomainState
+    vcpus: int
+    memory_mib: int
+    mark: OwnerMark | None  # None: foreign, never touched
+    disks: tuple[ObservedDisk, ...] = ()  # live disks (persistent config for inactive domains)
+
+    @property
+    def ours(self) -> bool:
+        return self.mark is not None
+
+
+@dataclass(frozen=True)
+class ObservedHost:
+    name: str  # the Host resource name
+    reachable: bool
+    reason: str | None = None  # why it is unknown
+    cpus: int = 0
+    memory_mib: int = 0
+    domains: tuple[ObservedDomain, ...] = ()
+    hostname: str | None = None  # what libvirt reports, for display
+
+    def domain(self, name: str) -> ObservedDomain | None:
+        for d in self.domains:
+            if d.name == name:
+                return d
+        return None
+
+
+@dataclass(frozen=True)
+class ObservedImage:
+    """An RBD image in the managed pool."""
+
+    name: str
+    size_bytes: int
+    meta: Mapping[str, str] = field(default_factory=dict)  # image-meta; volctl.* keys = ours
+    parent: str | None = None  # "pool/image@snap" for clones
+    snapshots: tuple[str, ...] = ()
+    protected_snapshots: tuple[str, ...] = ()
+    watchers: tuple[str, ...] = ()  # client addresses that have the image open
+
+    @property
+    def ours(self) -> bool:
+        from reconciler.identity import MANAGED_BY, META_MANAGED_BY
+
+        return self.meta.get(META_MANAGED_BY) == MANAGED_BY
+
+
+@dataclass(frozen=True)
+class ObservedStorage:
+    reachable: bool
+    reason: str | None = None
+    pool: str = "rbd"
+    images: Mapping[str, ObservedImage] = field(default_factory=dict)
+    # existing snapshots referenced by Image sources of the form pool/image@snap -> exists?
+    external_snapshots: Mapping[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ObservedWorld:
+    hosts: Mapping[str, ObservedHost]
+    storage: ObservedStorage
+
+    @property
+    def all_hosts_known(self) -> bool:
+        return all(h.reachable for h in self.hosts.values())

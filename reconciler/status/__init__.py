@@ -1,0 +1,1 @@
+"""Status: what the controller knows, kept in memory and published as immutable snapshots."""
