@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from reconciler.identity import MANAGED_BY, META_MANAGED_BY
+
 
 class DomainState(StrEnum):
     RUNNING = "running"
@@ -84,8 +86,6 @@ class ObservedImage:
 
     @property
     def ours(self) -> bool:
-        from reconciler.identity import MANAGED_BY, META_MANAGED_BY
-
         return self.meta.get(META_MANAGED_BY) == MANAGED_BY
 
 

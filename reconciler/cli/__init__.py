@@ -1,0 +1,1 @@
+"""The `volctl` command line."""

@@ -1,0 +1,52 @@
+"""`volctl` entry point: builds the argument parser from one module per command group.
+
+Each command module exposes `register(subparsers)` and sets `func` on its parser; the
+function returns the process exit code.  Keeping one module per command keeps this file a
+table of contents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from reconciler.errors import VolctlError
+
+# module names under reconciler.cli; each has register(subparsers)
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="volctl",
+        description="Declarative control plane for libvirt VMs and Ceph RBD volumes.",
+    )
+    parser.add_argument(
+        "--config",
+        help="config file (default: $VOLCTL_CONFIG, ./volctl.yaml, "
+        "~/.config/volctl/config.yaml, /etc/volctl/config.yaml)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for mod in COMMAND_MODULES:
+        importlib.import_module(f"reconciler.cli.{mod}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except VolctlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Controller and CLI configuration: where Ceph is, where the spec store is, where the API is.
+
+One file read by both the controller (`volctl run`) and the CLI, so `volctl lab up` can write
+a single config that makes every command point at the lab.  Lookup order: `--config` flag,
+`$VOLCTL_CONFIG`, `./volctl.yaml`, `~/.config/volctl/config.yaml`, `/etc/volctl/config.yaml`.
+Single values can be overridden by env vars (VOLCTL_API, VOLCTL_TOKEN, VOLCTL_STORE).
+The config holds the *path* of a Ceph conf/keyring and the libvirt secret uuid, never a key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.errors import SpecError
+
+DEFAULT_API = "http://127.0.0.1:8470"
+
+
+@dataclass(frozen=True)
+class CephConfig:
+    conf: str = "/etc/ceph/ceph.conf"
+    pool: str = "rbd"
+    user: str = "admin"  # cephx id used by guests (libvirt secret) and by the controller
+    secret_uuid: str | None = None  # libvirt secret that holds the key on every host
+    monitors: tuple[tuple[str, int], ...] = ()  # for guests; read from conf when empty
+
+
+@dataclass(frozen=True)
+class Config:
+    api: str = DEFAULT_API  # where the CLI finds the controller's REST view
+    listen: str = "127.0.0.1:8470"  # where `volctl run` serves it
+    token: str | None = None  # optional bearer token for the REST view
+    store: str = "/var/lib/volctl/specs"  # `volctl apply` spec store directory
+    state_dir: str = "/var/lib/volctl"
+    console_dir: str = "/var/log/volctl/consoles"  # serial console logs, on each host
+    ceph: CephConfig = field(default_factory=CephConfig)
+    git: dict[str, Any] | None = None  # {url, branch, path, interval}
+    path: str | None = None  # the file this came from
+
+
+def _candidates(explicit: str | None) -> list[Path]:
+    out: list[Path] = []
+    if explicit:
+        return [Path(explicit)]
+    if os.environ.get("VOLCTL_CONFIG"):
+        return [Path(os.environ["VOLCTL_CONFIG"])]
+    out.append(Path("volctl.yaml"))
+    out.append(Path.home() / ".config" / "volctl" / "config.yaml")
+    out.append(Path("/etc/volctl/config.yaml"))
+    return out
+
+
+def load_config(explicit: str | None = None) -> Config:
+    cfg = Config()
+    for cand in _candidates(explicit):
+        if cand.is_file():
+            cfg = _parse(cand)
+            break
+        if explicit or os.environ.get("VOLCTL_CONFIG"):
+            raise SpecError(f"{cand}: config file not found")
+    env = os.environ
+    if env.get("VOLCTL_API"):
+        cfg = replace(cfg, api=env["VOLCTL_API"])
+    if env.get("VOLCTL_TOKEN"):
+        cfg = replace(cfg, token=env["VOLCTL_TOKEN"])
+    if env.get("VOLCTL_STORE"):
+        cfg = replace(cfg, store=env["VOLCTL_STORE"])
+    return cfg
+
+
+def _parse(path: Path) -> Config:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path}: cannot read config: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: config must be a mapping")
+    ceph_raw = raw.get("ceph") or {}
+    mons = tuple(
+        (str(m.rsplit(":", 1)[0]), int(m.rsplit(":", 1)[1])) for m in ceph_raw.get("monitors", [])
+    )
+    ceph = CephConfig(
+        conf=str(ceph_raw.get("conf", CephConfig.conf)),
+        pool=str(ceph_raw.get("pool", CephConfig.pool)),
+        user=str(ceph_raw.get("user", CephConfig.user)),
+        secret_uuid=ceph_raw.get("secretUUID"),
+        monitors=mons,
+    )
+    base = Config()
+    return Config(
+        api=str(raw.get("api", base.api)),
+        listen=str(raw.get("listen", base.listen)),
+        token=raw.get("token"),
+        store=str(raw.get("store", base.store)),
+        state_dir=str(raw.get("stateDir", base.state_dir)),
+        console_dir=str(raw.get("consoleDir", base.console_dir)),
+        ceph=ceph,
+        git=raw.get("git"),
+        path=str(path),
+    )
