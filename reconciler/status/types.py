@@ -98,6 +98,22 @@ class SourceStatus:
     error: str | None = None  # validation error of the last attempted revision, with file:line
 
 
+# Histogram bucket upper bounds (seconds) for reconcile pass durations.
+PASS_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Counters the controller accumulates; /metrics renders them in Prometheus format."""
+
+    passes_total: int = 0
+    pass_seconds_sum: float = 0.0
+    pass_buckets: tuple[int, ...] = (0,) * len(PASS_BUCKETS)  # cumulative counts per bound
+    actions_total: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (kind, result)
+    drift_corrections_total: int = 0  # actions that repaired out-of-band changes
+    events_received_total: int = 0  # libvirt events that triggered a pass
+
+
 @dataclass(frozen=True)
 class Snapshot:
     generation: int = 0  # increments every pass
@@ -111,6 +127,7 @@ class Snapshot:
     source: SourceStatus | None = None
     events: tuple[Event, ...] = ()  # recent events across all resources, newest last
     pending_actions: int = 0
+    metrics: Metrics = field(default_factory=Metrics)
 
     def of_kind(self, kind: str) -> list[ResourceStatus]:
         return [r for r in self.resources.values() if r.kind == kind]
