@@ -96,6 +96,9 @@ class SourceStatus:
     last_applied_revision: str | None = None
     last_attempted_revision: str | None = None
     error: str | None = None  # validation error of the last attempted revision, with file:line
+    # resources this source defines at its last applied revision: "vm/NAME" -> "path:line"
+    # (lets `volctl apply` refuse to write a resource that git owns, naming repo and path)
+    owned: Mapping[str, str] = field(default_factory=dict)
 
 
 # Histogram bucket upper bounds (seconds) for reconcile pass durations.
