@@ -1,0 +1,215 @@
+"""JSON Schema validation of single documents, with errors rewritten in plain words.
+
+The schemas in `schemas/` are the single definition of the document shapes: editors use
+them through the yaml-language-server modeline and the loader uses the very same files
+here.  We dispatch on `kind` ourselves (one validator per kind) so an unknown kind gives
+one clear message instead of a wall of `if/then` failures, then translate each
+jsonschema error into a `Diagnostic` with the line of the offending field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from reconciler.loading.diagnostics import Diagnostic, dotted, show, type_word
+from reconciler.loading.yamldoc import Document
+from reconciler.model import API_VERSION, Kind
+
+SCHEMA_FILES: Mapping[Kind, str] = {
+    Kind.HOST: "host.schema.json",
+    Kind.IMAGE: "image.schema.json",
+    Kind.INSTANCE_TYPE: "instancetype.schema.json",
+    Kind.VIRTUAL_MACHINE: "virtualmachine.schema.json",
+    Kind.VOLUME: "volume.schema.json",
+    Kind.VOLUME_ATTACHMENT: "volumeattachment.schema.json",
+}
+TOP_SCHEMA = "volctl.schema.json"
+COMMON_SCHEMA = "common.schema.json"
+KINDS = ", ".join(k.value for k in Kind)
+
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "string": "a string",
+    "object": "a mapping",
+    "boolean": "true or false",
+    "array": "a list",
+    "number": "a number",
+}
+_PATTERN_WORDS = {
+    "uri": "a libvirt URI such as qemu+ssh://root@10.1.33.121/system or qemu:///system",
+    "path": "an absolute file path made of letters, digits and . _ / + @ : = , ~ -",
+    "rbd": "an RBD snapshot reference pool/image@snap",
+}
+_NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting and ending with a letter or digit"
+
+
+def schema_dir() -> Path:
+    """`schemas/` of the source tree; $VOLCTL_SCHEMA_DIR overrides it."""
+    override = os.environ.get("VOLCTL_SCHEMA_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "schemas"
+
+
+@cache
+def _registry(directory: Path) -> Registry[Any]:
+    resources = []
+    for path in sorted(directory.glob("*.schema.json")):
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        resources.append(
+            (path.name, Resource.from_contents(contents, default_specification=DRAFT202012))
+        )
+    return Registry().with_resources(resources)
+
+
+@cache
+def validator(name: str, directory: Path | None = None) -> jsonschema.Draft202012Validator:
+    """A validator for one schema file, with the sibling files available to `$ref`."""
+    directory = directory or schema_dir()
+    registry = _registry(directory)
+    contents = registry.contents(name)
+    return jsonschema.Draft202012Validator(contents, registry=registry)
+
+
+def kind_of(document: Document) -> tuple[Kind | None, list[Diagnostic]]:
+    """The document's kind, or diagnostics saying why it has none we know."""
+    data = document.data
+    if not isinstance(data, dict):
+        return None, [
+            Diagnostic(
+                document.file,
+                document.line,
+                "",
+                "a document must be a mapping with apiVersion, kind, metadata and spec "
+                f"(got {type_word(data)})",
+            )
+        ]
+    kind = data.get("kind")
+    if "kind" not in data:
+        message = f"required field is missing (one of {KINDS})"
+    elif isinstance(kind, str) and kind in Kind.__members__.values():
+        return Kind(kind), []
+    else:
+        message = f"unknown kind {show(kind)} (expected one of {KINDS})"
+    problems = [Diagnostic(document.file, document.line_of(("kind",)), "kind", message)]
+    version = data.get("apiVersion")
+    if "apiVersion" in data and version != API_VERSION:
+        problems.append(
+            Diagnostic(
+                document.file,
+                document.line_of(("apiVersion",)),
+                "apiVersion",
+                f"must be {show(API_VERSION)} (got {show(version)})",
+            )
+        )
+    return None, problems
+
+
+def subject_of(kind: Kind, data: Mapping[str, Any]) -> str:
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if isinstance(name, str) and name:
+        shown = name if name.isprintable() and len(name) <= 80 else show(name)
+        return f"{kind.value}/{shown}"
+    return kind.value
+
+
+def validate(document: Document, kind: Kind) -> list[Diagnostic]:
+    """Schema diagnostics for one document of a known kind, in line order."""
+    subject = subject_of(kind, document.data)
+    problems: list[Diagnostic] = []
+    for error in validator(SCHEMA_FILES[kind]).iter_errors(document.data):
+        for path, message in _explain(error):
+            problems.append(
+                Diagnostic(document.file, document.line_of(path), dotted(path), message, subject)
+            )
+    problems.sort(key=lambda d: (d.line, d.path))
+    return problems
+
+
+def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(field path, plain-words message) for one jsonschema error; may be several."""
+    path: tuple[str | int, ...] = tuple(error.absolute_path)
+    keyword = error.validator
+    expected: Any = error.validator_value
+    value: Any = error.instance
+    schema: Any = error.schema
+    in_property_names = "propertyNames" in error.relative_schema_path
+    if keyword == "required":
+        for field in expected:
+            if isinstance(value, dict) and field not in value:
+                yield (*path, field), "required field is missing"
+    elif keyword == "additionalProperties" and expected is False:
+        allowed = ", ".join(schema.get("properties", {}))
+        for extra in sorted(set(value) - set(schema.get("properties", {})), key=str):
+            yield (*path, extra), f"unknown field (allowed here: {allowed})"
+    elif keyword == "type":
+        wanted = _TYPE_WORDS.get(str(expected), str(expected))
+        yield path, f"must be {wanted} (got {type_word(value)} {show(value)})"
+    elif keyword == "minimum":
+        yield path, f"must be ≥ {expected} (got {show(value)})"
+    elif keyword == "maximum":
+        yield path, f"must be ≤ {expected} (got {show(value)})"
+    elif keyword == "const":
+        yield path, f"must be {show(expected)} (got {show(value)})"
+    elif keyword == "enum":
+        yield path, f"must be one of {', '.join(map(str, expected))} (got {show(value)})"
+    elif keyword == "minProperties" and {"path", "rbd"} <= set(schema.get("properties", {})):
+        yield path, "must set exactly one of 'path' or 'rbd' (got neither)"
+    elif keyword == "maxProperties" and {"path", "rbd"} <= set(schema.get("properties", {})):
+        yield path, "must set exactly one of 'path' or 'rbd' (got both)"
+    elif keyword == "maxProperties":
+        yield path, f"has too many entries (at most {expected})"
+    elif keyword == "maxLength":
+        what = "label key" if in_property_names else "value"
+        yield (
+            _key_path(path, value, in_property_names),
+            (f"{what} is too long (at most {expected} characters, got {len(value)})"),
+        )
+    elif keyword == "pattern":
+        yield (
+            _key_path(path, value, in_property_names),
+            _pattern_message(path, value, in_property_names),
+        )
+    else:  # pragma: no cover - keywords our schemas do not use
+        yield path, error.message
+
+
+def _key_path(
+    path: tuple[str | int, ...], value: Any, in_property_names: bool
+) -> tuple[str | int, ...]:
+    return (*path, value) if in_property_names else path
+
+
+def _pattern_message(path: tuple[str | int, ...], value: str, in_property_names: bool) -> str:
+    if in_property_names:
+        return (
+            f"label key {show(value)} is not valid: an optional DNS prefix ending in '/', "
+            f"then {_NAME_RULE}"
+        )
+    if len(path) >= 2 and path[-2] == "labels":
+        return f"label value {show(value)} is not valid: empty, or {_NAME_RULE}"
+    last = path[-1] if path else ""
+    if isinstance(last, str) and last in _PATTERN_WORDS:
+        return f"must be {_PATTERN_WORDS[last]} (got {show(value)})"
+    return f"{show(value)} is not a valid name: {_NAME_RULE}{_culprit(value)}"
+
+
+def _culprit(name: str) -> str:
+    if not name:
+        return " (got an empty string)"
+    if len(name) > 63:
+        return f" (got {len(name)} characters)"
+    for char in name:
+        if not (char.isascii() and (char.isalnum() or char in "_.-")):
+            return f"; {char!r} is not allowed"
+    return "; it must start and end with a letter or digit"

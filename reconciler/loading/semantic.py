@@ -1,0 +1,157 @@
+"""Checks that need the whole set of documents, not one at a time.
+
+JSON Schema sees one document; these rules see them all: names unique per kind, every
+reference resolves, a volume has at most one attachment, user-set ids (`tid`, image `id`,
+`pmid`) are never used twice, and hosts without a `pmid` get the lowest free ids in name
+order.  Documents that failed their schema still reserve their name, so one typo does not
+cascade into "not defined" errors everywhere that refers to it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.loading.diagnostics import Diagnostic, show
+from reconciler.loading.yamldoc import Document
+from reconciler.model import Kind
+
+_MAX_SUGGESTION_POOL = 5000
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A document of a known kind with a usable name; `valid` if it passed its schema."""
+
+    kind: Kind
+    name: str
+    document: Document
+    valid: bool
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        spec = self.document.data.get("spec")
+        return spec if isinstance(spec, dict) else {}
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind.value}/{self.name}"
+
+    def where(self) -> str:
+        return f"{self.document.file}:{self.document.line}"
+
+    def problem(self, path: tuple[str, ...], message: str) -> Diagnostic:
+        line = self.document.line_of(path)
+        return Diagnostic(self.document.file, line, ".".join(path), message, self.subject)
+
+
+# (kind, spec field, referenced kind); all optional fields are checked when present
+REFERENCES: tuple[tuple[Kind, str, Kind], ...] = (
+    (Kind.VIRTUAL_MACHINE, "instanceType", Kind.INSTANCE_TYPE),
+    (Kind.VIRTUAL_MACHINE, "image", Kind.IMAGE),
+    (Kind.VIRTUAL_MACHINE, "host", Kind.HOST),
+    (Kind.VOLUME_ATTACHMENT, "volume", Kind.VOLUME),
+    (Kind.VOLUME_ATTACHMENT, "vm", Kind.VIRTUAL_MACHINE),
+)
+# (kind, spec field, what to call it)
+UNIQUE_IDS: tuple[tuple[Kind, str, str], ...] = (
+    (Kind.INSTANCE_TYPE, "tid", "tid"),
+    (Kind.IMAGE, "id", "image id"),
+    (Kind.HOST, "pmid", "pmid"),
+    (Kind.HOST, "uri", "uri"),
+)
+
+
+def index(entries: Iterable[Entry]) -> tuple[dict[Kind, dict[str, Entry]], list[Diagnostic]]:
+    """Entries by kind and name; later duplicates become diagnostics."""
+    by_kind: dict[Kind, dict[str, Entry]] = {kind: {} for kind in Kind}
+    problems: list[Diagnostic] = []
+    for entry in entries:
+        names = by_kind[entry.kind]
+        first = names.get(entry.name)
+        if first is None:
+            names[entry.name] = entry
+        else:
+            problems.append(
+                entry.problem(
+                    ("metadata", "name"),
+                    f"duplicate name: {entry.kind.value} {show(entry.name)} is already "
+                    f"defined at {first.where()}",
+                )
+            )
+    return by_kind, problems
+
+
+def check(by_kind: Mapping[Kind, Mapping[str, Entry]]) -> list[Diagnostic]:
+    """Diagnostics for ids, references and attachments across all documents."""
+    problems: list[Diagnostic] = []
+    for kind, field, label in UNIQUE_IDS:
+        seen: dict[Any, Entry] = {}
+        for entry in _valid(by_kind[kind]):
+            value = entry.spec.get(field)
+            if value is None:
+                continue
+            first = seen.setdefault(value, entry)
+            if first is not entry:
+                problems.append(
+                    entry.problem(
+                        ("spec", field),
+                        f"{label} {show(value)} is already used by {first.subject} "
+                        f"({first.where()})",
+                    )
+                )
+    for kind, field, target in REFERENCES:
+        targets = by_kind[target]
+        for entry in _valid(by_kind[kind]):
+            ref = entry.spec.get(field)
+            if ref is not None and ref not in targets:
+                hint = _suggest(ref, target, targets)
+                problems.append(
+                    entry.problem(
+                        ("spec", field),
+                        f"refers to {target.value} {show(ref)}, which is not defined{hint}",
+                    )
+                )
+    attached: dict[str, Entry] = {}
+    for entry in _valid(by_kind[Kind.VOLUME_ATTACHMENT]):
+        volume = entry.spec.get("volume")
+        if not isinstance(volume, str):
+            continue
+        first = attached.setdefault(volume, entry)
+        if first is not entry:
+            problems.append(
+                entry.problem(
+                    ("spec", "volume"),
+                    f"Volume {show(volume)} is already attached by {first.subject} "
+                    f"({first.where()}); a volume has at most one attachment",
+                )
+            )
+    return problems
+
+
+def assign_pmids(hosts: Mapping[str, Entry]) -> dict[str, int]:
+    """Every host's pmid: its own, else the lowest free ids in metadata.name order."""
+    pmids = {name: e.spec["pmid"] for name, e in hosts.items() if "pmid" in e.spec}
+    used = set(pmids.values())
+    candidate = 1
+    for name in sorted(n for n in hosts if n not in pmids):
+        while candidate in used:
+            candidate += 1
+        pmids[name] = candidate
+        used.add(candidate)
+    return pmids
+
+
+def _valid(entries: Mapping[str, Entry]) -> Iterable[Entry]:
+    return (entry for entry in entries.values() if entry.valid)
+
+
+def _suggest(ref: str, target: Kind, targets: Mapping[str, Entry]) -> str:
+    if not targets:
+        return f" (no {target.value} is defined at all)"
+    if len(targets) > _MAX_SUGGESTION_POOL:
+        return ""
+    close = difflib.get_close_matches(ref, list(targets), n=1)
+    return f"; did you mean {show(close[0])}?" if close else ""
