@@ -40,7 +40,9 @@ class Action:
     before: str | None = None  # display only
     after: str | None = None  # display only
     reason: str = ""  # display only
-    # payloads, set depending on kind
+    # payloads, set depending on kind.  `domain` is set on every action that runs against a
+    # libvirt domain (define, start, stop, destroy, attach, detach, and a resize that tells a
+    # running guest); its `name` is the domain to act on.
     domain: DomainSpec | None = None
     disk: DiskSpec | None = None
     image_name: str | None = None  # RBD image this action creates/changes/removes
@@ -59,6 +61,24 @@ class Blocked:
     message: str
 
 
+class ChangeOp(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One resource's planned change as a whole, for display (`volctl plan`, status)."""
+
+    resource: str
+    op: ChangeOp
+    before: str | None = None
+    after: str | None = None
+    reason: str = ""
+
+
 @dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...] = ()
@@ -66,6 +86,10 @@ class Plan:
     # resource -> assigned host / ids, so status can show placement even before execution
     placements: dict[str, str] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
+    # one entry per resource with actions, in resource order (display only)
+    changes: tuple[Change, ...] = ()
+    # managed volumes no longer in the spec that are kept (reclaimPolicy Retain): "volume/NAME"
+    released: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
