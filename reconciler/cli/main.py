@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from reconciler.errors import VolctlError
 
 # module names under reconciler.cli; each has register(subparsers)
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("validate", "legacy_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,12 +48,13 @@ class LoadResult:
     def documents(self) -> int:
         return sum(self.counts.values())
 
-    def summary(self) -> str:
-        """ "17 documents (3 InstanceType, 2 Image, ...)" in kind order."""
+    def summary(self, verdict: str = "") -> str:
+        """"17 documents valid (3 InstanceType, 2 Image, ...)" in kind order."""
         parts = [f"{self.counts[k]} {k.value}" for k in Kind if self.counts.get(k)]
         noun = "document" if self.documents == 1 else "documents"
         detail = f" ({', '.join(parts)})" if parts else ""
-        return f"{self.documents} {noun}{detail}"
+        word = f" {verdict}" if verdict else ""
+        return f"{self.documents} {noun}{word}{detail}"
 
 
 def check_texts(

@@ -128,7 +128,7 @@ def validate(document: Document, kind: Kind) -> list[Diagnostic]:
     subject = subject_of(kind, document.data)
     problems: list[Diagnostic] = []
     for error in validator(SCHEMA_FILES[kind]).iter_errors(document.data):
-        for path, message in _explain(error):
+        for path, message in explain(error):
             problems.append(
                 Diagnostic(document.file, document.line_of(path), dotted(path), message, subject)
             )
@@ -136,7 +136,7 @@ def validate(document: Document, kind: Kind) -> list[Diagnostic]:
     return problems
 
 
-def _explain(error: jsonschema.ValidationError) -> Iterator[tuple[tuple[str | int, ...], str]]:
+def explain(error: jsonschema.ValidationError) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """(field path, plain-words message) for one jsonschema error; may be several."""
     path: tuple[str | int, ...] = tuple(error.absolute_path)
     keyword = error.validator
