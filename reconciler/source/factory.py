@@ -1,0 +1,54 @@
+"""Which source a controller reads, decided in one place from the CLI flags and the config.
+
+The `apply` store is always there (so `volctl apply` works with or without GitOps); a git
+repository is added when `--git URL` is given or the config has a `git:` section, and then the
+two are merged with the one-owner rule of `CompositeSource`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.config import Config
+from reconciler.errors import SpecError
+from reconciler.source.composite import CompositeSource
+from reconciler.source.git import GitSource
+from reconciler.source.protocol import Source
+from reconciler.source.store import SpecStore
+
+
+def build_source(
+    config: Config,
+    *,
+    git_url: str | None = None,
+    branch: str = "main",
+    path: str = ".",
+    interval: float = 60.0,
+) -> Source:
+    store = SpecStore(config.store)
+    settings: dict[str, Any] = dict(config.git or {})
+    if git_url is None:
+        if not settings.get("url"):
+            return store
+        git_url = str(settings["url"])
+        branch = str(settings.get("branch", branch))
+        path = str(settings.get("path", path))
+        interval = _seconds(settings.get("interval", interval))
+    git = GitSource(
+        git_url, cache_root=config.state_dir, branch=branch, path=path, interval=interval
+    )
+    return CompositeSource(store, git)
+
+
+def _seconds(value: Any) -> float:
+    """60, 60.0, "60", "60s", "5m", "1h"."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError as exc:
+        raise SpecError(f"git interval {value!r} is not a duration (e.g. 30, 30s, 5m)") from exc

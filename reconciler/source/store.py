@@ -1,0 +1,392 @@
+"""The `volctl apply` spec store: a directory of YAML files that is a desired-state source.
+
+Why a directory and not a database: it is what `kubectl apply` users expect to be able to
+inspect, back up and diff, and the controller can watch it with inotify.  The rules that keep
+it trustworthy while several `volctl apply` run at once and the controller reads it:
+
+* one file per resource, `<kind>/<name>.yaml` (kind in lower case), so applying one resource
+  never rewrites another resource's file;
+* every write is atomic: a hidden temp file in the same directory, fsync, `os.replace`, fsync
+  of the directory; readers see the old or the new file, never half of one (the loader skips
+  hidden files, so a temp file is never read as a spec);
+* a lock file (`.volctl.lock`, flock) serialises writers, so validate-then-write is one step;
+* the revision is a digest of the files' names and contents, so a pass knows whether the
+  store changed since the last one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from reconciler import loading
+from reconciler.errors import SpecError
+from reconciler.loading import sources as spec_sources
+from reconciler.loading.diagnostics import Diagnostic, SpecValidationError
+from reconciler.loading.yamldoc import parse
+from reconciler.model import DesiredState
+from reconciler.source.protocol import Revision
+from reconciler.status.types import SourceStatus
+
+LOCK_NAME = ".volctl.lock"
+DEBOUNCE_SECONDS = 0.3
+
+# The short names the CLI and the status keys use ("vm/test_vm").
+SHORT_KINDS: dict[str, str] = {
+    "Host": "host",
+    "Image": "image",
+    "InstanceType": "instancetype",
+    "VirtualMachine": "vm",
+    "Volume": "volume",
+    "VolumeAttachment": "attachment",
+}
+
+
+def short_key(kind: str, name: str) -> str:
+    """ "vm/test_vm" for ("VirtualMachine", "test_vm")."""
+    return f"{SHORT_KINDS.get(kind, kind.lower())}/{name}"
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """One resource document found in the store (or in a user's file)."""
+
+    kind: str
+    name: str
+    file: str  # display name of the file it is in
+    line: int
+    data: Any  # the plain document
+
+
+def documents_of(texts: list[tuple[str, str]]) -> tuple[list[StoredDocument], list[Diagnostic]]:
+    """Every document with a kind and a name, for ownership and per-resource files.
+
+    Documents that lack them are left to the loader to complain about; YAML that does not
+    parse comes back as diagnostics.
+    """
+    out: list[StoredDocument] = []
+    problems: list[Diagnostic] = []
+    for name, text in texts:
+        docs, diags = parse(name, text)
+        problems.extend(diags)
+        for doc in docs:
+            data = doc.data
+            if not isinstance(data, dict):
+                continue
+            kind = data.get("kind")
+            meta = data.get("metadata")
+            res = meta.get("name") if isinstance(meta, dict) else None
+            if isinstance(kind, str) and isinstance(res, str):
+                out.append(StoredDocument(kind, res, name, doc.line, data))
+    return out, problems
+
+
+def digest(texts: list[tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for name, text in sorted(texts):
+        h.update(name.encode())
+        h.update(b"\0")
+        h.update(text.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _safe_component(value: str) -> str:
+    """A kind or name as a single path component; the loader's name pattern already ensures
+    this for valid specs, this is the last line of defence for the file system."""
+    if (
+        not value
+        or value in {".", ".."}
+        or value.startswith(".")
+        or "/" in value
+        or "\\" in value
+        or "\0" in value
+    ):
+        raise SpecError(f"{value!r} cannot be used as a file name in the spec store")
+    return value
+
+
+class SpecStore:
+    """A directory of per-resource YAML files; implements the `Source` protocol."""
+
+    kind = "store"
+
+    def __init__(self, directory: str | os.PathLike[str], *, debounce: float = DEBOUNCE_SECONDS):
+        self.root = Path(directory).absolute()
+        self.url = str(self.root)
+        self._debounce = debounce
+        self._observer: Any = None
+        self._timer: threading.Timer | None = None
+        self._timer_lock = threading.Lock()
+        self._last_applied: str | None = None
+        self._last_attempted: str | None = None
+        self._last_error: str | None = None
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def texts(self) -> list[tuple[str, str]]:
+        """(file name, text) of every spec file; unreadable files raise a
+        SpecValidationError so a broken store never looks empty."""
+        if not self.root.is_dir():
+            return []
+        files, problems = spec_sources.expand([str(self.root)])
+        files = [f for f in files if f != str(self.root)]
+        problems = [p for p in problems if "no *.yaml" not in p.message]
+        read, more = spec_sources.read(files)
+        problems.extend(more)
+        if problems:
+            raise SpecValidationError(problems)
+        return read
+
+    def fetch(self) -> Revision:
+        try:
+            texts = self.texts()
+        except SpecValidationError as exc:
+            rev = "unreadable"
+            return self._record(Revision(rev, None, tuple(str(d) for d in exc.diagnostics)))
+        rev = digest(texts)
+        try:
+            state = load_texts(texts, revision=rev)
+        except SpecValidationError as exc:
+            return self._record(Revision(rev, None, tuple(str(d) for d in exc.diagnostics)))
+        except SpecError as exc:
+            return self._record(Revision(rev, None, (str(exc),)))
+        return self._record(Revision(rev, state))
+
+    def _record(self, rev: Revision) -> Revision:
+        self._last_attempted = rev.revision
+        if rev.state is not None:
+            self._last_applied = rev.revision
+            self._last_error = None
+        else:
+            self._last_error = "\n".join(rev.errors)
+        return rev
+
+    def status(self) -> SourceStatus:
+        return SourceStatus(
+            kind="store",
+            url=self.url,
+            last_applied_revision=self._last_applied,
+            last_attempted_revision=self._last_attempted,
+            error=self._last_error,
+        )
+
+    def documents(self) -> list[StoredDocument]:
+        docs, problems = documents_of(self.texts())
+        if problems:
+            raise SpecValidationError(problems)
+        return docs
+
+    # ---- watching ------------------------------------------------------------------------
+
+    def watch(self, on_change: Callable[[], None]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        store = self
+
+        class _Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.is_directory or event.event_type in {"opened", "closed_no_write"}:
+                    return  # a directory change alone changes no spec; its files' events do
+                paths = [os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", ""))]
+                if all(_ignored(p) for p in paths if p):
+                    return
+                store._schedule(on_change)
+
+        observer = Observer()
+        observer.schedule(_Handler(), str(self.root), recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def _schedule(self, on_change: Callable[[], None]) -> None:
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            timer = threading.Timer(self._debounce, on_change)
+            timer.daemon = True
+            self._timer = timer
+            timer.start()
+
+    def close(self) -> None:
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+
+    # ---- writing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive lock for a read-validate-write cycle of `volctl apply`/`delete`."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def apply(
+        self,
+        texts: list[tuple[str, str]],
+        *,
+        owned: Mapping[str, str] | None = None,
+        owner: str = "git",
+        context: list[tuple[str, str]] | None = None,
+        dry_run: bool = False,
+    ) -> list[tuple[str, str]]:
+        """Validate `texts` together with the rest of the store, then write one file per
+        resource.  Returns ("vm/NAME", "created|configured|unchanged") in document order.
+
+        Nothing is written unless everything is valid: the user's documents (with their own
+        file:line), the store's other files, and no resource that another source owns.
+        `context` holds the other source's texts (git), which references may point into.
+        """
+        docs, problems = documents_of(texts)
+        if problems:
+            raise SpecValidationError(problems)
+        refused = [
+            Diagnostic(
+                d.file,
+                d.line,
+                "",
+                f"{short_key(d.kind, d.name)} is managed by {owner} ({where}); change it there",
+                f"{d.kind}/{d.name}",
+            )
+            for d in docs
+            if (where := (owned or {}).get(short_key(d.kind, d.name))) is not None
+        ]
+        if refused:
+            raise SpecValidationError(refused)
+        with self.locked():
+            replaced = {str(self.path_for(d.kind, d.name)) for d in docs}
+            others = [(n, t) for n, t in self.texts() if n not in replaced]
+            load_texts(list(texts) + others + list(context or []))
+            results: list[tuple[str, str]] = []
+            for d in docs:
+                key = short_key(d.kind, d.name)
+                if dry_run:
+                    results.append((key, self._would(d.kind, d.name, render(d.data))))
+                else:
+                    results.append((key, self.write(d.kind, d.name, render(d.data))))
+            return results
+
+    def delete(
+        self,
+        keys: list[tuple[str, str]],
+        *,
+        context: list[tuple[str, str]] | None = None,
+        dry_run: bool = False,
+    ) -> list[str]:
+        """Remove resources (kind, name) from the store if what remains is still valid.
+        Returns the keys that were present (and are now gone)."""
+        with self.locked():
+            paths = {str(self.path_for(k, n)) for k, n in keys}
+            remaining = [(n, t) for n, t in self.texts() if n not in paths]
+            load_texts(remaining + list(context or []))
+            gone = []
+            for kind, name in keys:
+                present = self.path_for(kind, name).is_file()
+                if present and not dry_run:
+                    self.remove(kind, name)
+                if present:
+                    gone.append(short_key(kind, name))
+            return gone
+
+    def read(self, kind: str, name: str) -> str | None:
+        try:
+            return self.path_for(kind, name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def _would(self, kind: str, name: str, text: str) -> str:
+        old = self.read(kind, name)
+        if old is None:
+            return "created"
+        return "unchanged" if old == text else "configured"
+
+    def path_for(self, kind: str, name: str) -> Path:
+        return self.root / _safe_component(kind.lower()) / f"{_safe_component(name)}.yaml"
+
+    def write(self, kind: str, name: str, text: str) -> str:
+        """Atomically write one resource's file: "created", "configured" or "unchanged"."""
+        path = self.path_for(kind, name)
+        old: str | None = None
+        if path.is_file():
+            old = path.read_text(encoding="utf-8")
+            if old == text:
+                return "unchanged"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, text)
+        return "created" if old is None else "configured"
+
+    def remove(self, kind: str, name: str) -> bool:
+        path = self.path_for(kind, name)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(path.parent)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # only succeeds when empty
+        return True
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write `text` to `path` so readers see either the old or the new content."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # noqa: PTH101 - the fd is closed, chmod the name
+        os.replace(tmp, path)  # noqa: PTH105 - the atomic rename is the point
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # noqa: PTH108
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ignored(path: str) -> bool:
+    """Lock and temp files (hidden) and non-YAML files never trigger a pass; directories do."""
+    base = os.path.basename(path)  # noqa: PTH119
+    if base.startswith("."):
+        return True
+    return "." in base and not base.endswith(spec_sources.SUFFIXES)
+
+
+def load_texts(texts: list[tuple[str, str]], *, revision: str | None = None) -> DesiredState:
+    """The loader's verdict on a set of texts: a DesiredState or a SpecValidationError."""
+    return loading.load_texts(texts, revision=revision)
+
+
+def render(data: Any) -> str:
+    """The stored form of one document: plain YAML, keys in the user's order."""
+    return "---\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
