@@ -1,0 +1,186 @@
+"""Bounded calls and error translation for the libvirt and Ceph backends.
+
+Why this exists: libvirt and librados calls block, sometimes forever (a dead Ceph wedges
+qemu and every libvirt call on that domain; a partitioned host hangs a TCP connect).  The
+controller must never hang with them, so every library call runs on a worker thread and is
+waited for with a deadline (`Worker`).  A call that misses its deadline raises `CallTimeout`
+and tells the owner through `on_timeout`, which marks the connection broken so the next use
+reconnects; the stuck thread is abandoned, never joined.
+
+The second half turns library exceptions into `reconciler.errors`, so nothing above the
+backend layer ever sees a libvirt, rados or rbd exception.  Unknown errors are `Transient`
+(retried), as the style guide asks.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import libvirt
+import rados
+import rbd
+
+from reconciler.errors import (
+    BackendError,
+    CallTimeout,
+    Conflict,
+    NotFound,
+    Terminal,
+    Transient,
+)
+
+T = TypeVar("T")
+
+
+class Worker:
+    """A small thread pool whose calls are awaited with a deadline.
+
+    `run()` raises `CallTimeout` when the deadline passes; the pool is then replaced by a
+    fresh one (the stuck threads keep their references and end whenever the library lets
+    them) and `on_timeout(what)` is called so the owner can drop its connection.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        threads: int = 4,
+        on_timeout: Callable[[str], None] | None = None,
+    ) -> None:
+        self._name = name
+        self._threads = threads
+        self._on_timeout = on_timeout
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> cf.ThreadPoolExecutor:
+        return cf.ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix=self._name)
+
+    def run(self, fn: Callable[[], T], *, timeout: float, what: str) -> T:
+        with self._lock:
+            pool = self._pool
+        try:
+            fut = pool.submit(fn)
+        except RuntimeError as exc:  # pool shut down concurrently: the worker was closed
+            raise Transient(f"{self._name}: {what}: worker closed") from exc
+        try:
+            return fut.result(timeout=timeout)
+        except cf.TimeoutError:
+            fut.cancel()
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = self._new_pool()
+                    pool.shutdown(wait=False, cancel_futures=True)
+            if self._on_timeout is not None:
+                self._on_timeout(what)
+            raise CallTimeout(f"{self._name}: {what} did not finish within {timeout:g}s") from None
+        except cf.CancelledError as exc:
+            raise Transient(f"{self._name}: {what}: cancelled (connection reset)") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------------------------
+# libvirt
+
+_LV_NOT_FOUND = {
+    libvirt.VIR_ERR_NO_DOMAIN,
+    libvirt.VIR_ERR_NO_DOMAIN_METADATA,
+    libvirt.VIR_ERR_NO_SECRET,
+    libvirt.VIR_ERR_DEVICE_MISSING,
+}
+_LV_CONFLICT = {libvirt.VIR_ERR_DOM_EXIST}
+_LV_TERMINAL = {
+    libvirt.VIR_ERR_NO_SUPPORT,
+    libvirt.VIR_ERR_XML_ERROR,
+    libvirt.VIR_ERR_XML_DETAIL,
+    libvirt.VIR_ERR_CONFIG_UNSUPPORTED,
+    libvirt.VIR_ERR_INVALID_ARG,
+    libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
+    libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+    libvirt.VIR_ERR_AUTH_FAILED,
+    libvirt.VIR_ERR_AUTH_UNAVAILABLE,
+    libvirt.VIR_ERR_OPERATION_DENIED,
+}
+# Errors that mean the connection itself is gone: the owner must reconnect.
+_LV_CONNECTION = {
+    libvirt.VIR_ERR_SYSTEM_ERROR,
+    libvirt.VIR_ERR_RPC,
+    libvirt.VIR_ERR_NO_CONNECT,
+    libvirt.VIR_ERR_INVALID_CONN,
+}
+
+
+def libvirt_connection_lost(exc: BaseException) -> bool:
+    """True when a libvirt error says the connection (not the object) is broken."""
+    if not isinstance(exc, libvirt.libvirtError):
+        return False
+    code = exc.get_error_code()
+    domain = exc.get_error_domain()
+    return code in _LV_CONNECTION or domain in (libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE)
+
+
+def translate_libvirt(exc: BaseException, what: str) -> BackendError:
+    """Map a libvirt exception (or anything else) to a typed volctl error."""
+    if isinstance(exc, BackendError):
+        return exc
+    if not isinstance(exc, libvirt.libvirtError):
+        return Transient(f"{what}: {type(exc).__name__}: {exc}")
+    code = exc.get_error_code()
+    msg = f"{what}: {exc.get_error_message() or exc}"
+    if code in _LV_NOT_FOUND:
+        return NotFound(msg, code=code)
+    if code in _LV_CONFLICT:
+        return Conflict(msg, code=code)
+    if code in _LV_TERMINAL:
+        return Terminal(msg, code=code)
+    if code == libvirt.VIR_ERR_OPERATION_TIMEOUT:
+        return CallTimeout(msg, code=code)
+    return Transient(msg, code=code)
+
+
+# ---------------------------------------------------------------------------------------
+# rados / rbd
+
+_CEPH_NOT_FOUND = (rbd.ImageNotFound, rados.ObjectNotFound)
+_CEPH_CONFLICT = (rbd.ImageExists, rados.ObjectExists, rbd.ImageHasSnapshots)
+_CEPH_TERMINAL = (
+    rbd.InvalidArgument,
+    rados.InvalidArgumentError,
+    rbd.PermissionError,
+    rados.PermissionError,
+    rbd.ReadOnlyImage,
+    rbd.FunctionNotSupported,
+    rbd.OperationNotSupported,
+    rbd.ArgumentOutOfRange,
+    rbd.NoSpace,
+    rados.NoSpace,
+    rbd.DiskQuotaExceeded,
+)
+_CEPH_TIMEOUT = (rados.TimedOut, rbd.Timeout)
+_CEPH_CONNECTION = (rados.ConnectionShutdown, rbd.ConnectionShutdown, rados.NotConnected)
+
+
+def ceph_connection_lost(exc: BaseException) -> bool:
+    return isinstance(exc, _CEPH_CONNECTION + _CEPH_TIMEOUT)
+
+
+def translate_ceph(exc: BaseException, what: str) -> BackendError:
+    """Map a rados/rbd exception (or anything else) to a typed volctl error."""
+    if isinstance(exc, BackendError):
+        return exc
+    msg = f"{what}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, _CEPH_NOT_FOUND):
+        return NotFound(msg)
+    if isinstance(exc, _CEPH_CONFLICT):
+        return Conflict(msg)
+    if isinstance(exc, _CEPH_TERMINAL):
+        return Terminal(msg)
+    if isinstance(exc, _CEPH_TIMEOUT):
+        return CallTimeout(msg)
+    return Transient(msg)

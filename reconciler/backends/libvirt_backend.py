@@ -1,0 +1,386 @@
+"""The Hypervisor Protocol on libvirt: observe one host cheaply, change only our domains.
+
+Why it looks like this:
+
+- **Cheap steady state.**  `observe()` makes one `getAllDomainStats(STATE)` RPC per host.  The
+  parsed XML of each domain (mark, disks, vcpus, memory) is cached per UUID and re-fetched
+  only when libvirt says it changed (lifecycle, device-added/removed, metadata events), when
+  its state changed, when we changed it ourselves, when it has a detach in flight, or when
+  the entry is older than `cache_ttl` (a safety net for missed events).  The connection's
+  loss drops the whole cache.  Block stats are deliberately *not* requested: for running
+  domains they make qemu query its RBD block nodes on the monitor, which hangs when Ceph is
+  down and wedges the domain (lab notes, pitfall 5).
+- **Ownership.**  A domain is ours only if its XML carries the volctl mark.  Every mutation
+  first checks the mark and raises `Conflict` on a foreign domain; nothing foreign is
+  ever modified.
+- **Idempotent mutations.**  Each one is "ensure": it reads the current state and does only
+  what is missing, so a retry after a crash or timeout is always safe.
+- **Detach is a request.**  `detach_disk` asks libvirt (asynchronously via the device alias
+  where possible) and returns; completion is what a later `observe()` sees (the disk gone
+  from the live XML), typically prompted by the DEVICE_REMOVED event.
+- **The test:/// seam.**  libvirt's test driver has no device hot-plug.  On it, attach and
+  detach redefine the persistent XML with the disk added/removed, and `observe()` reports
+  the persistent disks as the domain's disks (the test driver cannot change live devices).
+  Real hot-plug semantics are covered by the lab tests on a real libvirtd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import libvirt
+
+from reconciler.backends import domxml
+from reconciler.backends.libvirt_conn import LibvirtConnection
+from reconciler.backends.protocols import DiskSpec, DomainEventCallback, DomainSpec, EventKind
+from reconciler.errors import BackendError, Conflict, NotFound
+from reconciler.identity import XMLNS
+from reconciler.observe.types import DomainState, ObservedDomain, ObservedHost
+
+_STATE = {
+    libvirt.VIR_DOMAIN_RUNNING: DomainState.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: DomainState.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: DomainState.PAUSED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: DomainState.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTOFF: DomainState.SHUTOFF,
+}
+_INACTIVE = libvirt.VIR_DOMAIN_XML_INACTIVE
+_LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
+_CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+
+@dataclass(frozen=True)
+class _Entry:
+    parsed: domxml.ParsedDomain
+    state: int
+    fetched_at: float
+    generation: int
+
+    @property
+    def detaching(self) -> bool:
+        return any(not d.persistent for d in self.parsed.disks)
+
+
+class LibvirtHypervisor:
+    """One libvirt host, addressed by URI.  Implements `protocols.Hypervisor`."""
+
+    def __init__(
+        self,
+        name: str,
+        uri: str,
+        *,
+        timeout: float = 15.0,
+        connect_timeout: float = 5.0,
+        cpu_capacity: int | None = None,
+        ram_capacity_mib: int | None = None,
+        cache_ttl: float = 600.0,
+        keepalive: tuple[int, int] = (2, 3),
+    ) -> None:
+        self.name = name
+        self.uri = uri
+        self._cpu_override = cpu_capacity
+        self._ram_override = ram_capacity_mib
+        self._cache_ttl = cache_ttl
+        self._lock = threading.Lock()
+        self._cache: dict[str, _Entry] = {}
+        self._epoch: dict[str, int] = {}
+        self._callbacks: list[DomainEventCallback] = []
+        self._info: tuple[int, tuple[int, int, str]] | None = None  # (generation, info)
+        self._conn = LibvirtConnection(
+            name,
+            uri,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            keepalive=keepalive,
+            on_event=self._on_event,
+            on_lost=self._on_lost,
+        )
+
+    # -- events and cache -------------------------------------------------------------------
+
+    def _invalidate(self, uuid: str) -> None:
+        with self._lock:
+            self._cache.pop(uuid, None)
+            self._epoch[uuid] = self._epoch.get(uuid, 0) + 1
+
+    def _on_event(self, kind: str, name: str, uuid: str) -> None:
+        self._invalidate(uuid)
+        self._notify(kind, name)
+
+    def _on_lost(self, _reason: str) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._info = None
+        self._notify(EventKind.CONNECTION_LOST, "")
+
+    def _notify(self, kind: str, name: str) -> None:
+        for cb in list(self._callbacks):
+            try:
+                cb(self.name, kind, name)
+            except Exception:  # noqa: BLE001, S112 - a listener must not break event delivery
+                continue
+
+    def watch_events(self, callback: DomainEventCallback) -> None:
+        self._callbacks.append(callback)
+
+    def rpc_count(self) -> int:
+        return self._conn.rpc_count()
+
+    def rpc_stats(self) -> dict[str, int]:
+        """RPCs made so far, by libvirt API name (e.g. "XMLDesc")."""
+        return self._conn.rpc_stats()
+
+    def libvirt_connection(self) -> Any:
+        """The underlying virConnect.  For tests and lab tooling only.
+
+        The test driver's state is private to one connection, so out-of-band changes in
+        tests ("a domain removed behind our back") must go through this very connection.
+        """
+        return self._conn.connection()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- observe ----------------------------------------------------------------------------
+
+    def _emulated(self) -> bool:
+        return self.uri.startswith("test:")
+
+    def _host_info(self) -> tuple[int, int, str]:
+        gen = self._conn.generation
+        if self._info is not None and self._info[0] == gen:
+            return self._info[1]
+        info = self._conn.call("getInfo", lambda c: c.getInfo())
+        hostname = self._conn.call("getHostname", lambda c: c.getHostname())
+        value = (int(info[2]), int(info[1]), str(hostname))
+        self._info = (self._conn.generation, value)
+        return value
+
+    def _fetch(self, dom: Any, state: int) -> domxml.ParsedDomain:
+        if self._emulated() or state == libvirt.VIR_DOMAIN_SHUTOFF:
+            xml = self._conn.call("XMLDesc", lambda _c: dom.XMLDesc(_INACTIVE))
+            return domxml.parse_domain(xml)
+        live = self._conn.call("XMLDesc", lambda _c: dom.XMLDesc(0))
+        inactive = self._conn.call("XMLDesc", lambda _c: dom.XMLDesc(_INACTIVE))
+        return domxml.parse_domain(live, inactive)
+
+    def _fresh(self, uuid: str, state: int, now: float) -> _Entry | None:
+        with self._lock:
+            entry = self._cache.get(uuid)
+        if entry is None or entry.state != state or entry.detaching:
+            return None
+        if entry.generation != self._conn.generation or now - entry.fetched_at > self._cache_ttl:
+            return None
+        return entry
+
+    def observe(self) -> ObservedHost:
+        try:
+            cpus, mem, hostname = self._host_info()
+            stats = self._conn.call(
+                "getAllDomainStats",
+                lambda c: c.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE),
+            )
+            domains = []
+            now = time.monotonic()
+            seen = set()
+            for dom, st in stats:
+                uuid = dom.UUIDString()
+                seen.add(uuid)
+                state = int(st.get("state.state", -1))
+                entry = self._fresh(uuid, state, now)
+                if entry is None:
+                    with self._lock:
+                        epoch = self._epoch.get(uuid, 0)
+                    gen = self._conn.generation
+                    try:
+                        parsed = self._fetch(dom, state)
+                    except NotFound:
+                        continue  # undefined between the listing and the fetch
+                    entry = _Entry(parsed, state, now, gen)
+                    with self._lock:
+                        if self._epoch.get(uuid, 0) == epoch:
+                            self._cache[uuid] = entry
+                p = entry.parsed
+                domains.append(
+                    ObservedDomain(
+                        name=dom.name(),
+                        uuid=uuid,
+                        state=_STATE.get(state, DomainState.OTHER),
+                        vcpus=p.vcpus,
+                        memory_mib=p.memory_mib,
+                        mark=p.mark,
+                        disks=p.disks,
+                    )
+                )
+            with self._lock:
+                for gone in set(self._cache) - seen:
+                    del self._cache[gone]
+        except BackendError as exc:
+            return ObservedHost(name=self.name, reachable=False, reason=str(exc))
+        return ObservedHost(
+            name=self.name,
+            reachable=True,
+            cpus=self._cpu_override or cpus,
+            memory_mib=self._ram_override or mem,
+            domains=tuple(sorted(domains, key=lambda d: d.name)),
+            hostname=hostname,
+        )
+
+    # -- helpers for mutations --------------------------------------------------------------
+
+    def _lookup(self, name: str) -> Any:
+        return self._conn.call("lookupByName", lambda c: c.lookupByName(name))
+
+    def _lookup_ours(self, name: str) -> Any:
+        """The domain, after checking our mark in its persistent metadata."""
+        dom = self._lookup(name)
+        try:
+            raw = self._conn.call(
+                "metadata",
+                lambda _c: dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, XMLNS, _CONFIG),
+            )
+        except NotFound:
+            raise Conflict(f"{self.name}: domain {name} is not managed by volctl") from None
+        mark = domxml.parse_mark(raw)
+        if mark is None or mark.name != name:
+            raise Conflict(f"{self.name}: domain {name} is not managed by volctl")
+        return dom
+
+    def _is_active(self, dom: Any) -> bool:
+        return bool(self._conn.call("isActive", lambda _c: dom.isActive()))
+
+    def _xml(self, dom: Any, flags: int) -> str:
+        return str(self._conn.call("XMLDesc", lambda _c: dom.XMLDesc(flags)))
+
+    def _define_xml(self, xml: str) -> Any:
+        dom = self._conn.call("defineXML", lambda c: c.defineXML(xml))
+        self._invalidate(dom.UUIDString())
+        return dom
+
+    def _changed(self, dom: Any) -> None:
+        self._invalidate(dom.UUIDString())
+
+    # -- mutations --------------------------------------------------------------------------
+
+    def define(self, spec: DomainSpec) -> None:
+        dtype = "test" if self._emulated() else "qemu"
+        try:
+            dom = self._lookup(spec.name)
+        except NotFound:
+            self._define_xml(domxml.render_domain(spec, domain_type=dtype))
+            return
+        current = self._xml(dom, _INACTIVE)
+        parsed = domxml.parse_domain(current)
+        mark = parsed.mark
+        if mark is None or mark.name != spec.name:
+            raise Conflict(f"{self.name}: domain {spec.name} exists and is not managed by volctl")
+        if mark.vmid == spec.vmid and mark.spec_hash == spec.spec_hash:
+            return  # already defined with this identity and spec
+        xml = domxml.render_domain(
+            spec,
+            domain_type=dtype,
+            uuid_str=parsed.uuid,
+            extra_disks=domxml.volume_disks(current),
+        )
+        self._define_xml(xml)
+
+    def start(self, name: str) -> None:
+        dom = self._lookup_ours(name)
+        if self._is_active(dom):
+            return
+        try:
+            self._conn.call("create", lambda _c: dom.create())
+        except BackendError:
+            if not self._is_active(dom):  # lost a race with another start: fine
+                raise
+        self._changed(dom)
+
+    def shutdown(self, name: str) -> None:
+        dom = self._lookup_ours(name)
+        if not self._is_active(dom):
+            return
+        try:
+            self._conn.call("destroy", lambda _c: dom.destroy())
+        except BackendError:
+            if self._is_active(dom):
+                raise
+        self._changed(dom)
+
+    def destroy(self, name: str) -> None:
+        dom = self._lookup_ours(name)
+        if self._is_active(dom):
+            try:
+                self._conn.call("destroy", lambda _c: dom.destroy())
+            except BackendError:
+                if self._is_active(dom):
+                    raise
+        # No NVRAM flag: our guests boot SeaBIOS, and the test driver rejects it.
+        flags = (
+            libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+        )
+        with contextlib.suppress(NotFound):  # a transient domain is gone once destroyed
+            self._conn.call("undefineFlags", lambda _c: dom.undefineFlags(flags))
+        self._changed(dom)
+
+    def attach_disk(self, domain: str, disk: DiskSpec) -> None:
+        dom = self._lookup_ours(domain)
+        cfg = self._xml(dom, _INACTIVE)
+        emulated = self._emulated()
+        active = not emulated and self._is_active(dom)
+        live = self._xml(dom, 0) if active else cfg
+        in_cfg = domxml.find_disk(cfg, disk.rbd_image) is not None
+        in_live = domxml.find_disk(live, disk.rbd_image) is not None
+        for xml in (cfg, live):
+            for d in domxml.parse_domain(xml).disks:
+                if d.target == disk.target and d.rbd_image != disk.rbd_image:
+                    raise Conflict(
+                        f"{self.name}: {domain}: target {disk.target} holds {d.rbd_image}"
+                    )
+        disk_xml = domxml.render_disk(disk)
+        if emulated:
+            if not in_cfg:
+                self._define_xml(domxml.with_disk(cfg, disk_xml))
+            return
+        flags = (_LIVE if active and not in_live else 0) | (0 if in_cfg else _CONFIG)
+        if flags:
+            self._conn.call("attachDeviceFlags", lambda _c: dom.attachDeviceFlags(disk_xml, flags))
+            self._changed(dom)
+
+    def detach_disk(self, domain: str, rbd_image: str) -> None:
+        dom = self._lookup_ours(domain)
+        cfg = self._xml(dom, _INACTIVE)
+        cfg_disk = domxml.find_disk(cfg, rbd_image)
+        if self._emulated():
+            if cfg_disk is not None:
+                self._define_xml(domxml.without_disk(cfg, rbd_image))
+            return
+        live_disk = domxml.find_disk(self._xml(dom, 0), rbd_image) if self._is_active(dom) else None
+        if cfg_disk is not None:
+            self._conn.call(
+                "detachDeviceFlags", lambda _c: dom.detachDeviceFlags(cfg_disk, _CONFIG)
+            )
+        if live_disk is not None:
+            alias = domxml.disk_alias(live_disk)
+            if alias:  # asynchronous: returns once requested, DEVICE_REMOVED tells completion
+                self._conn.call("detachDeviceAlias", lambda _c: dom.detachDeviceAlias(alias, _LIVE))
+            else:
+                self._conn.call(
+                    "detachDeviceFlags", lambda _c: dom.detachDeviceFlags(live_disk, _LIVE)
+                )
+        self._changed(dom)
+
+    def resize_disk(self, domain: str, rbd_image: str, size_bytes: int) -> None:
+        dom = self._lookup_ours(domain)
+        if self._emulated() or not self._is_active(dom):
+            return  # nothing live to tell; the guest sees the size at its next boot
+        disk = domxml.find_disk(self._xml(dom, 0), rbd_image)
+        if disk is None:
+            raise NotFound(f"{self.name}: {domain}: {rbd_image} is not attached")
+        target = domxml.disk_target(disk)
+        flags = libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES
+        self._conn.call("blockResize", lambda _c: dom.blockResize(target, size_bytes, flags))

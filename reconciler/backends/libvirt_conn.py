@@ -1,0 +1,227 @@
+"""One libvirt connection: bounded calls, keepalive, events, reconnect, RPC counting.
+
+Why this is separate from the Hypervisor: connection care is the part that goes wrong in
+production (hung sockets, daemons restarted under us, missed events) and it is the same for
+every operation.  Rules kept here:
+
+- every libvirt call runs on this host's worker threads with a deadline (`calls.Worker`);
+- a call that times out, or fails with a connection-level error, or a close callback from
+  libvirt, marks the connection broken: the next call reconnects (and re-registers events);
+- the default libvirt event loop is registered once per process and run on a daemon thread,
+  because keepalive, close callbacks and domain events all need it;
+- every RPC is counted by API name, for the O(hosts) steady-state check and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import libvirt
+
+from reconciler.backends.calls import Worker, libvirt_connection_lost, translate_libvirt
+from reconciler.errors import BackendError, Transient
+
+T = TypeVar("T")
+
+_loop_lock = threading.Lock()
+_loop_started = False
+
+
+def _ignore_error(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr by default; we raise typed errors instead."""
+
+
+def _run_loop() -> None:
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+def ensure_event_loop() -> None:
+    """Register libvirt's default event loop once per process and run it on a daemon thread.
+
+    Must happen before the first connection is opened, so every connection can use
+    keepalive and events.
+    """
+    global _loop_started  # noqa: PLW0603 - process-wide singleton by nature
+    with _loop_lock:
+        if _loop_started:
+            return
+        libvirt.registerErrorHandler(_ignore_error, None)
+        libvirt.virEventRegisterDefaultImpl()
+        threading.Thread(target=_run_loop, name="libvirt-events", daemon=True).start()
+        _loop_started = True
+
+
+# (event id, our kind) pairs registered on every connection.
+EventSink = Callable[[str, str, str], None]  # (kind, domain name, domain uuid)
+LostSink = Callable[[str], None]  # (reason)
+
+
+class LibvirtConnection:
+    """A lazily (re)opened connection to one libvirt URI."""
+
+    def __init__(
+        self,
+        host: str,
+        uri: str,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        keepalive: tuple[int, int] = (2, 3),
+        on_event: EventSink | None = None,
+        on_lost: LostSink | None = None,
+    ) -> None:
+        self.host = host
+        self.uri = uri
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._keepalive = keepalive
+        self._on_event = on_event
+        self._on_lost = on_lost
+        self._lock = threading.RLock()
+        self._conn: Any = None
+        self.generation = 0  # bumped on every (re)connect; caches compare against it
+        self.broken_reason: str | None = None
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._count_lock = threading.Lock()
+        self._worker = Worker(f"libvirt-{host}", on_timeout=self._timed_out)
+        ensure_event_loop()
+
+    # -- counting ---------------------------------------------------------------------------
+
+    def _count(self, api: str) -> None:
+        with self._count_lock:
+            self._counts[api] += 1
+
+    def rpc_count(self) -> int:
+        with self._count_lock:
+            return sum(self._counts.values())
+
+    def rpc_stats(self) -> dict[str, int]:
+        with self._count_lock:
+            return dict(self._counts)
+
+    # -- connection state -------------------------------------------------------------------
+
+    def _timed_out(self, what: str) -> None:
+        self.mark_broken(f"{what} timed out")
+
+    def mark_broken(self, reason: str) -> None:
+        """Forget the connection; the next call reconnects.  Listeners hear about it."""
+        with self._lock:
+            had = self._conn is not None
+            self._conn = None  # the stuck thread (if any) still holds a reference
+            self.broken_reason = reason
+        if had and self._on_lost is not None:
+            self._on_lost(reason)
+
+    def _open(self) -> Any:
+        def open_and_setup() -> Any:
+            self._count("open")
+            conn = libvirt.open(self.uri)
+            try:
+                self._count("setKeepAlive")
+                conn.setKeepAlive(*self._keepalive)
+            except libvirt.libvirtError:
+                pass  # local drivers (test:///) have no keepalive; nothing to watch there
+            try:
+                self._count("registerCloseCallback")
+                conn.registerCloseCallback(self._closed, None)
+            except libvirt.libvirtError:
+                pass
+            self._register_events(conn)
+            return conn
+
+        try:
+            conn = self._worker.run(
+                open_and_setup, timeout=self.connect_timeout, what=f"connect {self.uri}"
+            )
+        except BackendError as exc:
+            self.broken_reason = str(exc)
+            raise
+        except libvirt.libvirtError as exc:
+            err = translate_libvirt(exc, f"connect {self.uri}")
+            self.broken_reason = str(err)
+            raise Transient(str(err), code=err.code) from exc
+        self.generation += 1
+        self.broken_reason = None
+        return conn
+
+    def connection(self) -> Any:
+        """The open virConnect, opening it if needed (bounded by connect_timeout)."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._open()
+            return self._conn
+
+    def _closed(self, _conn: Any, reason: int, _opaque: object) -> None:
+        names = {0: "error", 1: "end of file", 2: "keepalive timeout", 3: "client closed"}
+        self.mark_broken(f"connection closed: {names.get(reason, reason)}")
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _emit(self, kind: str, dom: Any) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(kind, dom.name(), dom.UUIDString())
+        except Exception:  # noqa: BLE001 - an event handler must never kill the event loop
+            return
+
+    def _register_events(self, conn: Any) -> None:
+        def lifecycle(_c: Any, dom: Any, _event: int, _detail: int, _o: object) -> None:
+            self._emit("lifecycle", dom)
+
+        def removed(_c: Any, dom: Any, _alias: str, _o: object) -> None:
+            self._emit("device-removed", dom)
+
+        def added(_c: Any, dom: Any, _alias: str, _o: object) -> None:
+            self._emit("device-added", dom)
+
+        def removal_failed(_c: Any, dom: Any, _alias: str, _o: object) -> None:
+            self._emit("lifecycle", dom)
+
+        def metadata(_c: Any, dom: Any, _type: int, _ns: str, _o: object) -> None:
+            self._emit("lifecycle", dom)
+
+        for event_id, cb in (
+            (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle),
+            (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, removed),
+            (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, added),
+            (libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED, removal_failed),
+            (libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, metadata),
+        ):
+            try:
+                self._count("domainEventRegisterAny")
+                conn.domainEventRegisterAny(None, event_id, cb, None)
+            except libvirt.libvirtError:
+                continue  # an old daemon without this event: resyncs still cover it
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def call(self, api: str, fn: Callable[[Any], T], *, timeout: float | None = None) -> T:
+        """Run `fn(conn)` (one libvirt RPC named `api`) with a deadline; translate errors."""
+        conn = self.connection()
+        self._count(api)
+        try:
+            return self._worker.run(
+                lambda: fn(conn), timeout=timeout or self.timeout, what=f"{self.host}: {api}"
+            )
+        except BackendError:
+            raise
+        except Exception as exc:
+            if libvirt_connection_lost(exc):
+                self.mark_broken(f"{api}: {exc}")
+            raise translate_libvirt(exc, f"{self.host}: {api}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # closing is best effort
+                self._worker.run(conn.close, timeout=self.connect_timeout, what="close")
+        self._worker.close()
