@@ -15,9 +15,10 @@ backend layer ever sees a libvirt, rados or rbd exception.  Unknown errors are `
 from __future__ import annotations
 
 import concurrent.futures as cf
+import queue
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import libvirt
 import rados
@@ -35,12 +36,63 @@ from reconciler.errors import (
 T = TypeVar("T")
 
 
-class Worker:
-    """A small thread pool whose calls are awaited with a deadline.
+class _Pool:
+    """Daemon threads fed from a queue, started on demand up to `size`.
 
-    `run()` raises `CallTimeout` when the deadline passes; the pool is then replaced by a
-    fresh one (the stuck threads keep their references and end whenever the library lets
-    them) and `on_timeout(what)` is called so the owner can drop its connection.
+    Not `ThreadPoolExecutor`: its threads are joined at interpreter exit, so one call stuck
+    on a hung host would keep the controller from exiting.
+    """
+
+    def __init__(self, name: str, size: int) -> None:
+        self._name = name
+        self._size = size
+        self._queue: queue.SimpleQueue[tuple[cf.Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, fn: Callable[[], T]) -> cf.Future[T]:
+        fut: cf.Future[T] = cf.Future()
+        with self._lock:
+            if self._idle == 0 and self._threads < self._size:
+                self._threads += 1
+                threading.Thread(
+                    target=self._loop, name=f"{self._name}-{self._threads}", daemon=True
+                ).start()
+            self._queue.put((fut, fn))
+        return fut
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            if item is None:
+                return
+            fut, fn = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                fut.set_exception(exc)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for _ in range(self._threads):
+                self._queue.put(None)
+
+
+class Worker:
+    """A few daemon threads whose calls are awaited with a deadline.
+
+    `run()` raises `CallTimeout` when the deadline passes; the threads are then replaced by
+    fresh ones (the stuck ones keep their references and end whenever the library lets them)
+    and `on_timeout(what)` is called so the owner can drop its connection.
     """
 
     def __init__(
@@ -54,26 +106,20 @@ class Worker:
         self._threads = threads
         self._on_timeout = on_timeout
         self._lock = threading.Lock()
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> cf.ThreadPoolExecutor:
-        return cf.ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix=self._name)
+        self._pool = _Pool(name, threads)
 
     def run(self, fn: Callable[[], T], *, timeout: float, what: str) -> T:
         with self._lock:
             pool = self._pool
-        try:
-            fut = pool.submit(fn)
-        except RuntimeError as exc:  # pool shut down concurrently: the worker was closed
-            raise Transient(f"{self._name}: {what}: worker closed") from exc
+        fut = pool.submit(fn)
         try:
             return fut.result(timeout=timeout)
         except cf.TimeoutError:
             fut.cancel()
             with self._lock:
                 if self._pool is pool:
-                    self._pool = self._new_pool()
-                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = _Pool(self._name, self._threads)
+                    pool.shutdown()
             if self._on_timeout is not None:
                 self._on_timeout(what)
             raise CallTimeout(f"{self._name}: {what} did not finish within {timeout:g}s") from None
@@ -82,7 +128,7 @@ class Worker:
 
     def close(self) -> None:
         with self._lock:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
 
 
 # ---------------------------------------------------------------------------------------
