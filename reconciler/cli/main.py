@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from reconciler.errors import VolctlError
 
 # module names under reconciler.cli; each has register(subparsers)
-COMMAND_MODULES: tuple[str, ...] = ("validate", "legacy_cmd")
+COMMAND_MODULES: tuple[str, ...] = ("validate", "legacy_cmd", "lab_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,115 @@
+/* volctl lab guest init: the whole userland of the lab's tiny base image.
+ *
+ * It exists so that end-to-end tests can watch a real Linux guest react to volctl:
+ *   - loads the modules listed in /mods/order (virtio, virtio-scsi, ACPI button, evdev);
+ *   - prints "VOLCTL-GUEST: ready" on the serial console once it runs;
+ *   - prints "VOLCTL-GUEST: blocks <dev[:serial]>..." whenever the set of block devices
+ *     changes (virtio disks show their <serial>), so a hot-plug or detach is visible in the
+ *     console log;
+ *   - powers off on the ACPI power button (virDomainShutdown), after printing
+ *     "VOLCTL-GUEST: poweroff".
+ * The kernel itself acknowledges ACPI PCI hot-unplug, which lets virtio detach complete. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/input.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define MAX_EVDEV 16
+
+static void load_modules(void) {
+  FILE *f = fopen("/mods/order", "r");
+  char name[128];
+  if (!f) { printf("VOLCTL-GUEST: no /mods/order\n"); return; }
+  while (fgets(name, sizeof name, f)) {
+    name[strcspn(name, "\r\n")] = 0;
+    if (!name[0]) continue;
+    char path[192];
+    snprintf(path, sizeof path, "/mods/%s.ko", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || syscall(SYS_finit_module, fd, "", 0) != 0)
+      printf("VOLCTL-GUEST: module %s failed\n", name);
+    if (fd >= 0) close(fd);
+  }
+  fclose(f);
+}
+
+static void read_serial(const char *dev, char *out, size_t n) {
+  char path[300];
+  out[0] = 0;
+  snprintf(path, sizeof path, "/sys/block/%s/serial", dev);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t r = read(fd, out, n - 1);
+  close(fd);
+  if (r <= 0) { out[0] = 0; return; }
+  out[r] = 0;
+  out[strcspn(out, "\r\n ")] = 0;
+}
+
+static void block_list(char *cur, size_t n) {
+  DIR *d = opendir("/sys/block");
+  struct dirent *e;
+  cur[0] = 0;
+  while (d && (e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char serial[64], item[200];
+    read_serial(e->d_name, serial, sizeof serial);
+    snprintf(item, sizeof item, serial[0] ? " %s:%s" : " %s", e->d_name, serial);
+    if (strlen(cur) + strlen(item) + 1 < n) strcat(cur, item);
+  }
+  if (d) closedir(d);
+}
+
+static int evfd[MAX_EVDEV];
+
+static void open_input(void) {
+  for (int i = 0; i < MAX_EVDEV; i++) {
+    if (evfd[i] >= 0) continue;
+    char path[64];
+    snprintf(path, sizeof path, "/dev/input/event%d", i);
+    evfd[i] = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  }
+}
+
+static int power_pressed(void) {
+  struct input_event ev;
+  for (int i = 0; i < MAX_EVDEV; i++) {
+    if (evfd[i] < 0) continue;
+    while (read(evfd[i], &ev, sizeof ev) == (ssize_t)sizeof ev)
+      if (ev.type == EV_KEY && ev.code == KEY_POWER && ev.value == 1) return 1;
+  }
+  return 0;
+}
+
+int main(void) {
+  mount("devtmpfs", "/dev", "devtmpfs", 0, 0);
+  mount("proc", "/proc", "proc", 0, 0);
+  mount("sysfs", "/sys", "sysfs", 0, 0);
+  int c = open("/dev/console", O_WRONLY);
+  if (c >= 0) { dup2(c, 1); dup2(c, 2); }
+  setvbuf(stdout, 0, _IONBF, 0);
+  for (int i = 0; i < MAX_EVDEV; i++) evfd[i] = -1;
+  load_modules();
+  printf("VOLCTL-GUEST: ready\n");
+  char last[2048] = "?", cur[2048];
+  for (unsigned tick = 0;; tick++) {
+    block_list(cur, sizeof cur);
+    if (strcmp(cur, last)) {
+      printf("VOLCTL-GUEST: blocks%s\n", cur);
+      strcpy(last, cur);
+    }
+    if (tick % 10 == 0) open_input();
+    if (power_pressed()) {
+      printf("VOLCTL-GUEST: poweroff\n");
+      sync();
+      reboot(RB_POWER_OFF);
+    }
+    usleep(100000);
+  }
+}

@@ -1,0 +1,366 @@
+"""`volctl lab` orchestration: bring the whole lab up in order, and tear it down in reverse.
+
+Why one module: the order matters and is the lab's main knowledge.  Up: base image (cached)
+-> Ceph -> libvirt hosts (first one alone if the qemu capabilities cache is cold) -> the ceph
+secret on every host -> base image into RBD -> inventory, config and lab.json.  Down: guests
+first (a dead Ceph wedges qemu that has RBD attached), then the libvirtds, then Ceph (mgr and
+OSD, then the mon), then the mount points and files the lab created.  Every step is by PID
+from a pid file; nothing is ever matched by process name.
+
+`lab-state.json` is written before anything starts, so `down` can clean up after a failed or
+interrupted `up`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from reconciler.lab import mounts
+from reconciler.lab.ceph import CephCluster, import_image
+from reconciler.lab.guest_image import DEFAULT_CACHE_DIR, ensure_base_image
+from reconciler.lab.info import LabHost, LabInfo
+from reconciler.lab.inventory import config_doc, write_config, write_inventory
+from reconciler.lab.libvirt_host import LibvirtHost
+from reconciler.lab.proc import (
+    LabError,
+    alive,
+    cmdline,
+    free_ports,
+    port_free,
+    remove_tree,
+    stop_pids,
+)
+
+DEFAULT_DIR = Path("/var/tmp/volctl-lab")
+BASE_IMAGE = "volctl-lab-base"
+BASE_SNAP = "base"
+STATE_FILE = "lab-state.json"
+MAX_SOCKET_PATH = 107
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class LabState:
+    """What `up` started, written before it starts anything (for `down`)."""
+
+    hosts: list[str] = field(default_factory=list)
+    mon_port: int = 6789
+    mon_v2_port: int = 3300
+    pool: str = "rbd"
+    cache_dir: str = str(DEFAULT_CACHE_DIR)
+    created_mountpoints: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def load(lab_dir: Path) -> LabState | None:
+        try:
+            raw = json.loads((lab_dir / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return LabState(**raw)
+
+    def save(self, lab_dir: Path) -> None:
+        tmp = lab_dir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=2))
+        tmp.replace(lab_dir / STATE_FILE)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("VOLCTL_LAB_CACHE", str(DEFAULT_CACHE_DIR)))
+
+
+class Lab:
+    """One lab directory.  All methods are safe to call in any state (idempotent)."""
+
+    def __init__(self, lab_dir: Path | str = DEFAULT_DIR, log: Log | None = None) -> None:
+        self.dir = Path(lab_dir).absolute()
+        self._t0 = time.monotonic()
+        self._log_fn = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    def log(self, msg: str) -> None:
+        self._log_fn(f"[{time.monotonic() - self._t0:6.2f}s] {msg}")
+
+    # ---- components ---------------------------------------------------------------
+
+    def state(self) -> LabState | None:
+        return LabState.load(self.dir)
+
+    def ceph(self, state: LabState) -> CephCluster:
+        return CephCluster(
+            self.dir / "ceph", mon_port=state.mon_port, mon_v2_port=state.mon_v2_port,
+            pool=state.pool,
+        )  # fmt: skip
+
+    def host(self, name: str, state: LabState | None = None) -> LibvirtHost:
+        st = state or self.state() or LabState()
+        return LibvirtHost(self.dir, name, Path(st.cache_dir) / "qemu-caps")
+
+    def host_names(self, state: LabState | None) -> list[str]:
+        names = set(state.hosts if state else [])
+        hosts_dir = self.dir / "hosts"
+        if hosts_dir.is_dir():
+            names |= {p.name for p in hosts_dir.iterdir() if p.is_dir()}
+        return sorted(names, key=lambda n: (len(n), n))
+
+    def info(self) -> LabInfo:
+        return LabInfo.load(self.dir)
+
+    def running(self) -> bool:
+        """True if lab.json exists and every daemon it lists is alive."""
+        state = self.state()
+        if state is None or not (self.dir / "lab.json").exists():
+            return False
+        if not all(self.ceph(state).pids().values()):
+            return False
+        return all(self.host(h, state).reaper_pid() for h in state.hosts)
+
+    # ---- up -----------------------------------------------------------------------
+
+    def up(
+        self,
+        hosts: int = 3,
+        *,
+        mon_port: int | None = None,
+        mon_v2_port: int | None = None,
+        cache_dir: Path | None = None,
+    ) -> LabInfo:
+        """Bring the lab up (or return the running one if it already has HOSTS hosts)."""
+        self._t0 = time.monotonic()
+        if os.geteuid() != 0:
+            raise LabError("volctl lab must run as root (it starts libvirtd and Ceph daemons)")
+        if hosts < 1:
+            raise LabError("--hosts must be at least 1")
+        if self.running():
+            info = self.info()
+            if len(info.hosts) == hosts:
+                self.log(f"lab already up in {self.dir} ({hosts} hosts)")
+                return info
+            raise LabError(
+                f"a lab with {len(info.hosts)} hosts runs in {self.dir}; "
+                "run `volctl lab down` first"
+            )
+        if self.dir.exists():
+            self.log(f"cleaning up a stale lab in {self.dir}")
+            self.down(quiet=True)
+        sock = LibvirtHost(self.dir, f"h{hosts}").socket
+        if len(str(sock)) > MAX_SOCKET_PATH:
+            raise LabError(f"lab dir too long for a unix socket path: {sock}")
+        v1, v2 = self._pick_ports(mon_port, mon_v2_port)
+        state = LabState(
+            hosts=[f"h{i}" for i in range(1, hosts + 1)],
+            mon_port=v1,
+            mon_v2_port=v2,
+            cache_dir=str((cache_dir or default_cache_dir()).absolute()),
+        )
+        self.dir.mkdir(parents=True)
+        state.save(self.dir)
+        try:
+            info = self._up(state)
+        except BaseException:
+            self._print_tails(state)
+            self.log("lab up failed; cleaning up")
+            self.down(quiet=True)
+            raise
+        self.log(f"lab up: {hosts} hosts, Ceph {self.ceph(state).health()}")
+        return info
+
+    def _pick_ports(self, v1: int | None, v2: int | None) -> tuple[int, int]:
+        for port in (v1, v2):
+            if port is not None and not port_free(port):
+                raise LabError(f"port {port} is already in use")
+        if v1 is None and v2 is None and port_free(6789) and port_free(3300):
+            return 6789, 3300
+        picked = iter(free_ports(2))
+        return v1 or next(picked), v2 or next(picked)
+
+    def _up(self, state: LabState) -> LabInfo:
+        cache = Path(state.cache_dir)
+        image_file = ensure_base_image(cache, self.log)
+        self.log(f"base image {image_file}")
+        ceph = self.ceph(state)
+        ceph.start(self.log)
+
+        state.created_mountpoints = mounts.ensure_mountpoints()
+        state.save(self.dir)
+        hosts = [self.host(n, state) for n in state.hosts]
+        for h in hosts:
+            h.write_conf()
+        first, rest = hosts[0], hosts[1:]
+        caps = Path(state.cache_dir) / "qemu-caps"
+        if not any(caps.glob("*.xml")):  # cold cache: let one daemon probe qemu first
+            first.spawn()
+            first.wait_ready()
+            started = rest
+        else:
+            started = hosts
+        for h in started:
+            h.spawn()
+        for h in started:
+            h.wait_ready()
+        self.log(f"{len(hosts)} libvirtd hosts ready")
+
+        secret_uuid = str(uuid.uuid4())
+        self._define_secrets(ceph, hosts, secret_uuid)
+        self.log("ceph secret defined on every host")
+
+        with ceph.connect(timeout=30) as cluster:
+            import_image(cluster, ceph.pool, BASE_IMAGE, image_file, BASE_SNAP)
+        base = f"{ceph.pool}/{BASE_IMAGE}@{BASE_SNAP}"
+        self.log(f"base image imported as {base}")
+
+        for sub in ("store", "state", "consoles"):
+            (self.dir / sub).mkdir(exist_ok=True)
+        inventory = self.dir / "inventory.yaml"
+        write_inventory(inventory, [(h.name, h.uri) for h in hosts], base)
+        config = self.dir / "volctl.yaml"
+        write_config(
+            config,
+            config_doc(
+                lab_dir=self.dir, ceph_conf=ceph.conf, pool=ceph.pool, user=ceph.user,
+                secret_uuid=secret_uuid, monitors=ceph.monitors,
+            ),
+        )  # fmt: skip
+        info = LabInfo(
+            dir=str(self.dir),
+            hosts=tuple(LabHost(h.name, h.uri, h.reaper_pid() or 0) for h in hosts),
+            ceph_conf=str(ceph.conf),
+            pool=ceph.pool,
+            ceph_user=ceph.user,
+            secret_uuid=secret_uuid,
+            monitors=ceph.monitors,
+            base_image=base,
+            base_image_file=str(image_file),
+            config_path=str(config),
+            inventory_path=str(inventory),
+        )
+        info.save()
+        return info
+
+    def _define_secrets(self, ceph: CephCluster, hosts: list[LibvirtHost], uuid_: str) -> None:
+        """The cephx key goes from the keyring straight into each host's secret, nowhere else."""
+        key = ceph.admin_key()
+        usage = f"client.{ceph.user} {self.dir}"
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            list(pool.map(lambda h: h.define_secret(uuid_, usage, key), hosts))
+
+    def _print_tails(self, state: LabState) -> None:
+        lines = self.ceph(state).log_tails()
+        for name in self.host_names(state):
+            lines += self.host(name, state).log_tails()
+        for line in lines:
+            self._log_fn(line)
+
+    # ---- down ---------------------------------------------------------------------
+
+    def down(self, *, keep: bool = False, quiet: bool = False) -> float:
+        """Stop guests, libvirtds, Ceph; remove mount points, namespaces and files.
+
+        Returns the seconds it took.  Safe to run repeatedly and on a half-started lab."""
+        t0 = time.monotonic()
+        if not self.dir.exists():
+            if not quiet:
+                self.log(f"no lab in {self.dir}")
+            return 0.0
+        state = self.state()
+        if (
+            state is None
+            and not (self.dir / "lab.json").exists()
+            and not (self.dir / "ceph").exists()
+        ):
+            raise LabError(f"{self.dir} does not look like a lab dir; not touching it")
+        state = state or LabState()
+        hosts = [self.host(n, state) for n in self.host_names(state)]
+        stop_pids([p for h in hosts for p in h.qemu_pids()], grace=5)
+        stop_pids([p for h in hosts for p in (h.reaper_pid(), h.libvirtd_pid()) if p], grace=8)
+        self.ceph(state).stop()
+        stragglers = self._stragglers()
+        stop_pids(stragglers, grace=3)
+        kept = mounts.remove_mountpoints(state.created_mountpoints)
+        if kept:
+            # still used by another lab; hand them over by keeping the record
+            self.log(f"mount points still in use elsewhere, kept: {' '.join(kept)}")
+        if not keep:
+            remove_tree(self.dir)
+        took = time.monotonic() - t0
+        if not quiet:
+            self.log(f"lab down in {took:.2f} s")
+        return took
+
+    def _stragglers(self) -> list[int]:
+        """Live processes started from this lab dir that no pid file accounted for."""
+        marker = str(self.dir) + "/"
+        out = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                pid = int(entry.name)
+                if pid != os.getpid() and alive(pid) and marker in cmdline(pid):
+                    out.append(pid)
+        return out
+
+    # ---- daemon restarts (tests) ----------------------------------------------------
+
+    def stop_host_daemon(self, name: str) -> None:
+        """Stop one host's libvirtd; its guests keep running."""
+        self.host(name).stop_daemon()
+
+    def start_host_daemon(self, name: str) -> LabHost:
+        """Start one host's libvirtd again (it reconnects to running guests); updates lab.json."""
+        h = self.host(name)
+        h.spawn()
+        h.wait_ready()
+        info = self.info()
+        new = LabHost(h.name, h.uri, h.reaper_pid() or 0)
+        hosts = tuple(new if x.name == name else x for x in info.hosts)
+        replace(info, hosts=hosts).save()
+        return new
+
+    # ---- status / env ---------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        """Rows: component, pid, addr, health."""
+        state = self.state()
+        if state is None:
+            return []
+        ceph = self.ceph(state)
+        pids = ceph.pids()
+        health = ceph.health() if pids["mon.a"] else "down"
+        rows: list[dict[str, Any]] = [
+            {
+                "component": "ceph mon.a",
+                "pid": pids["mon.a"],
+                "addr": f"127.0.0.1:{state.mon_v2_port} (v2) :{state.mon_port} (v1)",
+                "health": health,
+            }
+        ]
+        for d in ("osd.0", "mgr.x"):
+            rows.append(
+                {"component": f"ceph {d}", "pid": pids[d], "addr": "127.0.0.1",
+                 "health": "running" if pids[d] else "down"}
+            )  # fmt: skip
+        for name in self.host_names(state):
+            h = self.host(name, state)
+            guests = len(h.qemu_pids())
+            health = h.health()
+            rows.append(
+                {"component": f"host {name}", "pid": h.reaper_pid(), "addr": h.uri,
+                 "health": f"{health}, {guests} guest(s)" if health == "ok" else health}
+            )  # fmt: skip
+        return rows
+
+    def env(self) -> dict[str, str]:
+        info = self.info()
+        return {
+            "VOLCTL_LAB_DIR": info.dir,
+            "VOLCTL_CONFIG": info.config_path,
+            "CEPH_CONF": info.ceph_conf,
+            "LIBVIRT_DEFAULT_URI": info.hosts[0].uri,
+        }
