@@ -1,0 +1,230 @@
+"""The HTTP server of `volctl run`: seed API, `/api/v1`, probes, metrics and the dashboard.
+
+Why the standard library's ThreadingHTTPServer: the server only serialises an immutable
+snapshot the controller publishes after each pass, so it needs no framework, no async and no
+extra dependency; one thread per request is plenty and a slow client cannot stall the loop.
+No handler ever calls libvirt or Ceph: `snapshot_fn` must return the in-memory snapshot.
+
+Safe defaults: it binds 127.0.0.1 unless told otherwise, and with a token configured every
+data endpoint needs `Authorization: Bearer <token>` (compared in constant time).  The
+dashboard's static files and `/healthz` carry no data and stay open, so a browser can load
+the page and then send the token with its API calls.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import socket
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import structlog
+
+from reconciler.api import metrics, seed, v1
+from reconciler.api.seed import Reply
+from reconciler.status.types import Snapshot
+
+log = structlog.get_logger("volctl.api")
+
+STATIC = Path(__file__).parent / "static"
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+OPEN_PATHS = {"/", "/index.html", "/healthz", "/favicon.ico"}
+READ_METHODS = {"GET", "HEAD"}
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """ "127.0.0.1:8470", "[::1]:8470", ":8470" (loopback), "8470"."""
+    text = listen.strip()
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]:")
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+    else:
+        host, port = "", text
+    if not port.isdigit():
+        raise ValueError(f"listen address {listen!r} needs a port, e.g. 127.0.0.1:8470")
+    return host or "127.0.0.1", int(port)
+
+
+class ApiServer:
+    """A running server; `.url` is where it answers, `.stop()` shuts it down."""
+
+    def __init__(self, httpd: ThreadingHTTPServer, thread: threading.Thread) -> None:
+        self._httpd = httpd
+        self._thread = thread
+        host, port = httpd.server_address[:2]
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        shown = f"[{name}]" if ":" in name else name
+        self.url = f"http://{shown}:{port}"
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=10)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: tuple[str, int], snapshot_fn: Callable[[], Snapshot], token: str | None
+    ) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+        self.snapshot_fn = snapshot_fn
+        self.token = token
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "volctl"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("http", request=format % args)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_HEAD(self) -> None:
+        self._serve("HEAD")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def _serve(self, method: str) -> None:
+        try:
+            reply = self._dispatch(method)
+        except Exception:  # a bug must not kill the server thread
+            log.exception("api_error", path=self.path)
+            reply = Reply(500, {"error": "internal error while rendering the status"})
+        self._send(reply, head=method == "HEAD")
+
+    def _authorized(self) -> bool:
+        token = self.server.token
+        if not token:
+            return True
+        given = self.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), token.encode()
+        )
+
+    def _dispatch(self, method: str) -> Reply:
+        self._drain()
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        if path in seed.MUTATING:
+            return seed.mutating(path)  # explain even before auth: no data is revealed
+        static = self._static(path)
+        if static is not None and method in READ_METHODS:
+            return static
+        if path == "/healthz" and method in READ_METHODS:
+            return Reply(200, {"status": "ok"})
+        if not self._authorized():
+            return Reply(
+                401,
+                {"error": "missing or wrong bearer token (send Authorization: Bearer TOKEN)"},
+                (("WWW-Authenticate", 'Bearer realm="volctl"'),),
+            )
+        if method not in READ_METHODS:
+            return Reply(
+                405,
+                {"error": f"{method} is not allowed: the volctl REST view is read-only"},
+                (("Allow", "GET, HEAD"),),
+            )
+        try:
+            query = parse_qs(url.query, keep_blank_values=True, max_num_fields=20)
+        except ValueError:
+            return Reply(400, {"error": "malformed query string"})
+        snap = self.server.snapshot_fn()
+        if path == "/readyz":
+            if snap.generation >= 1:
+                return Reply(200, {"status": "ready", "generation": snap.generation})
+            return Reply(503, {"status": "not ready: the first reconcile pass has not finished"})
+        if path == "/metrics":
+            return Reply(200, metrics.render(snap), (("Content-Type", metrics.CONTENT_TYPE),))
+        reply = seed.route(snap, path, query) or v1.route(snap, path, query)
+        if reply is None:
+            return Reply(404, {"error": f"no such endpoint: {path}"})
+        return reply
+
+    def _drain(self) -> None:
+        """Read (and ignore) a request body so keep-alive connections stay in sync."""
+        length = self.headers.get("Content-Length")
+        if length and length.isdigit() and 0 < int(length) <= 1 << 20:
+            self.rfile.read(int(length))
+
+    def _static(self, path: str) -> Reply | None:
+        if path in {"/", "/index.html"}:
+            name = "index.html"
+        elif path.startswith("/static/"):
+            name = path[len("/static/") :]
+        else:
+            return None
+        file = STATIC / name
+        if "/" in name or name.startswith(".") or file.suffix not in STATIC_TYPES:
+            return Reply(404, {"error": f"no such file: {path}"})
+        try:
+            data = file.read_bytes()
+        except OSError:
+            return Reply(404, {"error": f"no such file: {path}"})
+        return Reply(200, data, (("Content-Type", STATIC_TYPES[file.suffix]),))
+
+    def _send(self, reply: Reply, *, head: bool) -> None:
+        headers = dict(reply.headers)
+        if isinstance(reply.body, bytes):
+            data = reply.body
+        elif isinstance(reply.body, str):
+            data = reply.body.encode()
+        else:
+            data = (json.dumps(reply.body, indent=None, separators=(",", ":")) + "\n").encode()
+            headers.setdefault("Content-Type", "application/json")
+        self.send_response(reply.status, HTTPStatus(reply.status).phrase)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if not head:
+            self.wfile.write(data)
+
+
+def serve(
+    snapshot_fn: Callable[[], Snapshot],
+    listen: str = "127.0.0.1:8470",
+    token: str | None = None,
+) -> ApiServer:
+    """Start serving in a daemon thread and return at once."""
+    httpd = _Server(parse_listen(listen), snapshot_fn, token or None)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="volctl-api", daemon=True
+    )
+    thread.start()
+    server = ApiServer(httpd, thread)
+    log.info("api_listening", url=server.url, auth=bool(token))
+    return server
