@@ -82,6 +82,12 @@ def _int_param(query: Mapping[str, list[str]], name: str) -> int | Reply:
     return int(raw)
 
 
+def size_gib(vol: ResourceStatus) -> int | None:
+    """The volume's size in GiB, the seed's unit (status details say "2Gi")."""
+    raw = vol.details.get("size", "")
+    return _int(raw.removesuffix("Gi")) if isinstance(raw, str) else _int(raw)
+
+
 def tid_of(snap: Snapshot, vm: ResourceStatus) -> int | None:
     tid = _int(vm.ids.get("tid"))
     if tid is not None:
@@ -110,7 +116,7 @@ def _by_id(snap: Snapshot, kind: str, key: str, value: int) -> ResourceStatus | 
 
 def attached_vm(snap: Snapshot, volume: ResourceStatus) -> ResourceStatus | None:
     """The VM a volume is attached to now (from the volume's status, else its attachment)."""
-    name = volume.details.get("attachedTo")
+    name = (volume.details.get("attachedTo") or "").split(",")[0]
     if not name:
         for att in snap.resources.values():
             if (
@@ -118,7 +124,7 @@ def attached_vm(snap: Snapshot, volume: ResourceStatus) -> ResourceStatus | None
                 and att.details.get("volume") == volume.name
                 and att.phase.value == "Ready"
             ):
-                name = att.details.get("vm")
+                name = att.details.get("vm", "")
                 break
     return _by_name(snap, VM, name)
 
@@ -171,9 +177,7 @@ def volume_query(snap: Snapshot, query: Mapping[str, list[str]]) -> Reply:
     vol = _by_id(snap, VOLUME, "volumeid", volumeid)
     if vol is None:
         return Reply(404, {"error": f"volumeid : {volumeid} does not exist"})
-    size = _int(vol.details.get("size"))
-    if size is None:
-        size = _int(vol.ids.get("size"))
+    size = size_gib(vol)
     body: dict[str, Any] = {"volumeid": volumeid, "name": vol.name, "size": size}
     vm = attached_vm(snap, vol)
     vmid = _int(vm.ids.get("vmid")) if vm is not None else None

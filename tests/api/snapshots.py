@@ -25,6 +25,20 @@ def ready(kind: str, name: str, **kw: object) -> ResourceStatus:
     )
 
 
+SHORT = {
+    "VirtualMachine": "vm",
+    "Volume": "volume",
+    "VolumeAttachment": "attachment",
+    "Image": "image",
+    "InstanceType": "instancetype",
+    "Host": "host",
+}
+
+
+def key(r: ResourceStatus) -> str:
+    return f"{SHORT[r.kind]}/{r.name}"
+
+
 def world() -> Snapshot:
     res = [
         ready(
@@ -56,9 +70,12 @@ def world() -> Snapshot:
             details={"instanceType": "large"},
         ),
         ready(
-            "Volume", "data1", ids={"volumeid": 500}, details={"size": "2", "attachedTo": "test_vm"}
+            "Volume",
+            "data1",
+            ids={"volumeid": 500},
+            details={"size": "2Gi", "attachedTo": "test_vm"},
         ),
-        ready("Volume", "spare", ids={"volumeid": 501}, details={"size": "5"}),
+        ready("Volume", "spare", ids={"volumeid": 501}, details={"size": "5Gi"}),
         ready("VolumeAttachment", "data1-on-test_vm", details={"volume": "data1", "vm": "test_vm"}),
         ResourceStatus(
             "VirtualMachine",
@@ -92,7 +109,7 @@ def world() -> Snapshot:
         converged=False,
         reconcile_id="r-3",
         last_pass_seconds=0.2,
-        resources={f"{r.kind}/{r.name}": r for r in res},
+        resources={key(r): r for r in res},
         hosts=hosts,
         source=SourceStatus(
             kind="git",
