@@ -116,15 +116,34 @@ class Worker:
             return fut.result(timeout=timeout)
         except cf.TimeoutError:
             fut.cancel()
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = _Pool(self._name, self._threads)
-                    pool.shutdown()
-            if self._on_timeout is not None:
-                self._on_timeout(what)
+            self._abandon(pool, what)
             raise CallTimeout(f"{self._name}: {what} did not finish within {timeout:g}s") from None
         except cf.CancelledError as exc:
             raise Transient(f"{self._name}: {what}: cancelled (connection reset)") from exc
+
+    def run_all(self, fns: list[Callable[[], T]], *, timeout: float, what: str) -> list[T]:
+        """Run independent calls in parallel on the worker threads, one deadline for all.
+
+        The first exception (in order) is raised once every call has ended.
+        """
+        with self._lock:
+            pool = self._pool
+        futs = [pool.submit(fn) for fn in fns]
+        _, pending = cf.wait(futs, timeout=timeout)
+        if pending:
+            for fut in pending:
+                fut.cancel()
+            self._abandon(pool, what)
+            raise CallTimeout(f"{self._name}: {what} did not finish within {timeout:g}s")
+        return [f.result() for f in futs]
+
+    def _abandon(self, pool: _Pool, what: str) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = _Pool(self._name, self._threads)
+                pool.shutdown()
+        if self._on_timeout is not None:
+            self._on_timeout(what)
 
     def close(self) -> None:
         with self._lock:

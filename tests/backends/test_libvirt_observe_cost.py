@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from reconciler.backends.libvirt_backend import LibvirtHypervisor
 from reconciler.backends.protocols import EventKind
 
 from .conftest import HostFactory, spec
+from .hung import silent_unix_socket
 
 
 def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -107,30 +107,8 @@ def test_bad_uri_is_unreachable_with_a_reason() -> None:
 
 @pytest.fixture
 def silent_socket(tmp_path: Path) -> Iterator[str]:
-    """A unix socket that accepts connections and never answers (a hung libvirtd)."""
-    path = str(tmp_path / "hung-sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(8)
-    conns: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conns.append(srv.accept()[0])
-            except OSError:
-                continue
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    yield path
-    stop.set()
-    t.join()
-    for c in conns:
-        c.close()
-    srv.close()
+    with silent_unix_socket(str(tmp_path / "hung-sock")) as path:
+        yield path
 
 
 def test_hung_host_is_unreachable_within_the_timeout(silent_socket: str) -> None:
