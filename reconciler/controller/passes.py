@@ -1,0 +1,223 @@
+"""One reconcile pass: fetch, observe, plan, execute, verify, and always write status.
+
+Every pass does the same thing whatever woke it (level-based): it re-reads the source,
+re-observes every host and the pool, plans, executes, and, if anything ran, observes and
+plans once more so status reports what *is*, not what the executor hoped.  Whatever
+happens - an invalid revision, an unreachable Ceph, a bug that raises - the pass ends by
+publishing a Snapshot (Flux's deferred `finalizeStatus`).  An invalid revision never stops
+reconciliation: the last good desired state stays in force and the error goes to
+`Snapshot.source`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from reconciler.controller.connections import Connections
+from reconciler.execute.executor import ExecutionReport, Executor, Limits
+from reconciler.execute.handlers import Backends, DeviceEvents
+from reconciler.execute.retry import RetryTracker
+from reconciler.model import DesiredState
+from reconciler.observe.types import ObservedWorld
+from reconciler.plan.actions import Plan
+from reconciler.plan.settings import PlanSettings
+from reconciler.source.protocol import Revision, Source
+from reconciler.status.compute import PassInput, compute
+from reconciler.status.store import StatusStore
+from reconciler.status.types import Snapshot, SourceStatus
+
+log = structlog.get_logger("volctl.controller")
+
+Planner = Callable[[DesiredState, ObservedWorld, PlanSettings], Plan]
+
+
+def default_planner() -> Planner:
+    """`reconciler.plan.planner.plan`, imported late so tests can run a planner of their own."""
+    fn: Planner = importlib.import_module("reconciler.plan.planner").plan
+    return fn
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    limits: Limits = field(default_factory=Limits)
+    detach_wait: float = 15.0
+    detach_poll: float = 0.5
+    verify: bool = True  # re-observe after executing, so status shows observed truth
+
+
+@dataclass(frozen=True)
+class PassResult:
+    reconcile_id: str
+    snapshot: Snapshot
+    plan: Plan | None = None  # what this pass executed
+    report: ExecutionReport | None = None
+    remaining: Plan | None = None  # planned from the final observation
+    error: str | None = None
+
+    @property
+    def progressed(self) -> bool:
+        return self.report is not None and any(o.ok for o in self.report.outcomes.values())
+
+
+class Engine:
+    """Runs passes against one source, one set of connections and one status store."""
+
+    def __init__(
+        self,
+        source: Source,
+        connections: Connections,
+        plan_settings: PlanSettings,
+        store: StatusStore,
+        *,
+        settings: EngineSettings | None = None,
+        retry: RetryTracker | None = None,
+        planner: Planner | None = None,
+        events: DeviceEvents | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.connections = connections
+        self.plan_settings = plan_settings
+        self.store = store
+        self.settings = settings or EngineSettings()
+        self.retry = retry or RetryTracker()
+        self.planner = planner or default_planner()
+        self.events = events or DeviceEvents()
+        self.clock = clock
+        self.last_good: DesiredState | None = None
+        self.last_good_revision: str | None = None
+
+    def run_pass(self, reasons: frozenset[str] = frozenset()) -> PassResult:
+        """One full pass; never raises (except KeyboardInterrupt/SystemExit)."""
+        rid = uuid.uuid4().hex[:12]
+        bound = log.bind(reconcile_id=rid)
+        t0 = time.monotonic()
+        bound.info("pass.start", triggers=sorted(reasons))
+        st = _PassState()
+        try:
+            self._run(st, rid, bound)
+        except Exception as exc:  # noqa: BLE001 - a pass never takes the loop down
+            st.error = f"pass failed: {type(exc).__name__}: {exc}"
+            bound.exception("pass.panic", error=st.error)
+        finally:
+            snap = self._finalize(st, rid, time.monotonic() - t0)
+        bound.info(
+            "pass.end",
+            duration_ms=round((time.monotonic() - t0) * 1000, 1),
+            converged=snap.converged,
+            actions=len(st.plan.actions) if st.plan else 0,
+            remaining=snap.pending_actions,
+            error=st.error,
+        )
+        return PassResult(rid, snap, st.plan, st.report, st.remaining, st.error)
+
+    def _run(self, st: _PassState, rid: str, bound: structlog.typing.FilteringBoundLogger) -> None:
+        st.source = self._fetch(bound)
+        desired = self.last_good
+        if desired is None:
+            errs = st.source.error if st.source else None
+            st.error = f"no valid desired state yet: {errs or 'source is empty'}"
+            return
+        st.desired = desired
+        self.connections.sync(desired)
+        st.observed = self.connections.observe(desired)
+        st.plan = self.planner(desired, st.observed, self.plan_settings)
+        st.remaining = st.plan
+        if st.plan.empty:
+            return
+        st.report = self._executor().run(st.plan, reconcile_id=rid)
+        if st.report.ran and self.settings.verify:
+            st.observed = self.connections.observe(desired)
+            st.remaining = self.planner(desired, st.observed, self.plan_settings)
+        elif st.report.ran:
+            st.unverified = True
+
+    def _fetch(self, bound: structlog.typing.FilteringBoundLogger) -> SourceStatus:
+        rev: Revision | None = None
+        err: str | None = None
+        try:
+            rev = self.source.fetch()
+        except Exception as exc:  # noqa: BLE001 - a broken source must not stop the loop
+            bound.warning("source.error", error=str(exc))
+            err = f"{type(exc).__name__}: {exc}"
+        else:
+            err = "\n".join(rev.errors) if rev.errors else None
+        if rev is not None and rev.state is not None:
+            if rev.revision != self.last_good_revision:
+                bound.info("source.revision", revision=rev.revision)
+            self.last_good = rev.state
+            self.last_good_revision = rev.revision
+        elif err:
+            bound.warning("source.invalid", revision=rev.revision if rev else None, error=err)
+        status_fn = getattr(self.source, "status", None)
+        if callable(status_fn):
+            status: SourceStatus = status_fn()
+            if err and not status.error:
+                status = replace(status, error=err)
+            return status
+        return SourceStatus(
+            kind=self.source.kind,
+            url=self.source.url,
+            last_applied_revision=self.last_good_revision,
+            last_attempted_revision=rev.revision if rev else None,
+            error=err,
+        )
+
+    def _executor(self) -> Executor:
+        backends = Backends(
+            self.connections.hypervisors(),
+            self.connections.storage(),
+            events=self.events,
+            detach_wait=self.settings.detach_wait,
+            detach_poll=self.settings.detach_poll,
+            pool=self.plan_settings.pool,
+        )
+        return Executor(backends, limits=self.settings.limits, retry=self.retry, clock=self.clock)
+
+    def _finalize(self, st: _PassState, rid: str, seconds: float) -> Snapshot:
+        p = PassInput(
+            reconcile_id=rid,
+            time=self.clock(),
+            seconds=seconds,
+            desired=st.desired,
+            observed=st.observed,
+            plan=st.remaining,
+            outcomes=dict(st.report.outcomes) if st.report else {},
+            source=st.source,
+            error=st.error,
+            unverified=st.unverified,
+        )
+        try:
+            return self.store.update(lambda prev: compute(prev, p))
+        except Exception as exc:  # status must still be written
+            log.exception("status.error", reconcile_id=rid)
+            err = f"status computation failed: {type(exc).__name__}: {exc}"
+            return self.store.update(
+                lambda prev: replace(
+                    prev,
+                    generation=prev.generation + 1,
+                    time=p.time,
+                    converged=False,
+                    reconcile_id=rid,
+                    last_error=err,
+                    source=st.source or prev.source,
+                )
+            )
+
+
+@dataclass
+class _PassState:
+    source: SourceStatus | None = None
+    desired: DesiredState | None = None
+    observed: ObservedWorld | None = None
+    plan: Plan | None = None
+    report: ExecutionReport | None = None
+    remaining: Plan | None = None
+    error: str | None = None
+    unverified: bool = False

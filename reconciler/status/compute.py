@@ -1,0 +1,325 @@
+"""From one pass's data to the next Snapshot: phases, conditions, ids, events, metrics.
+
+Status is a pure function of (previous snapshot, desired, observed, plan, outcomes), so it is
+always written, also after a failed pass (then most inputs are missing and the previous
+resources are carried over with the error).  The phase of a resource follows from what the
+*latest observation* and the plan computed from it say is left to do; outcomes of this
+pass only add events, the last error and the Failed/Detaching nuances.  Conditions keep
+their last transition time while their status does not change, like Kubernetes.
+
+Outcomes come from the executor, which this layer does not import; `ActionOutcome` is the
+structural shape it needs.  Nothing here ever reads or stores a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from reconciler.model import DesiredState
+from reconciler.observe.types import ObservedWorld
+from reconciler.plan.actions import Action, ActionKind, Plan
+from reconciler.status.kinds import Facts, Index, resource_facts
+from reconciler.status.types import (
+    PASS_BUCKETS,
+    Condition,
+    ConditionType,
+    Event,
+    Metrics,
+    Phase,
+    ResourceStatus,
+    Snapshot,
+    SourceStatus,
+)
+
+MAX_RESOURCE_EVENTS = 20
+MAX_SNAPSHOT_EVENTS = 200
+
+# execute.outcome.Result values, as plain strings (status does not import execute)
+OK, REQUESTED, TRANSIENT, TERMINAL, DEFERRED, SKIPPED = (
+    "ok",
+    "requested",
+    "transient",
+    "terminal",
+    "deferred",
+    "skipped",
+)
+
+
+class ActionOutcome(Protocol):
+    @property
+    def action(self) -> Action: ...
+    @property
+    def result(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def retry_after(self) -> float | None: ...
+    @property
+    def ran(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class PassInput:
+    """Everything one pass learned; any part may be missing when the pass failed early."""
+
+    reconcile_id: str
+    time: float  # unix time the pass ended
+    seconds: float
+    desired: DesiredState | None = None
+    observed: ObservedWorld | None = None  # the latest observation (after executing, if any)
+    plan: Plan | None = None  # planned from `observed`: what is still left to do
+    outcomes: Mapping[str, ActionOutcome] = field(default_factory=dict)  # this pass
+    source: SourceStatus | None = None
+    error: str | None = None  # the pass failed (panic, nothing observable, bad first revision)
+    # True when actions ran but the world was not re-observed afterwards (status shows them
+    # as progressing until the next pass sees the result)
+    unverified: bool = False
+
+
+_OK_EVENTS: Mapping[ActionKind, str] = {
+    ActionKind.IMPORT_IMAGE: "Imported",
+    ActionKind.CLONE_ROOT: "RootCloned",
+    ActionKind.DEFINE_DOMAIN: "Created",
+    ActionKind.START_DOMAIN: "Started",
+    ActionKind.STOP_DOMAIN: "Stopped",
+    ActionKind.DESTROY_DOMAIN: "Deleted",
+    ActionKind.DELETE_ROOT: "RootDeleted",
+    ActionKind.CREATE_VOLUME: "Created",
+    ActionKind.RESIZE_VOLUME: "Resized",
+    ActionKind.SET_VOLUME_META: "Updated",
+    ActionKind.DELETE_VOLUME: "Deleted",
+    ActionKind.ATTACH_VOLUME: "Attached",
+    ActionKind.DETACH_VOLUME: "Detached",
+}
+_BLOCKED_PHASES: Mapping[str, Phase] = {
+    "Unschedulable": Phase.UNSCHEDULABLE,
+    "HostUnknown": Phase.UNKNOWN,
+}
+_CONVERGED = (Phase.READY, Phase.STOPPED, Phase.RELEASED)
+
+
+def compute(previous: Snapshot, p: PassInput) -> Snapshot:
+    """The snapshot after pass `p` (previous supplies history, transitions and counters)."""
+    metrics = _metrics(previous.metrics, p)
+    if p.desired is None or p.observed is None or p.plan is None:
+        return replace(
+            previous,
+            generation=previous.generation + 1,
+            time=p.time,
+            converged=False,
+            reconcile_id=p.reconcile_id,
+            last_pass_seconds=p.seconds,
+            last_error=p.error or "pass did not complete",
+            source=p.source or previous.source,
+            metrics=metrics,
+        )
+    idx = Index.build(p.desired, p.observed, p.plan)
+    by_res: dict[str, list[ActionOutcome]] = {}
+    for o in p.outcomes.values():
+        by_res.setdefault(o.action.resource, []).append(o)
+    resources: dict[str, ResourceStatus] = {}
+    new_events: list[Event] = []
+    drift = 0
+    for facts in resource_facts(idx):
+        prev = previous.resources.get(facts.key)
+        status, events, corrected = _status(facts, prev, idx, by_res.get(facts.key, []), p)
+        resources[facts.key] = status
+        new_events.extend(events)
+        drift += corrected
+    metrics = replace(metrics, drift_corrections_total=metrics.drift_corrections_total + drift)
+    converged = (
+        p.error is None
+        and p.plan.empty
+        and not p.plan.blocked
+        and not p.unverified
+        and p.observed.all_hosts_known
+        and p.observed.storage.reachable
+    )
+    return Snapshot(
+        generation=previous.generation + 1,
+        time=p.time,
+        converged=converged,
+        reconcile_id=p.reconcile_id,
+        last_pass_seconds=p.seconds,
+        last_error=p.error,
+        resources=resources,
+        hosts=idx.host_statuses(),
+        source=p.source or previous.source,
+        events=(*previous.events, *new_events)[-MAX_SNAPSHOT_EVENTS:],
+        pending_actions=len(p.plan.actions),
+        metrics=metrics,
+    )
+
+
+def _status(
+    f: Facts,
+    prev: ResourceStatus | None,
+    idx: Index,
+    outcomes: list[ActionOutcome],
+    p: PassInput,
+) -> tuple[ResourceStatus, list[Event], int]:
+    now = p.time
+    blocked = idx.blocked.get(f.key)
+    pending = idx.pending.get(f.key, [])
+    failed = [o for o in outcomes if o.result in (TRANSIENT, TERMINAL) and o.ran]
+    terminal = [o for o in outcomes if o.result == TERMINAL]
+    requested = [o for o in outcomes if o.result == REQUESTED]
+    retrying = [o for o in outcomes if o.result in (TRANSIENT, DEFERRED)]
+    ran_ok = [o for o in outcomes if o.result == OK]
+    busy = bool(pending) or (p.unverified and bool(ran_ok))
+
+    error: str | None = None
+    if terminal or retrying:
+        error = (terminal or retrying)[0].message or None
+    if error is None and busy and prev is not None:
+        error = prev.last_error
+
+    if blocked is not None:
+        phase = _BLOCKED_PHASES.get(blocked.reason, Phase.BLOCKED)
+        ready = (False, blocked.reason, blocked.message)
+        progressing = (False, blocked.reason, "")
+        degraded = (True, blocked.reason, blocked.message)
+        error = blocked.message
+    elif terminal:
+        phase = Phase.FAILED
+        ready = (False, "Failed", error or "")
+        progressing = (False, "Failed", "waits for a spec change")
+        degraded = (True, "Failed", error or "")
+    elif busy or requested or f.detaching:
+        phase = _busy_phase(f, pending, requested)
+        detail = ", ".join(a.id for a in pending[:3]) or "verifying"
+        ready = (False, "Progressing", detail)
+        progressing = (True, str(phase), detail)
+        degraded = (True, "RetryScheduled", error or "") if retrying else (False, "AsExpected", "")
+    else:
+        phase = f.phase
+        error = None if phase in _CONVERGED else f.message
+        ok = phase in _CONVERGED
+        ready = (ok, str(phase), f.message)
+        progressing = (False, str(phase), "")
+        degraded = (not ok, str(phase), f.message) if not ok else (False, "AsExpected", "")
+
+    conditions = (
+        _cond(prev, ConditionType.READY, ready, now),
+        _cond(prev, ConditionType.PROGRESSING, progressing, now),
+        _cond(prev, ConditionType.DEGRADED, degraded, now),
+    )
+    drift = _is_drift(f, prev)
+    why = (blocked.reason, blocked.message) if blocked is not None else None
+    events = _events(f, prev, phase, (outcomes, failed), now, drift=drift, why=why)
+    corrected = len(ran_ok) if drift else 0
+    status = ResourceStatus(
+        kind=f.kind,
+        name=f.name,
+        phase=phase,
+        conditions=conditions,
+        observed_spec_hash=f.observed_hash,
+        desired_spec_hash=f.desired_hash,
+        last_error=error,
+        events=((*prev.events, *events) if prev else tuple(events))[-MAX_RESOURCE_EVENTS:],
+        ids=f.ids,
+        host=f.host,
+        pmid=f.pmid,
+        details=f.details,
+        created=prev.created if prev and prev.created else (now if f.exists else None),
+    )
+    return status, events, corrected
+
+
+def _busy_phase(f: Facts, pending: list[Action], requested: list[ActionOutcome]) -> Phase:
+    if requested or f.detaching:
+        return Phase.DETACHING
+    deleting = (ActionKind.DESTROY_DOMAIN, ActionKind.DELETE_VOLUME, ActionKind.DELETE_ROOT)
+    if not f.desired and any(a.kind in deleting for a in pending):
+        return Phase.DELETING
+    return Phase.PROGRESSING
+
+
+def _is_drift(f: Facts, prev: ResourceStatus | None) -> bool:
+    """An action on a resource that was Ready with the same desired spec repairs drift."""
+    return (
+        prev is not None
+        and f.desired
+        and prev.phase in (Phase.READY, Phase.STOPPED)
+        and prev.desired_spec_hash == f.desired_hash
+    )
+
+
+def _cond(
+    prev: ResourceStatus | None,
+    ctype: ConditionType,
+    value: tuple[bool, str, str],
+    now: float,
+) -> Condition:
+    status, reason, message = value
+    old = next((c for c in prev.conditions if c.type == ctype), None) if prev else None
+    since = old.last_transition if old is not None and old.status == status else now
+    return Condition(ctype, status, reason, message, since)
+
+
+def _events(
+    f: Facts,
+    prev: ResourceStatus | None,
+    phase: Phase,
+    results: tuple[Iterable[ActionOutcome], Iterable[ActionOutcome]],
+    now: float,
+    *,
+    drift: bool,
+    why: tuple[str, str] | None,
+) -> list[Event]:
+    outcomes, failed = results
+    out: list[Event] = []
+    for o in outcomes:
+        a = o.action
+        if o.result == OK:
+            reason = _OK_EVENTS[a.kind]
+            if a.kind is ActionKind.DEFINE_DOMAIN and a.before is not None:
+                reason = "Updated"
+            out.append(Event(now, "Normal", reason, _describe(a), f.key))
+        elif o.result == REQUESTED:
+            out.append(Event(now, "Normal", "DetachRequested", o.message, f.key))
+    if drift and any(o.result == OK for o in outcomes):
+        out.append(Event(now, "Warning", "DriftCorrected", "repaired an out-of-band change", f.key))
+    for o in failed:
+        if o.result == TERMINAL:
+            out.append(Event(now, "Warning", "Failed", f"{o.action.kind}: {o.message}", f.key))
+        else:
+            wait = f"; retry in {o.retry_after:.1f}s" if o.retry_after is not None else ""
+            msg = f"{o.action.kind}: {o.message}{wait}"
+            out.append(Event(now, "Warning", "RetryScheduled", msg, f.key))
+    if prev is None or prev.phase != phase:
+        if phase in (Phase.UNSCHEDULABLE, Phase.BLOCKED, Phase.UNKNOWN):
+            reason, msg = why or (str(phase), f.message)
+            out.append(Event(now, "Warning", reason, msg or str(phase), f.key))
+        elif phase is Phase.RELEASED:
+            out.append(Event(now, "Normal", "Released", f.message, f.key))
+    return out
+
+
+def _describe(a: Action) -> str:
+    parts = [str(a.kind)]
+    if a.host:
+        parts.append(f"on {a.host}")
+    if a.after:
+        parts.append(f"-> {a.after}")
+    return " ".join(parts)
+
+
+def _metrics(m: Metrics, p: PassInput) -> Metrics:
+    buckets = tuple(
+        n + (1 if p.seconds <= bound else 0)
+        for n, bound in zip(m.pass_buckets, PASS_BUCKETS, strict=True)
+    )
+    actions = dict(m.actions_total)
+    for o in p.outcomes.values():
+        key = (str(o.action.kind), str(o.result))
+        actions[key] = actions.get(key, 0) + 1
+    return replace(
+        m,
+        passes_total=m.passes_total + 1,
+        pass_seconds_sum=m.pass_seconds_sum + p.seconds,
+        pass_buckets=buckets,
+        actions_total=actions,
+    )
