@@ -1,0 +1,123 @@
+"""How desired resources turn into payloads: DomainSpecs, image-meta, spec hashes, labels.
+
+Kept apart from the rules so that every rule module builds the same DomainSpec for the
+same VM, and so that the meta written on images and the hash compared against the owner
+mark are defined once.
+"""
+
+from __future__ import annotations
+
+from reconciler import identity
+from reconciler.backends.protocols import DomainSpec
+from reconciler.model import Image, InstanceType, VirtualMachine, Volume
+from reconciler.observe.types import ObservedDomain, ObservedImage
+from reconciler.plan.actions import Action, ActionKind
+from reconciler.plan.settings import PlanSettings
+from reconciler.plan.world import active
+
+GIB = 1 << 30
+
+Meta = tuple[tuple[str, str], ...]
+
+
+def action_id(kind: ActionKind, resource: str, qualifier: str | None = None) -> str:
+    base = f"{kind.value}:{resource}"
+    return base if qualifier is None else f"{base}@{qualifier}"
+
+
+def act(kind: ActionKind, resource: str, qualifier: str | None = None, **kw: object) -> Action:
+    """An Action with the deterministic id f"{kind}:{resource}" (plus "@qualifier")."""
+    return Action(id=action_id(kind, resource, qualifier), kind=kind, resource=resource, **kw)  # type: ignore[arg-type]
+
+
+def vm_hash(itype: InstanceType, image: Image) -> str:
+    """The VM spec hash stored in the owner mark: what the domain and root disk are made of."""
+    return identity.spec_hash(
+        {
+            "cpu": itype.cpu,
+            "ram": itype.ram,
+            "disk": itype.disk,
+            "image": image.meta.name,
+            "imageId": image.id,
+            "source": image.source.rbd or image.source.path,
+        }
+    )
+
+
+def volume_hash(volume: Volume) -> str:
+    return identity.spec_hash({"size": volume.size, "reclaimPolicy": volume.reclaim_policy.value})
+
+
+def desired_domain(
+    settings: PlanSettings,
+    vm: VirtualMachine,
+    itype: InstanceType,
+    image: Image,
+    vmid: int,
+) -> DomainSpec:
+    name = vm.meta.name
+    return DomainSpec(
+        name=identity.domain_name(name),
+        vmid=vmid,
+        spec_hash=vm_hash(itype, image),
+        vcpus=itype.cpu,
+        memory_mib=itype.ram,
+        root_image=settings.rbd(identity.root_disk_name(name)),
+        console_log=settings.console_log(name),
+        ceph=settings.ceph,
+        running=vm.running,
+    )
+
+
+def observed_domain(settings: PlanSettings, dom: ObservedDomain) -> DomainSpec:
+    """A DomainSpec describing one of our domains as it is (for stop/destroy/detach)."""
+    assert dom.mark is not None
+    vm = dom.mark.name
+    return DomainSpec(
+        name=dom.name,
+        vmid=dom.mark.vmid,
+        spec_hash=dom.mark.spec_hash,
+        vcpus=dom.vcpus,
+        memory_mib=dom.memory_mib,
+        root_image=settings.rbd(identity.root_disk_name(vm)),
+        console_log=settings.console_log(vm),
+        ceph=settings.ceph,
+        running=active(dom),
+    )
+
+
+def root_meta(vm: str, vmid: int, spec_hash: str) -> Meta:
+    return (
+        (identity.META_MANAGED_BY, identity.MANAGED_BY),
+        (identity.META_KIND, "root"),
+        (identity.META_NAME, vm),
+        (identity.META_ID, str(vmid)),
+        (identity.META_SPEC_HASH, spec_hash),
+    )
+
+
+def volume_meta(volume: Volume, volumeid: int) -> Meta:
+    return (
+        (identity.META_MANAGED_BY, identity.MANAGED_BY),
+        (identity.META_KIND, "volume"),
+        (identity.META_NAME, volume.meta.name),
+        (identity.META_ID, str(volumeid)),
+        (identity.META_SPEC_HASH, volume_hash(volume)),
+        (identity.META_RECLAIM, volume.reclaim_policy.value),
+    )
+
+
+def gib(size_bytes: int) -> str:
+    value = size_bytes / GIB
+    return f"{value:g} GiB" if value != int(value) else f"{int(value)} GiB"
+
+
+def domain_text(dom: ObservedDomain, root: ObservedImage | None) -> str:
+    disk = f", {gib(root.size_bytes)}" if root is not None else ""
+    return f"{dom.vcpus} CPU, {dom.memory_mib} MiB{disk}, {dom.state.value}"
+
+
+def wanted_text(vm: VirtualMachine, itype: InstanceType, host: str | None = None) -> str:
+    where = f"on {host}: " if host else ""
+    state = "running" if vm.running else "stopped"
+    return f"{where}{itype.cpu} CPU, {itype.ram} MiB, {itype.disk} GiB, image {vm.image}, {state}"

@@ -1,0 +1,175 @@
+"""Rules for volumes: create, grow online, refuse to shrink, keep reclaimPolicy in image-meta,
+and delete a volume that left the spec only when its *recorded* policy is Delete.
+
+The recorded policy (image-meta `volctl.reclaim-policy`) is what counts at deletion time,
+not the spec: the volume is no longer in the spec when it is deleted.  A volume that left
+the spec with any other policy is kept and reported in `Plan.released`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reconciler import identity
+from reconciler.backends.protocols import DomainSpec
+from reconciler.model import ReclaimPolicy, Volume
+from reconciler.plan.actions import ActionKind, ChangeOp
+from reconciler.plan.draft import Draft
+from reconciler.plan.specs import GIB, act, gib, volume_hash, volume_meta
+from reconciler.plan.vms import VmInfo
+from reconciler.plan.world import DiskRef, World
+
+K = ActionKind
+
+
+@dataclass
+class VolInfo:
+    create: str | None = None  # CREATE_VOLUME id
+    resize: str | None = None  # RESIZE_VOLUME id
+    blocked: str | None = None  # "Reason: message" when the volume cannot be used
+
+
+@dataclass
+class VolumeRules:
+    world: World
+    draft: Draft
+    vms: dict[str, VmInfo]
+    volids: dict[str, int]
+    infos: dict[str, VolInfo] = field(default_factory=dict)
+
+    def run(self) -> dict[str, VolInfo]:
+        for name in sorted(self.world.desired.volumes):
+            self.infos[name] = self._desired(self.world.desired.volumes[name])
+        return self.infos
+
+    def _block(self, name: str, reason: str, message: str) -> VolInfo:
+        self.draft.block(f"volume/{name}", reason, message)
+        return VolInfo(blocked=f"{reason}: {message}")
+
+    def _desired(self, vol: Volume) -> VolInfo:
+        w = self.world
+        name = vol.meta.name
+        res = f"volume/{name}"
+        img_name = identity.volume_image_name(name)
+        if not w.storage_ok:
+            return self._block(name, "StorageUnknown", f"storage unreachable: {_why(w)}")
+        want = vol.size * GIB
+        img = w.volumes.get(name)
+        if img is None:
+            if w.image(img_name) is not None:
+                return self._block(name, "NameConflict", f"RBD image {img_name} is not ours")
+            info = VolInfo()
+            info.create = self.draft.add(
+                act(
+                    K.CREATE_VOLUME,
+                    res,
+                    image_name=img_name,
+                    size_bytes=want,
+                    meta=volume_meta(vol, self.volids[name]),
+                    after=f"{vol.size} GiB, reclaimPolicy {vol.reclaim_policy.value}",
+                    reason="volume created",
+                )
+            )
+            self.draft.change(res, ChangeOp.CREATE, None, f"{vol.size} GiB")
+            return info
+        info = VolInfo()
+        if want < img.size_bytes:
+            self.draft.block(
+                res,
+                "ShrinkRefused",
+                f"volume is {gib(img.size_bytes)}, the spec asks for {vol.size} GiB; "
+                "shrinking is refused (nothing is done)",
+            )
+        elif want > img.size_bytes:
+            host, dom = self._live_attachment(name)
+            info.resize = self.draft.add(
+                act(
+                    K.RESIZE_VOLUME,
+                    res,
+                    image_name=img_name,
+                    size_bytes=want,
+                    host=host,
+                    domain=dom,
+                    before=gib(img.size_bytes),
+                    after=f"{vol.size} GiB",
+                    reason="grown online" if host else "grown",
+                )
+            )
+            self.draft.change(res, ChangeOp.UPDATE, gib(img.size_bytes), f"{vol.size} GiB")
+        recorded = img.meta.get(identity.META_RECLAIM)
+        if recorded != vol.reclaim_policy.value:
+            self.draft.add(
+                act(
+                    K.SET_VOLUME_META,
+                    res,
+                    image_name=img_name,
+                    meta=(
+                        (identity.META_RECLAIM, vol.reclaim_policy.value),
+                        (identity.META_SPEC_HASH, volume_hash(vol)),
+                    ),
+                    before=f"reclaimPolicy {recorded}",
+                    after=f"reclaimPolicy {vol.reclaim_policy.value}",
+                    reason="reclaimPolicy changed",
+                )
+            )
+            self.draft.change(
+                res, ChangeOp.UPDATE, f"reclaimPolicy {recorded}", vol.reclaim_policy.value
+            )
+        return info
+
+    def _live_attachment(self, name: str) -> tuple[str | None, DomainSpec | None]:
+        """(host, DomainSpec) when the volume stays attached to a running domain of its VM."""
+        att = self.world.attachment_of.get(name)
+        info = self.vms.get(att.vm) if att else None
+        if info is None or info.kept is None or info.fresh or not info.running_stable:
+            return None, None
+        for ref in self.world.disks_of(identity.volume_image_name(name)):
+            if _same(ref, info) and ref.disk.persistent:
+                return info.kept.host, info.spec
+        return None, None
+
+    # --- volumes that left the spec -------------------------------------------------------
+
+    def removals(self, detaches: dict[str, list[str]]) -> None:
+        w = self.world
+        for name in sorted(w.volumes):
+            if name in w.desired.volumes:
+                continue
+            res = f"volume/{name}"
+            img = w.volumes[name]
+            if img.meta.get(identity.META_RECLAIM) != ReclaimPolicy.DELETE.value:
+                self.draft.released.append(res)
+                continue
+            refs = w.disks_of(identity.volume_image_name(name))
+            foreign = [r for r in refs if r.domain.mark is None]
+            if foreign:
+                self.draft.block(
+                    res, "VolumeInUse", f"attached to foreign domain {foreign[0].domain.name}"
+                )
+                continue
+            pending = [r for r in refs if not r.disk.persistent]
+            if pending:
+                self.draft.block(res, "Detaching", f"still detaching from {pending[0].domain.name}")
+                continue
+            self.draft.add(
+                act(
+                    K.DELETE_VOLUME,
+                    res,
+                    image_name=identity.volume_image_name(name),
+                    depends_on=tuple(sorted(detaches.get(name, []))),
+                    before=gib(img.size_bytes),
+                    after=None,
+                    reason="not in the spec; reclaimPolicy Delete",
+                ),
+                deletes=res,
+            )
+            self.draft.delete_change(res, gib(img.size_bytes), "reclaimPolicy Delete")
+
+
+def _same(ref: DiskRef, info: VmInfo) -> bool:
+    kept = info.kept
+    return kept is not None and ref.host == kept.host and ref.domain.name == kept.domain.name
+
+
+def _why(world: World) -> str:
+    return world.observed.storage.reason or "unreachable"
