@@ -91,6 +91,11 @@ class Draft:
         self._drop_dangling()
         ordered = _toposort(self.actions)
         with_actions = {a.resource for a in ordered}
+        for action in ordered:  # every resource with actions is shown, even without a rule's
+            if action.resource not in self.changes:
+                self.change(
+                    action.resource, ChangeOp.UPDATE, action.before, action.after, action.reason
+                )
         changes = tuple(self.changes[r] for r in sorted(self.changes) if r in with_actions)
         blocked = tuple(self.blocked[k] for k in sorted(self.blocked))
         return Plan(

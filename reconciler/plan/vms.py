@@ -23,6 +23,7 @@ from reconciler.plan.specs import (
     act,
     desired_domain,
     domain_text,
+    gib,
     observed_domain,
     root_meta,
     wanted_text,
@@ -135,7 +136,7 @@ class VmRules:
             if why is not None:
                 msg = f"cold resize to {itype.cpu} CPU, {itype.ram} MiB does not fit: {why}"
                 self._block(info, name, "Unschedulable", msg)
-                resized = rehash = False
+                resized = rehash = grow = False
         restart = resized and is_active
         stop = restart or (not vm.running and is_active)
         start = vm.running and (restart or dom.state == DomainState.SHUTOFF)
@@ -167,7 +168,7 @@ class VmRules:
                     host=ref.host if tell else None,
                     domain=spec if tell else None,
                     depends_on=_ids(stop_id),
-                    before=f"{root.size_bytes} bytes",
+                    before=gib(root.size_bytes),
                     after=f"{itype.disk} GiB",
                     reason="root disk grows with the instance type",
                 )
@@ -211,7 +212,9 @@ class VmRules:
                 if start and not resized
                 else "stop (running: false)"
                 if stop
-                else "update in place"
+                else "root disk grows"
+                if grow and not resized
+                else ""
             )
             self.draft.change(
                 res, ChangeOp.UPDATE, domain_text(dom, root), wanted_text(vm, itype, ref.host), why
@@ -419,7 +422,7 @@ class VmRules:
                         res,
                         image_name=identity.root_disk_name(name),
                         size_bytes=itype.disk * GIB,
-                        before=f"{existing.size_bytes} bytes",
+                        before=gib(existing.size_bytes),
                         after=f"{itype.disk} GiB",
                         reason="root disk grows with the instance type",
                     )
