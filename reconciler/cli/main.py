@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from reconciler.errors import VolctlError
 
 # module names under reconciler.cli; each has register(subparsers)
-COMMAND_MODULES: tuple[str, ...] = ("validate", "legacy_cmd", "lab_cmd")
+COMMAND_MODULES: tuple[str, ...] = (
+    "validate",
+    "legacy_cmd",
+    "lab_cmd",
+    "run_cmd",
+    "reconcile_cmd",
+    "plan_cmd",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -96,6 +96,8 @@ _OK_EVENTS: Mapping[ActionKind, str] = {
 _BLOCKED_PHASES: Mapping[str, Phase] = {
     "Unschedulable": Phase.UNSCHEDULABLE,
     "HostUnknown": Phase.UNKNOWN,
+    "StorageUnknown": Phase.UNKNOWN,
+    "Detaching": Phase.DETACHING,
 }
 _CONVERGED = (Phase.READY, Phase.STOPPED, Phase.RELEASED)
 

@@ -1,0 +1,109 @@
+"""`volctl run`: the controller - the reconcile loop plus the read-only REST view.
+
+Desired state comes from the apply store directory (always) and, with `--git` or a `git:`
+section in the config, from a git repository.  The loop runs until SIGINT/SIGTERM; status
+is served by `reconciler.api.server` on `--listen`.  `--once` runs passes until the world
+converges or stops making progress and exits 0 only if it converged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from reconciler.cli.reconcile_cmd import summary
+from reconciler.config import load_config
+from reconciler.controller.loop import LoopSettings
+from reconciler.controller.oneshot import source_for
+from reconciler.controller.passes import EngineSettings
+from reconciler.controller.triggers import Resync
+from reconciler.controller.wiring import build_runtime
+from reconciler.execute.executor import Limits
+from reconciler.logging import configure
+
+log = structlog.get_logger("volctl.run")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="run the controller: reconcile loop and REST view",
+        description="Run the reconcile loop against the apply store (and git with --git) "
+        "and serve status over HTTP.",
+    )
+    p.add_argument("--git", dest="git_url", metavar="URL", help="git repository with specs")
+    p.add_argument("--branch", default="main", help="git branch (default main)")
+    p.add_argument("--path", default=".", help="directory inside the repository (default .)")
+    p.add_argument("--interval", type=float, default=60.0, help="git poll seconds (default 60)")
+    p.add_argument("--listen", help="REST address host:port (default: config 'listen')")
+    p.add_argument("--once", action="store_true", help="reconcile until converged, then exit")
+    p.add_argument("-f", "--filename", dest="paths", action="extend", nargs="+", metavar="PATH")
+    p.add_argument("--resync", type=float, default=30.0, help="resync seconds (default 30)")
+    p.add_argument("--per-host", type=int, default=4, help="parallel actions per host")
+    p.add_argument("--parallel", type=int, default=16, help="parallel actions overall")
+    p.add_argument("--detach-wait", type=float, default=15.0, help="seconds to await a detach")
+    p.add_argument("--allow-mass-delete", action="store_true")
+    p.add_argument("--no-api", action="store_true", help="do not serve the REST view")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    configure(args.log_level)
+    config = load_config(getattr(args, "config", None))
+    source = source_for(
+        config,
+        args.paths,
+        git_url=args.git_url,
+        branch=args.branch,
+        path=args.path,
+        interval=args.interval,
+    )
+    rt = build_runtime(
+        config,
+        source,
+        allow_mass_delete=args.allow_mass_delete,
+        engine_settings=EngineSettings(
+            limits=Limits(per_host=args.per_host, overall=args.parallel),
+            detach_wait=args.detach_wait,
+        ),
+        loop_settings=LoopSettings(resync=Resync(interval=args.resync)),
+    )
+    server = None
+    if not args.no_api:
+        from reconciler.api.server import serve  # noqa: PLC0415 - only when serving
+
+        server = serve(rt.store.snapshot, args.listen or config.listen, config.token)
+    try:
+        if args.once:
+            result = rt.controller.run_until_converged()
+            sys.stdout.write(summary(result.snapshot))
+            return 0 if result.snapshot.converged else 1
+        _stop_on_signals(rt.controller.stop)
+        rt.controller.watch_source()
+        log.info("controller.start", source=source.kind, url=source.url)
+        rt.controller.run()
+        log.info("controller.stop")
+        return 0
+    finally:
+        if server is not None:
+            server.stop()
+        rt.close()
+
+
+def _stop_on_signals(stop: Any) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal", signal=signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,109 @@
+"""What the one-shot commands share: choosing the source, and a plan without executing it.
+
+`volctl plan` and `volctl reconcile --once` read desired state either from files given with
+`-f` (through the loader, like `kubectl diff -f`) or from the configured source (the apply
+store directory, or git), exactly as `volctl run` would.  `FileSource` makes files look like
+any other source so the engine code path is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from reconciler.config import Config
+from reconciler.controller.passes import Planner, default_planner
+from reconciler.controller.wiring import BackendConnections, HostOpener, open_libvirt
+from reconciler.loading import check_paths
+from reconciler.model import DesiredState
+from reconciler.observe.types import ObservedWorld
+from reconciler.plan.actions import Plan
+from reconciler.plan.settings import PlanSettings
+from reconciler.source.factory import build_source
+from reconciler.source.protocol import Revision, Source
+
+
+class FileSource:
+    """Spec files and directories given on the command line, as a Source."""
+
+    kind = "files"
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        self.url = ",".join(self.paths)
+
+    def fetch(self) -> Revision:
+        result = check_paths(self.paths)
+        digest = hashlib.sha256(repr(sorted(self.paths)).encode())
+        if result.state is None:
+            return Revision(
+                digest.hexdigest()[:12], None, tuple(str(d) for d in result.diagnostics)
+            )
+        return Revision(result.state.revision or digest.hexdigest()[:12], result.state)
+
+    def watch(self, on_change: Callable[[], None]) -> None:
+        del on_change  # files given once; `volctl run` watches the store or git instead
+
+    def close(self) -> None:
+        pass
+
+
+def source_for(
+    config: Config,
+    files: Sequence[str] | None,
+    *,
+    git_url: str | None = None,
+    branch: str = "main",
+    path: str = ".",
+    interval: float = 60.0,
+) -> Source:
+    if files:
+        return FileSource(files)
+    return build_source(config, git_url=git_url, branch=branch, path=path, interval=interval)
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    desired: DesiredState
+    observed: ObservedWorld
+    plan: Plan
+
+
+def desired_or_raise(source: Source) -> DesiredState:
+    """The source's current desired state; SourceError with every diagnostic otherwise."""
+    rev = source.fetch()
+    if rev.state is None:
+        raise SourceInvalid(rev.errors or ("the source has no valid revision",))
+    return rev.state
+
+
+class SourceInvalid(Exception):
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = tuple(errors)
+
+
+def plan_only(
+    desired: DesiredState,
+    storage_factory: Callable[[], BackendConnections],
+    settings: PlanSettings,
+    *,
+    planner: Planner | None = None,
+) -> PlanResult:
+    """Observe the world for `desired` and plan, executing nothing."""
+    conns = storage_factory()
+    try:
+        conns.sync(desired)
+        observed = conns.observe(desired)
+        plan = (planner or default_planner())(desired, observed, settings)
+    finally:
+        conns.close()
+    return PlanResult(desired, observed, plan)
+
+
+def connections_for(config: Config, open_host: HostOpener = open_libvirt) -> BackendConnections:
+    from reconciler.backends.rbd_backend import RbdStorage  # noqa: PLC0415 - only when used
+
+    storage = RbdStorage(config.ceph.conf, config.ceph.pool, config.ceph.user)
+    return BackendConnections(storage, open_host=open_host)
