@@ -1,0 +1,48 @@
+"""Integer ids: reused from the resources, new ones are max + 1 in name order."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from reconciler import identity
+from reconciler.plan.actions import ActionKind
+
+from .builders import converge, desired, host, ohost, run, vm, volume, world
+
+HOSTS = [host("h1", 1)]
+
+
+def test_new_ids_start_at_one_in_name_order() -> None:
+    d = desired(HOSTS, [vm("b"), vm("a")], [volume("y"), volume("x")])
+    p = run(d, world(ohost("h1")))
+    assert p.ids == {"vm/a": 1, "vm/b": 2, "volume/x": 1, "volume/y": 2}
+    define = next(a for a in p.actions if a.id == "define-domain:vm/b")
+    assert define.domain is not None
+    assert define.domain.vmid == 2
+    create = next(a for a in p.actions if a.id == "create-volume:volume/y")
+    assert dict(create.meta)[identity.META_ID] == "2"
+
+
+def test_existing_ids_are_reused_and_new_ones_follow_the_maximum() -> None:
+    w = converge(desired(HOSTS, [vm("m"), vm("z")], [volume("v")]), world(ohost("h1")))
+    # m=1, z=2 now live on the resources; a new "a" sorts first but gets 3
+    p = run(desired(HOSTS, [vm("a"), vm("m"), vm("z")], [volume("a"), volume("v")]), w)
+    assert p.ids == {"vm/a": 3, "vm/m": 1, "vm/z": 2, "volume/a": 2, "volume/v": 1}
+
+
+def test_id_of_a_vm_whose_domain_is_gone_comes_from_its_root_disk() -> None:
+    w = converge(desired(HOSTS, [vm("a"), vm("b")]), world(ohost("h1")))
+    h = w.hosts["h1"]
+    w = replace(w, hosts={"h1": replace(h, domains=tuple(d for d in h.domains if d.name != "b"))})
+    p = run(desired(HOSTS, [vm("a"), vm("b")]), w)
+    assert p.ids["vm/b"] == 2
+    define = next(a for a in p.actions if a.kind == ActionKind.DEFINE_DOMAIN)
+    assert define.domain is not None
+    assert define.domain.vmid == 2
+
+
+def test_ids_of_resources_that_left_the_spec_are_not_reused() -> None:
+    w = converge(desired(HOSTS, [vm("a"), vm("b")], [volume("v")]), world(ohost("h1")))
+    p = run(desired(HOSTS, [vm("a"), vm("c")], [volume("w")]), w)
+    assert p.ids["vm/c"] == 3
+    assert p.ids["volume/w"] == 2
