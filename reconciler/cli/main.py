@@ -22,6 +22,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "run_cmd",
     "reconcile_cmd",
     "plan_cmd",
+    "apply_cmd",
+    "diff_cmd",
+    "delete_cmd",
+    "get_cmd",
+    "describe_cmd",
+    "completion_cmd",
 )
 
 

@@ -19,7 +19,7 @@ from reconciler.errors import SpecError
 from reconciler.loading.diagnostics import SpecValidationError
 from reconciler.source.git import GitSource
 from reconciler.source.protocol import Revision
-from reconciler.source.store import SpecStore, digest, documents_of, load_texts
+from reconciler.source.store import SpecStore, documents_of, load_texts
 from reconciler.status.types import SourceStatus
 
 
@@ -46,7 +46,9 @@ class CompositeSource:
             store_texts = self.store.texts()
         except SpecValidationError as exc:
             return self._reject(good.revision, tuple(str(d) for d in exc.diagnostics))
-        rev = good.revision if not store_texts else f"{good.revision}+{digest(store_texts)}"
+        rev = good.revision
+        if store_texts:
+            rev = f"{good.revision}+{self.store.revision_of(store_texts)}"
         self._attempted = rev
         git_texts = self.git.good_texts
         conflicts = self._conflicts(git_texts, store_texts)
@@ -94,7 +96,8 @@ class CompositeSource:
             url=base.url,
             path=base.path,
             branch=base.branch,
-            last_applied_revision=base.last_applied_revision,
+            # "SHA" or "SHA+STOREDIGEST" when `volctl apply` resources are merged in
+            last_applied_revision=self._applied or base.last_applied_revision,
             last_attempted_revision=base.last_attempted_revision,
             error=error,
             owned=base.owned,

@@ -156,7 +156,7 @@ class SpecStore:
         except SpecValidationError as exc:
             rev = "unreadable"
             return self._record(Revision(rev, None, tuple(str(d) for d in exc.diagnostics)))
-        rev = digest(texts)
+        rev = self.revision_of(texts)
         try:
             state = load_texts(texts, revision=rev)
         except SpecValidationError as exc:
@@ -164,6 +164,11 @@ class SpecStore:
         except SpecError as exc:
             return self._record(Revision(rev, None, (str(exc),)))
         return self._record(Revision(rev, state))
+
+    def revision_of(self, texts: list[tuple[str, str]]) -> str:
+        """Digest of the files' store-relative names and contents (independent of where the
+        store is mounted, so the CLI and the controller compute the same one)."""
+        return digest([(os.path.relpath(n, self.root), t) for n, t in texts])
 
     def _record(self, rev: Revision) -> Revision:
         self._last_attempted = rev.revision

@@ -1,0 +1,198 @@
+"""`volctl apply -f FILE|DIR|-`: put documents into the controller's spec store, kubectl style.
+
+Why the store and not a direct call to the controller: the controller is level-based and
+reads its desired state from sources; `apply` only changes that desired state (atomically,
+one file per resource, after validating everything) and the controller converges on its own.
+`--wait` then follows the REST view until the applied resources are Ready, so a script gets
+kubectl's "apply and wait" in one command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from typing import Any
+
+from reconciler.cli import client
+from reconciler.cli.client import Client, Ownership, Unreachable
+from reconciler.errors import SpecError, VolctlError
+from reconciler.loading.diagnostics import SpecValidationError
+from reconciler.source.store import SpecStore
+
+READY = {"Ready", "Stopped"}
+FAILED = {"Failed", "Blocked", "Unschedulable"}
+# kinds whose readiness --wait follows (hosts report through /api/v1/hosts)
+WAITED = {"vm", "volume", "attachment", "image", "instancetype"}
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "apply",
+        help="create or update resources in the spec store from files",
+        description="Validate the documents (all of them, with the store's other resources) "
+        "and write each resource atomically into the spec store; the controller converges. "
+        "Nothing is written when any document is invalid.",
+    )
+    client.add_filename(p)
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and show what would change (and the plan, when the lab is reachable)",
+    )
+    p.add_argument("--wait", action="store_true", help="wait until the applied resources are Ready")
+    p.add_argument(
+        "--timeout",
+        default="300s",
+        help="how long --wait waits (e.g. 90, 90s, 5m; default 300s)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = client.config_of(args)
+    texts, problems = client.read_inputs(args.paths)
+    if problems:
+        client.print_diagnostics(problems, "applied")
+        return 1
+    api = Client(config)
+    own = client.ownership(config, api)
+    store = SpecStore(config.store)
+    try:
+        results = store.apply(
+            texts,
+            owned=own.owned,
+            owner=own.owner or "git",
+            context=own.context,
+            dry_run=args.dry_run,
+        )
+    except SpecValidationError as exc:
+        client.print_diagnostics(exc.diagnostics, "applied")
+        return 1
+    suffix = " (dry run)" if args.dry_run else ""
+    for key, result in results:
+        print(f"{key} {result}{suffix}")
+    if args.dry_run:
+        return dry_run_plan(config, store, texts, own)
+    if not args.wait:
+        return 0
+    return wait(api, store, [k for k, _ in results], seconds(args.timeout))
+
+
+def seconds(value: str) -> float:
+    text = value.strip().lower()
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError as exc:
+        raise VolctlError(f"--timeout {value!r} is not a duration (e.g. 90s, 5m)") from exc
+
+
+def dry_run_plan(
+    config: Any, store: SpecStore, texts: list[tuple[str, str]], own: Ownership
+) -> int:
+    """Print the actions the documents would cause, planned against the live world."""
+    try:
+        preview = importlib.import_module("reconciler.cli.plan_preview")
+        text = preview.preview(config, store, texts, own.context)
+    except ImportError:
+        print("(plan preview unavailable: the controller modules are not installed)")
+        return 0
+    except (VolctlError, OSError) as exc:
+        print(f"(cannot plan against the live world: {exc})", file=sys.stderr)
+        return 0
+    print(text)
+    return 0
+
+
+def _phase_line(item: dict[str, Any]) -> str:
+    key = item["key"]
+    phase = item.get("phase", "?")
+    extra = ""
+    for cond in item.get("conditions", []):
+        if cond["type"] == "Ready" and cond.get("message"):
+            extra = f" ({cond['message']})"
+    if item.get("lastError") and phase not in READY:
+        extra = f" ({item['lastError']})"
+    host = f" on {item['host']}" if item.get("host") and item["kind"] == "VirtualMachine" else ""
+    return f"{key} {phase}{host}{extra}"
+
+
+def _expected_revision(store: SpecStore) -> str:
+    try:
+        return store.revision_of(store.texts())
+    except SpecError:
+        return ""
+
+
+def wait(api: Client, store: SpecStore, keys: list[str], timeout: float) -> int:
+    """Poll /api/v1/snapshot until every waited key is Ready; print phase changes."""
+    want = [k for k in keys if k.split("/", 1)[0] in WAITED]
+    revision = _expected_revision(store)
+    deadline = time.monotonic() + timeout
+    shown: dict[str, str] = {}
+    start_gen: int | None = None
+    while True:
+        try:
+            snap = api.get("/api/v1/snapshot")
+        except Unreachable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        gen = int(snap.get("generation", 0))
+        if start_gen is None:
+            start_gen = gen
+        src = snap.get("source") or {}
+        applied = str(src.get("lastAppliedRevision") or "")
+        fresh = (revision and revision in applied) or (not src and gen >= start_gen + 2)
+        if src.get("error") and revision and revision in str(src.get("lastAttemptedRevision")):
+            print(f"error: the controller rejected the store:\n{src['error']}", file=sys.stderr)
+            return 1
+        items = _index(snap)
+        done = fresh
+        failed = []
+        for key in want:
+            item = items.get(key)
+            line = _phase_line(item) if item else f"{key} waiting for the controller"
+            if shown.get(key) != line and (fresh or item is None):
+                print(line, flush=True)
+                shown[key] = line
+            if not fresh or item is None or item.get("phase") not in READY:
+                done = False
+            if fresh and item is not None and item.get("phase") in FAILED:
+                failed.append(key)
+        if failed:
+            print(f"error: {', '.join(failed)} failed", file=sys.stderr)
+            return 1
+        if done:
+            print(f"all {len(want)} resources Ready (generation {gen})")
+            return 0
+        if time.monotonic() >= deadline:
+            pending = [k for k in want if items.get(k, {}).get("phase") not in READY]
+            print(
+                f"error: timed out after {timeout:.0f}s; not Ready: {', '.join(pending)}",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(1.0)
+
+
+SHORT = {
+    "VirtualMachine": "vm",
+    "Volume": "volume",
+    "VolumeAttachment": "attachment",
+    "Image": "image",
+    "InstanceType": "instancetype",
+}
+
+
+def _index(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for coll in ("vms", "volumes", "attachments", "images", "types"):
+        for item in snap.get(coll, []):
+            key = f"{SHORT.get(item['kind'], item['kind'].lower())}/{item['name']}"
+            item["key"] = key
+            out[key] = item
+    return out

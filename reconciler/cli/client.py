@@ -1,0 +1,181 @@
+"""What every user-facing command shares: the config, the REST client and ownership.
+
+Why one module: `get`, `describe` and `apply --wait` all read the controller's REST view and
+must fail the same clear way when it is not there; `apply`, `diff` and `delete` all write the
+same spec store and must agree on which resources git owns.  The controller is found through
+the config (`--config`, `$VOLCTL_CONFIG`, ./volctl.yaml, ...) with `$VOLCTL_API`,
+`$VOLCTL_TOKEN` and `$VOLCTL_STORE` overriding single values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.config import Config, load_config
+from reconciler.errors import VolctlError
+from reconciler.loading import sources as spec_sources
+from reconciler.loading.diagnostics import Diagnostic
+from reconciler.source.git import GitSource
+from reconciler.source.store import SpecStore, documents_of, short_key
+
+__all__ = ["documents_of", "short_key"]
+
+# CLI words -> model kind (singular, plural and kubectl-ish short forms)
+KIND_WORDS: dict[str, str] = {}
+for _kind, _words in {
+    "VirtualMachine": ("vm", "vms", "virtualmachine", "virtualmachines"),
+    "Volume": ("volume", "volumes", "vol", "vols"),
+    "VolumeAttachment": ("attachment", "attachments", "volumeattachment", "volumeattachments"),
+    "Host": ("host", "hosts"),
+    "Image": ("image", "images", "img"),
+    "InstanceType": ("type", "types", "instancetype", "instancetypes"),
+}.items():
+    for _w in _words:
+        KIND_WORDS[_w] = _kind
+
+
+def kind_of(word: str) -> str:
+    kind = KIND_WORDS.get(word.lower())
+    if kind is None:
+        raise VolctlError(
+            f"unknown resource kind {word!r}; use one of vm, volume, attachment, host, image, type"
+        )
+    return kind
+
+
+class Unreachable(VolctlError):
+    """The controller's REST view did not answer."""
+
+
+class ApiError(VolctlError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None))
+
+
+class Client:
+    """A tiny JSON client for the controller's REST view."""
+
+    def __init__(self, config: Config, timeout: float = 5.0) -> None:
+        self.base = config.api.rstrip("/")
+        if not self.base.startswith(("http://", "https://")):
+            raise VolctlError(f"api {config.api!r} must be an http:// or https:// URL")
+        self.token = config.token
+        self.timeout = timeout
+
+    def get(self, path: str, **params: str) -> Any:
+        url = self.base + path
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        req = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            try:
+                message = json.loads(err.read()).get("error", err.reason)
+            except (ValueError, AttributeError):
+                message = str(err.reason)
+            raise ApiError(err.code, f"{url}: {err.code} {message}") from err
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise Unreachable(
+                f"cannot reach the volctl controller at {self.base}: {reason}; "
+                "is `volctl run` running? set VOLCTL_API or api: in the config"
+            ) from exc
+
+
+@dataclass
+class Ownership:
+    """Which resources another source (git) owns, and its texts for validating references."""
+
+    owner: str = ""
+    owned: dict[str, str] = field(default_factory=dict)  # "vm/NAME" -> "path:line"
+    context: list[tuple[str, str]] = field(default_factory=list)
+
+
+def ownership(config: Config, client: Client | None = None) -> Ownership:
+    """Learn what git owns from the controller (REST /api/v1/source) and from the git cache
+    under the state dir; either may be missing (controller down, no git)."""
+    info: dict[str, Any] = {}
+    if client is not None:
+        try:
+            info = client.get("/api/v1/source") or {}
+        except (Unreachable, ApiError):
+            info = {}
+    git_cfg = dict(config.git or {})
+    url = git_cfg.get("url") or (info.get("url") if info.get("kind") == "git" else None)
+    if not url:
+        return Ownership()
+    branch = str(git_cfg.get("branch") or info.get("branch") or "main")
+    path = str(git_cfg.get("path") or info.get("path") or ".")
+    own = Ownership(owner=f"git repo {info.get('url') or url} (path {path}, branch {branch})")
+    own.owned.update(info.get("owned") or {})
+    try:
+        git = GitSource(str(url), cache_root=config.state_dir, branch=branch, path=path)
+        own.context = git.cached_texts()
+    except VolctlError:
+        own.context = []
+    docs, _ = documents_of(own.context)
+    for d in docs:
+        own.owned.setdefault(short_key(d.kind, d.name), f"{d.file}:{d.line}")
+    return own
+
+
+def read_inputs(paths: list[str]) -> tuple[list[tuple[str, str]], list[Diagnostic]]:
+    files, problems = spec_sources.expand(paths)
+    texts, more = spec_sources.read(files)
+    return texts, problems + more
+
+
+def print_diagnostics(diagnostics: Any, verb: str) -> None:
+    diags = list(diagnostics)
+    for d in diags:
+        print(d, file=sys.stderr)
+    noun = "problem" if len(diags) == 1 else "problems"
+    print(f"error: {len(diags)} {noun}; nothing was {verb}", file=sys.stderr)
+
+
+def store_of(config: Config) -> SpecStore:
+    return SpecStore(config.store)
+
+
+def age(created: float | None, now: float | None = None) -> str:
+    """kubectl-style age: 45s, 12m, 3h, 5d."""
+    if not created:
+        return "<unknown>"
+    secs = max(0, int((now or time.time()) - created))
+    if secs < 120:
+        return f"{secs}s"
+    if secs < 7200:
+        return f"{secs // 60}m"
+    if secs < 172800:
+        return f"{secs // 3600}h"
+    return f"{secs // 86400}d"
+
+
+def add_filename(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="extend",
+        nargs="+",
+        required=required,
+        metavar="PATH",
+        help="file, directory (recursive *.yaml/*.yml) or '-' for stdin; may be repeated",
+    )

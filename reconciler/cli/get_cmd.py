@@ -1,0 +1,167 @@
+"""`volctl get KIND [NAME] [-o table|wide|json|yaml|name]`: the controller's view, kubectl style.
+
+Reads the REST view only (never libvirt or Ceph), so it is instant and works while a host
+hangs; it shows what the controller last observed, with phase, host, ids and age.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from reconciler.cli import client
+from reconciler.cli.client import ApiError, Client
+
+COLLECTION = {
+    "VirtualMachine": "vms",
+    "Volume": "volumes",
+    "VolumeAttachment": "attachments",
+    "Host": "hosts",
+    "Image": "images",
+    "InstanceType": "types",
+}
+
+Row = Callable[[dict[str, Any], float], list[str]]
+
+
+def _ids(item: dict[str, Any], *keys: str) -> str:
+    ids = item.get("ids") or {}
+    return ",".join(f"{k}={ids[k]}" for k in keys if k in ids) or "-"
+
+
+def _v(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _ready_reason(item: dict[str, Any]) -> str:
+    if item.get("lastError"):
+        return str(item["lastError"])
+    for c in item.get("conditions", []):
+        if c["type"] == "Ready" and c["status"] != "True":
+            return c.get("message") or c.get("reason") or "-"
+    return "-"
+
+
+COLUMNS: dict[str, tuple[list[str], Row, list[str], Row]] = {
+    "vms": (
+        ["NAME", "PHASE", "HOST", "VMID", "TYPE", "AGE"],
+        lambda i, now: [i["name"], i["phase"], _v(i.get("host")), _v(i["ids"].get("vmid")),
+                        _v(i.get("instanceType")), client.age(i.get("created"), now)],
+        ["PMID", "TID", "IMAGE", "STATE", "MESSAGE"],
+        lambda i, _now: [_v(i.get("pmid")), _v(i.get("tid")), _v(i["details"].get("image")),
+                        _v(i["details"].get("state")), _ready_reason(i)],
+    ),
+    "volumes": (
+        ["NAME", "PHASE", "SIZE", "VOLUMEID", "ATTACHED-TO", "AGE"],
+        lambda i, now: [i["name"], i["phase"], _v(i["details"].get("size")),
+                        _v(i["ids"].get("volumeid")), _v(i.get("attachedTo")),
+                        client.age(i.get("created"), now)],
+        ["HOST", "RECLAIM", "RBD-IMAGE", "MESSAGE"],
+        lambda i, _now: [_v(i.get("host")), _v(i["details"].get("reclaimPolicy")),
+                        _v(i["details"].get("rbdImage")), _ready_reason(i)],
+    ),
+    "attachments": (
+        ["NAME", "PHASE", "VOLUME", "VM", "HOST", "AGE"],
+        lambda i, now: [i["name"], i["phase"], _v(i["details"].get("volume")),
+                        _v(i["details"].get("vm")), _v(i.get("host")),
+                        client.age(i.get("created"), now)],
+        ["IDS", "TARGET", "MESSAGE"],
+        lambda i, _now: [_ids(i, "volumeid", "vmid"), _v(i["details"].get("target")),
+                        _ready_reason(i)],
+    ),
+    "images": (
+        ["NAME", "ID", "PHASE", "SOURCE", "AGE"],
+        lambda i, now: [i["name"], _v(i["ids"].get("id")), i["phase"],
+                        _v(i["details"].get("source")), client.age(i.get("created"), now)],
+        ["RBD-IMAGE", "MESSAGE"],
+        lambda i, _now: [_v(i["details"].get("rbdImage") or i["details"].get("parent")),
+                        _ready_reason(i)],
+    ),
+    "types": (
+        ["NAME", "TID", "CPU", "RAM(MiB)", "DISK(GiB)"],
+        lambda i, _now: [i["name"], _v(i["ids"].get("tid")), _v(i["details"].get("cpu")),
+                        _v(i["details"].get("ram")), _v(i["details"].get("disk"))],
+        ["VMS"],
+        lambda i, _now: [_v(i["details"].get("vms"))],
+    ),
+    "hosts": (
+        ["NAME", "PMID", "STATUS", "CPU(ours+foreign/total)", "RAM-MiB(ours+foreign/total)",
+         "VMS"],
+        lambda h, _now: [h["name"], _v(h["pmid"]), "Ready" if h["reachable"] else "Unknown",
+                        f"{h['cpuUsedOurs']}+{h['cpuUsedForeign']}/{h['cpus']}",
+                        f"{h['ramUsedOursMiB']}+{h['ramUsedForeignMiB']}/{h['memoryMiB']}",
+                        str(h["domainsOurs"])],
+        ["FOREIGN-DOMAINS", "REASON"],
+        lambda h, _now: [str(h["domainsForeign"]), _v(h.get("reason"))],
+    ),
+}  # fmt: skip
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "get",
+        help="list resources as the controller sees them",
+        description="KIND: vms, volumes, attachments, hosts, images, types (singular works too).",
+    )
+    p.add_argument("kind", metavar="KIND")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument(
+        "-o", "--output", choices=("table", "wide", "json", "yaml", "name"), default="table"
+    )
+    p.set_defaults(func=run)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[c]) for r in [headers, *rows]) for c in range(len(headers))]
+    lines = ["   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+             for r in [headers, *rows]]  # fmt: skip
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    kind = client.kind_of(args.kind)
+    coll = COLLECTION[kind]
+    api = Client(client.config_of(args))
+    now: float | None = None
+    try:
+        if args.name:
+            items = [api.get(f"/api/v1/{coll}/{args.name}")]
+        else:
+            body = api.get(f"/api/v1/{coll}")
+            items = body["items"]
+        now = api.get("/api/v1/status").get("time") or None
+    except ApiError as exc:
+        if exc.status == 404 and args.name:
+            print(f'error: {args.kind} "{args.name}" not found', file=sys.stderr)
+            return 1
+        raise
+    if args.output == "json":
+        print(json.dumps(items[0] if args.name else {"items": items}, indent=2))
+        return 0
+    if args.output == "yaml":
+        print(yaml.safe_dump(items[0] if args.name else {"items": items}, sort_keys=False), end="")
+        return 0
+    if args.output == "name":
+        short = client.short_key(kind, "")
+        for item in items:
+            print(short + item["name"])
+        return 0
+    if not items:
+        print(f"No {coll} found.", file=sys.stderr)
+        return 0
+    headers, row, wide_headers, wide_row = COLUMNS[coll]
+    clock = float(now) if now else time.time()
+    rows = []
+    for item in items:
+        cells = row(item, clock)
+        if args.output == "wide":
+            cells += wide_row(item, clock)
+        rows.append(cells)
+    print(table(headers + (wide_headers if args.output == "wide" else []), rows))
+    return 0
