@@ -23,6 +23,7 @@ from reconciler.controller.oneshot import (
 from reconciler.controller.wiring import plan_settings
 from reconciler.logging import configure
 from reconciler.plan.actions import Plan
+from reconciler.plan.render import render
 
 EXIT_NO_CHANGES = 0
 EXIT_ERROR = 1
@@ -84,26 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render_text(plan: Plan) -> str:
-    """The planner's renderer when present (reconciler.plan.render), else a plain list."""
-    try:
-        from reconciler.plan import render  # noqa: PLC0415 - optional until it lands
-    except ImportError:
-        return _fallback(plan)
-    out: str = render.render(plan)
+    out = render(plan)
     return out if out.endswith("\n") else out + "\n"
-
-
-def _fallback(plan: Plan) -> str:
-    lines = []
-    for a in plan.actions:
-        where = f" on {a.host}" if a.host else ""
-        change = f" ({a.before} -> {a.after})" if a.before or a.after else ""
-        lines.append(f"  {a.kind} {a.resource}{where}{change}")
-    for b in plan.blocked:
-        lines.append(f"  ! {b.resource}: {b.reason}: {b.message}")
-    n = len(plan.actions)
-    lines.append("No changes." if n == 0 else f"Plan: {n} action{'s' if n != 1 else ''}.")
-    return "\n".join(lines) + "\n"
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

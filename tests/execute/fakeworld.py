@@ -84,10 +84,17 @@ class FakeStorage:
         self.inject = inject or Injector()
         self.watchers: dict[str, set[str]] = defaultdict(set)
         self.lock = threading.Lock()
+        self.reachable = True
 
     def _call(self, method: str, name: str) -> None:
+        if not self.reachable:
+            raise Transient("ceph: connection timed out")
         self.inject.enter(method, name)
         self.inject.exit()
+
+    def add_base(self, name: str, snap: str = "base") -> None:
+        """A foreign image with a protected snapshot (like the lab's base image)."""
+        self.images[name] = ObservedImage(name, 1 << 30, {}, None, (snap,), (snap,))
 
     def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage:
         with self.lock:
@@ -103,7 +110,16 @@ class FakeStorage:
                 )
                 for n, i in self.images.items()
             }
-        return ObservedStorage(reachable=True, pool=self.pool, images=imgs)
+        external = {}
+        for ref in external_snapshots:
+            base, _, snap = ref.partition("@")
+            img = imgs.get(base.split("/", 1)[-1])
+            external[ref] = img is not None and snap in img.snapshots
+        if not self.reachable:
+            raise Transient("ceph: connection timed out")
+        return ObservedStorage(
+            reachable=True, pool=self.pool, images=imgs, external_snapshots=external
+        )
 
     def _add(
         self,
