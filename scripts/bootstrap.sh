@@ -43,9 +43,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 stamp="$venv/.installed-$(sha256sum "$here/pyproject.toml" | cut -c1-16)"
 if [ ! -e "$stamp" ]; then
-  echo "bootstrap: installing volctl (editable) with dev extras"
+  echo "bootstrap: installing volctl (editable) with dev and bench extras"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -e "$here[dev]"
+  "$venv/bin/python" -m pip install -q -e "$here[dev,bench]"
   rm -f "$venv"/.installed-*; touch "$stamp"
 fi
 "$venv/bin/python" -c "import rados, rbd, libvirt, yaml, jsonschema, structlog, watchdog" \

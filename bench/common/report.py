@@ -89,8 +89,8 @@ class Report:
     started: float = 0.0
 
     def note(self, text: str) -> None:
-        self.notes.append(text)
-        print(f"  note: {text}", flush=True)
+        if text not in self.notes:
+            self.notes.append(text)
 
     def finish(self, columns: list[tuple[str, str]], results_dir: Path | None = None) -> Path:
         out_dir = results_dir or RESULTS_DIR

@@ -53,6 +53,8 @@ def verify_fleet(fleet: Fleet, *, rbd_backed: bool = True) -> Verdict:
         if not view.active:
             problems.append(f"{vm.name}: not running")
         if not rbd_backed:
+            if not {"vda", vm.target} <= set(view.disk_targets):
+                problems.append(f"{vm.name}: disks {view.disk_targets}, expected vda+{vm.target}")
             continue
         root = f"{pool}/{vm.root_image}"
         vol = f"{pool}/{vm.volume_image}"

@@ -41,6 +41,7 @@ class DomainView:
     name: str
     active: bool
     rbd_disks: dict[str, str]  # target dev -> "pool/image" (live XML)
+    disk_targets: tuple[str, ...] = ()  # every device='disk' target, any backing
 
 
 def domains(uri: str, prefix: str) -> dict[str, DomainView]:
@@ -53,11 +54,15 @@ def domains(uri: str, prefix: str) -> dict[str, DomainView]:
                 continue
             root = ET.fromstring(dom.XMLDesc(0))
             disks = {}
+            targets = []
             for d in root.findall("./devices/disk"):
                 src, tgt = d.find("source"), d.find("target")
+                if tgt is not None and d.get("device", "disk") == "disk":
+                    targets.append(tgt.get("dev", ""))
                 if src is not None and tgt is not None and src.get("protocol") == "rbd":
                     disks[tgt.get("dev", "")] = src.get("name", "")
-            out[name] = DomainView(name=name, active=bool(dom.isActive()), rbd_disks=disks)
+            out[name] = DomainView(name=name, active=bool(dom.isActive()), rbd_disks=disks,
+                                   disk_targets=tuple(targets))
         return out
     finally:
         conn.close()
