@@ -38,7 +38,11 @@ from reconciler.source.protocol import Revision
 from reconciler.status.store import StatusStore
 from reconciler.status.types import Snapshot
 
-CEPH = CephAccess(monitors=(("127.0.0.1", 6789),), auth_user="admin", secret_uuid="sec-1")
+CEPH = CephAccess(
+    monitors=(("127.0.0.1", 6789),),
+    auth_user="admin",
+    secret_uuid="0b8f6a55-3c1d-4e0f-9b2a-5d6e7f809a1b",
+)
 SETTINGS = PlanSettings(ceph=CEPH, console_dir="/tmp/consoles")
 BASE = "rbd/base@base"
 
