@@ -78,7 +78,7 @@ def test_placement_capacity_and_foreign_domains(
     snap = h.engine.run_pass().snapshot
     # first fit in pmid order: h1 takes 2, h2 only 1 (its foreign domain uses a CPU),
     # h3 takes the pinned VM and 3 more; 7 small VMs need 7 CPUs, 7 are free: all fit
-    placed = {n: hv for n, hv in ((n, h) for h in hosts for n in domains(hosts[h]))}
+    placed = {n: h for h in hosts for n in domains(hosts[h])}
     assert {k for k, v in placed.items() if v == "h1"} == {"vm1", "vm2"}
     assert {k for k, v in placed.items() if v == "h2"} == {"legacy-db", "vm3"}
     assert {k for k, v in placed.items() if v == "h3"} == {"pinned", "vm4", "vm5", "vm6"}
