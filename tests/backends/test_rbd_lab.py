@@ -1,8 +1,9 @@
-"""RbdStorage against the lab's real Ceph cluster: every assertion reads the cluster back."""
+"""RbdStorage against the lab's real Ceph cluster: every assertion reads the cluster back.
+
+Each test gets a fresh pool (`lab_pool`), so tests cannot see each other's images."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,45 +14,31 @@ import rbd
 from reconciler.backends.rbd_backend import RbdStorage
 from reconciler.errors import Conflict, NotFound, Transient
 from reconciler.identity import BASE_SNAPSHOT, MANAGED_BY, META_KIND, META_MANAGED_BY
-from reconciler.lab.info import LabInfo
+from reconciler.lab.testing import LabPool
 
 pytestmark = pytest.mark.lab
 MiB = 1 << 20
 
 
 @pytest.fixture
-def ioctx(lab: LabInfo) -> Iterator[rados.Ioctx]:
-    cluster = rados.Rados(conffile=lab.ceph_conf, rados_id=lab.ceph_user)
+def ioctx(lab_pool: LabPool) -> Iterator[rados.Ioctx]:
+    cluster = rados.Rados(conffile=lab_pool.info.ceph_conf, rados_id=lab_pool.info.ceph_user)
     cluster.connect(timeout=10)
-    io = cluster.open_ioctx(lab.pool)
+    io = cluster.open_ioctx(lab_pool.pool)
     yield io
     io.close()
     cluster.shutdown()
 
 
 @pytest.fixture
-def prefix(ioctx: rados.Ioctx) -> Iterator[str]:
-    """A unique name prefix; everything under it is removed afterwards (clones first)."""
-    p = f"t{uuid.uuid4().hex[:8]}-"
-    yield p
-    names = sorted((n for n in rbd.RBD().list(ioctx) if n.startswith(p)), key=len, reverse=True)
-    for _ in range(3):
-        for name in list(names):
-            try:
-                with rbd.Image(ioctx, name) as im:
-                    for s in list(im.list_snaps()):
-                        if im.is_protected_snap(s["name"]):
-                            im.unprotect_snap(s["name"])
-                        im.remove_snap(s["name"])
-                rbd.RBD().remove(ioctx, name)
-                names.remove(name)
-            except rbd.Error:
-                continue
+def prefix() -> str:
+    return "t-"
 
 
 @pytest.fixture
-def storage(lab: LabInfo) -> Iterator[RbdStorage]:
-    s = RbdStorage(lab.ceph_conf, lab.pool, lab.ceph_user, timeout=30)
+def storage(lab_pool: LabPool) -> Iterator[RbdStorage]:
+    info = lab_pool.info
+    s = RbdStorage(info.ceph_conf, lab_pool.pool, info.ceph_user, timeout=30)
     yield s
     s.close()
 
@@ -105,11 +92,11 @@ def test_partial_import_from_a_crash_is_redone(
 
 
 def test_clone_grow_meta_idempotent_and_parent_checked(
-    storage: RbdStorage, ioctx: rados.Ioctx, prefix: str, tmp_path: Path, lab: LabInfo
+    storage: RbdStorage, ioctx: rados.Ioctx, prefix: str, tmp_path: Path
 ) -> None:
     base = f"{prefix}base"
     storage.import_image(base, str(_raw_file(tmp_path)), {})
-    parent = f"{lab.pool}/{base}@{BASE_SNAPSHOT}"
+    parent = f"{storage.pool}/{base}@{BASE_SNAPSHOT}"
     child = f"{prefix}root"
     storage.clone(parent, child, 64 * MiB, {META_KIND: "root"})
     storage.clone(parent, child, 64 * MiB, {META_KIND: "root"})
@@ -117,13 +104,13 @@ def test_clone_grow_meta_idempotent_and_parent_checked(
         assert im.size() == 64 * MiB
         assert im.read(9 * MiB + 123, 11) == b"volctl-tail"  # copy-on-write from the parent
         assert dict(im.metadata_list())[META_KIND] == "root"
-    obs = storage.observe(external_snapshots=(parent, f"{lab.pool}/{prefix}nope@x"))
+    obs = storage.observe(external_snapshots=(parent, f"{storage.pool}/{prefix}nope@x"))
     assert obs.images[child].parent == parent
-    assert obs.external_snapshots == {parent: True, f"{lab.pool}/{prefix}nope@x": False}
+    assert obs.external_snapshots == {parent: True, f"{storage.pool}/{prefix}nope@x": False}
     other = f"{prefix}other"
     storage.import_image(other, str(_raw_file(tmp_path)), {})
     with pytest.raises(Conflict):  # same name, different parent
-        storage.clone(f"{lab.pool}/{other}@{BASE_SNAPSHOT}", child, 64 * MiB, {})
+        storage.clone(f"{storage.pool}/{other}@{BASE_SNAPSHOT}", child, 64 * MiB, {})
     with pytest.raises(Conflict):  # the base still has a clone
         storage.remove(base)
     storage.remove(child)
@@ -170,9 +157,7 @@ def test_foreign_image_is_never_changed(
     assert not storage.observe().images[name].ours
 
 
-def test_watched_image_is_not_removed(
-    storage: RbdStorage, ioctx: rados.Ioctx, prefix: str
-) -> None:
+def test_watched_image_is_not_removed(storage: RbdStorage, ioctx: rados.Ioctx, prefix: str) -> None:
     name = f"{prefix}busy"
     storage.create(name, 4 * MiB, {})
     holder = rbd.Image(ioctx, name)  # a read-write open registers a watch, like qemu's
