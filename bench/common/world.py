@@ -61,8 +61,9 @@ def domains(uri: str, prefix: str) -> dict[str, DomainView]:
                     targets.append(tgt.get("dev", ""))
                 if src is not None and tgt is not None and src.get("protocol") == "rbd":
                     disks[tgt.get("dev", "")] = src.get("name", "")
-            out[name] = DomainView(name=name, active=bool(dom.isActive()), rbd_disks=disks,
-                                   disk_targets=tuple(targets))
+            out[name] = DomainView(
+                name=name, active=bool(dom.isActive()), rbd_disks=disks, disk_targets=tuple(targets)
+            )
         return out
     finally:
         conn.close()

@@ -12,6 +12,7 @@ attach call); the end state (running domain, both images opened by qemu) is the 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -42,10 +43,8 @@ class Ansible:
     def prepare(self, fleet: Fleet) -> None:
         if not (BIN / "ansible-playbook").exists():
             raise ToolUnavailable("ansible-playbook is not installed (pip install -e '.[bench]')")
-        try:
-            import lxml  # noqa: F401 - community.libvirt.virt needs it
-        except ImportError as exc:
-            raise ToolUnavailable("community.libvirt.virt needs lxml (the bench extra)") from exc
+        if importlib.util.find_spec("lxml") is None:  # community.libvirt.virt needs it
+            raise ToolUnavailable("community.libvirt.virt needs lxml (the bench extra)")
         self.work = Path(tempfile.mkdtemp(prefix="volctl-bench-ansible-", dir="/var/tmp"))
         info = fleet.lab.info
         xml_dir = self.work / "xml"
@@ -56,47 +55,72 @@ class Ansible:
             xml = fleet.domain_xml(vm).replace("</devices>", fleet.disk_xml(vm) + "</devices>")
             (xml_dir / f"{vm.name}.xml").write_text(xml)
             host_vars.setdefault(vm.host, []).append(
-                {"name": vm.name, "root": vm.root_image, "vol": vm.volume_image,
-                 "xml": str(xml_dir / f"{vm.name}.xml")}
+                {
+                    "name": vm.name,
+                    "root": vm.root_image,
+                    "vol": vm.volume_image,
+                    "xml": str(xml_dir / f"{vm.name}.xml"),
+                }
             )
         for host, vms in host_vars.items():
             hv = self.work / "host_vars"
             hv.mkdir(exist_ok=True)
-            (hv / f"{host}.yml").write_text(yaml.safe_dump({
-                "libvirt_uri": fleet.lab.host(host).uri, "vms": vms}))
-            lines.append(f"{host} ansible_connection=local ansible_python_interpreter="
-                         f"{sys.executable}")
+            (hv / f"{host}.yml").write_text(
+                yaml.safe_dump({"libvirt_uri": fleet.lab.host(host).uri, "vms": vms})
+            )
+            lines.append(
+                f"{host} ansible_connection=local ansible_python_interpreter={sys.executable}"
+            )
         (self.work / "inventory.ini").write_text("\n".join(lines) + "\n")
         rbd = f"rbd --conf {info.ceph_conf} -p {info.pool}"
-        play = [{
-            "name": "bench fleet",
-            "hosts": "lab",
-            "gather_facts": False,
-            "tasks": [
-                {"name": "root disk: COW clone of the base image, grown",
-                 "ansible.builtin.shell":
-                     f"{rbd} info {{{{ item.root }}}} >/dev/null 2>&1 && echo exists || "
-                     f"({rbd} clone {fleet.parent} {info.pool}/{{{{ item.root }}}} && "
-                     f"{rbd} resize --size {fleet.disk_gib * GIB // 2**20}M "
-                     f"{{{{ item.root }}}})",
-                 "register": "clone", "changed_when": "'exists' not in clone.stdout",
-                 "loop": "{{ vms }}"},
-                {"name": "volume",
-                 "ansible.builtin.shell":
-                     f"{rbd} info {{{{ item.vol }}}} >/dev/null 2>&1 && echo exists || "
-                     f"{rbd} create --size {fleet.volume_gib * GIB // 2**20}M {{{{ item.vol }}}}",
-                 "register": "vol", "changed_when": "'exists' not in vol.stdout",
-                 "loop": "{{ vms }}"},
-                {"name": "define the domain",
-                 "community.libvirt.virt": {"command": "define", "uri": "{{ libvirt_uri }}",
-                                            "xml": "{{ lookup('file', item.xml) }}"},
-                 "loop": "{{ vms }}"},
-                {"name": "start it",
-                 "community.libvirt.virt": {"name": "{{ item.name }}", "state": "running",
-                                            "uri": "{{ libvirt_uri }}"},
-                 "loop": "{{ vms }}"},
-            ],
-        }]
+        root, vol = "{{ item.root }}", "{{ item.vol }}"
+        exists = ">/dev/null 2>&1 && echo exists || "
+        clone_cmd = (
+            f"{rbd} info {root} {exists}({rbd} clone {fleet.parent} {info.pool}/{root} && "
+            f"{rbd} resize --size {fleet.disk_gib * GIB // 2**20}M {root})"
+        )
+        vol_cmd = f"{rbd} info {vol} {exists}{rbd} create --size {fleet.volume_gib * 1024}M {vol}"
+        play = [
+            {
+                "name": "bench fleet",
+                "hosts": "lab",
+                "gather_facts": False,
+                "tasks": [
+                    {
+                        "name": "root disk: COW clone of the base image, grown",
+                        "ansible.builtin.shell": clone_cmd,
+                        "register": "clone",
+                        "changed_when": "'exists' not in clone.stdout",
+                        "loop": "{{ vms }}",
+                    },
+                    {
+                        "name": "volume",
+                        "ansible.builtin.shell": vol_cmd,
+                        "register": "vol",
+                        "changed_when": "'exists' not in vol.stdout",
+                        "loop": "{{ vms }}",
+                    },
+                    {
+                        "name": "define the domain",
+                        "community.libvirt.virt": {
+                            "command": "define",
+                            "uri": "{{ libvirt_uri }}",
+                            "xml": "{{ lookup('file', item.xml) }}",
+                        },
+                        "loop": "{{ vms }}",
+                    },
+                    {
+                        "name": "start it",
+                        "community.libvirt.virt": {
+                            "name": "{{ item.name }}",
+                            "state": "running",
+                            "uri": "{{ libvirt_uri }}",
+                        },
+                        "loop": "{{ vms }}",
+                    },
+                ],
+            }
+        ]
         (self.work / "site.yml").write_text(yaml.safe_dump(play, sort_keys=False))
         self.log = str(self.work / "ansible.log")
         self.forks_used = self.forks or max(1, len(fleet.hosts))
@@ -104,14 +128,30 @@ class Ansible:
     def _play(self) -> ToolRun:
         assert self.work is not None
         env = dict(os.environ)
-        env.update(ANSIBLE_LOCAL_TEMP=str(self.work / "tmp"), ANSIBLE_REMOTE_TEMP=str(
-            self.work / "tmp"), ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0",
-            ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_HOST_KEY_CHECKING="0")
-        rc, _ = run_logged([str(BIN / "ansible-playbook"), "-i",
-                            str(self.work / "inventory.ini"), "-f", str(self.forks_used),
-                            str(self.work / "site.yml")], self.log, env=env, cwd=str(self.work))
-        return ToolRun(ok=rc == 0, error="" if rc == 0 else tail(self.log),
-                       extra={"forks": self.forks_used})
+        env.update(
+            ANSIBLE_LOCAL_TEMP=str(self.work / "tmp"),
+            ANSIBLE_REMOTE_TEMP=str(self.work / "tmp"),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_RETRY_FILES_ENABLED="0",
+            ANSIBLE_STDOUT_CALLBACK="default",
+            ANSIBLE_HOST_KEY_CHECKING="0",
+        )
+        rc, _ = run_logged(
+            [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                str(self.work / "inventory.ini"),
+                "-f",
+                str(self.forks_used),
+                str(self.work / "site.yml"),
+            ],
+            self.log,
+            env=env,
+            cwd=str(self.work),
+        )
+        return ToolRun(
+            ok=rc == 0, error="" if rc == 0 else tail(self.log), extra={"forks": self.forks_used}
+        )
 
     def converge(self, fleet: Fleet) -> ToolRun:
         return self._play()

@@ -57,19 +57,36 @@ class Kcli:
         for host in fleet.hosts:
             pool_dir = self.work / "pools" / host
             pool_dir.mkdir(parents=True)
-            subprocess.run(["qemu-img", "convert", "-O", "qcow2",
-                            fleet.lab.info.base_image_file, str(pool_dir / BASE)], check=True,
-                           timeout=300)
+            subprocess.run(
+                [
+                    "qemu-img",
+                    "convert",
+                    "-O",
+                    "qcow2",
+                    fleet.lab.info.base_image_file,
+                    str(pool_dir / BASE),
+                ],
+                check=True,
+                timeout=300,
+            )
             self._define_pool(fleet.lab.host(host).uri, pool_dir)
             clients[host] = {"type": "kvm", "url": fleet.lab.host(host).uri, "pool": POOL}
         (home / ".kcli" / "config.yml").write_text(yaml.safe_dump(clients))
         plan = {}
         for vm in fleet.vms:
             plan[vm.name] = {
-                "client": vm.host, "image": BASE, "pool": POOL,
-                "numcpus": fleet.cpu, "memory": fleet.ram_mib,
-                "disks": [fleet.disk_gib, fleet.volume_gib], "nets": [],
-                "cloudinit": False, "vnc": False, "virttype": "qemu", "cpumodel": "qemu64", "start": True,
+                "client": vm.host,
+                "image": BASE,
+                "pool": POOL,
+                "numcpus": fleet.cpu,
+                "memory": fleet.ram_mib,
+                "disks": [fleet.disk_gib, fleet.volume_gib],
+                "nets": [],
+                "cloudinit": False,
+                "vnc": False,
+                "virttype": "qemu",
+                "cpumodel": "qemu64",
+                "start": True,
             }
         self.plan = self.work / "plan.yml"
         self.plan.write_text(yaml.safe_dump(plan, sort_keys=False))
@@ -86,8 +103,7 @@ class Kcli:
                     old.destroy()
                 old.undefine()
             pool = conn.storagePoolDefineXML(
-                f"<pool type='dir'><name>{POOL}</name><target><path>{path}</path></target>"
-                "</pool>"
+                f"<pool type='dir'><name>{POOL}</name><target><path>{path}</path></target></pool>"
             )
             pool.create()
         finally:
@@ -95,8 +111,12 @@ class Kcli:
 
     def _plan(self) -> ToolRun:
         assert self.work is not None
-        rc, _ = run_logged([str(BIN / "kcli"), "create", "plan", "--threaded", "-f",
-                            str(self.plan), PLAN], self.log, env=self.env, cwd=str(self.work))
+        rc, _ = run_logged(
+            [str(BIN / "kcli"), "create", "plan", "--threaded", "-f", str(self.plan), PLAN],
+            self.log,
+            env=self.env,
+            cwd=str(self.work),
+        )
         text = tail(self.log, 400)
         # kcli prints failures per VM but may still exit 0
         failed = [ln for ln in text.splitlines() if "not deployed" in ln or "failure" in ln]
