@@ -30,11 +30,11 @@ INFRA_KINDS = {"Host", "Image", "InstanceType"}
 
 
 def executor_limits() -> dict[str, int]:
-    """volctl's executor concurrency limits (per host, overall), read from volctl."""
-    from reconciler.execute.executor import Limits
+    """`volctl run`'s concurrency limits (per host, overall): its own defaults, read from it."""
+    from reconciler.cli.main import build_parser
 
-    lim = Limits()
-    return {"per_host": lim.per_host, "total": lim.overall}
+    args = build_parser().parse_args(["run"])
+    return {"per_host": int(args.per_host), "total": int(args.parallel)}
 
 
 def volctl_commands() -> set[str]:
