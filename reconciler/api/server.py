@@ -95,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("http", request=format % args)
+        """No access log: probes and the dashboard poll constantly; errors are logged."""
 
     def do_GET(self) -> None:
         self._serve("GET")
