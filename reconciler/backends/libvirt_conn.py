@@ -83,6 +83,7 @@ class LibvirtConnection:
         self._on_event = on_event
         self._on_lost = on_lost
         self._lock = threading.RLock()
+        self._connect_lock = threading.Lock()
         self._conn: Any = None
         self.generation = 0  # bumped on every (re)connect; caches compare against it
         self.broken_reason: str | None = None
@@ -152,11 +153,22 @@ class LibvirtConnection:
         return conn
 
     def connection(self) -> Any:
-        """The open virConnect, opening it if needed (bounded by connect_timeout)."""
+        """The open virConnect, opening it if needed (bounded by connect_timeout).
+
+        Connect attempts are serialized by their own lock, so `close()` and `mark_broken()`
+        never wait behind a hanging connect.
+        """
         with self._lock:
-            if self._conn is None:
-                self._conn = self._open()
-            return self._conn
+            if self._conn is not None:
+                return self._conn
+        with self._connect_lock:
+            with self._lock:
+                if self._conn is not None:
+                    return self._conn
+            conn = self._open()
+            with self._lock:
+                self._conn = conn
+            return conn
 
     def _closed(self, _conn: Any, reason: int, _opaque: object) -> None:
         names = {0: "error", 1: "end of file", 2: "keepalive timeout", 3: "client closed"}
