@@ -152,19 +152,23 @@ class LibvirtConnection:
         self.broken_reason = None
         return conn
 
+    def _current(self) -> Any:
+        with self._lock:
+            return self._conn
+
     def connection(self) -> Any:
         """The open virConnect, opening it if needed (bounded by connect_timeout).
 
         Connect attempts are serialized by their own lock, so `close()` and `mark_broken()`
         never wait behind a hanging connect.
         """
-        with self._lock:
-            if self._conn is not None:
-                return self._conn
+        current = self._current()
+        if current is not None:
+            return current
         with self._connect_lock:
-            with self._lock:
-                if self._conn is not None:
-                    return self._conn
+            current = self._current()  # another thread connected while we waited
+            if current is not None:
+                return current
             conn = self._open()
             with self._lock:
                 self._conn = conn
