@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
     common(status)
     status.set_defaults(func=_status)
 
-    env = sub.add_parser("env", help="print shell exports (eval \"$(volctl lab env)\")")
+    env = sub.add_parser("env", help='print shell exports (eval "$(volctl lab env)")')
     common(env)
     env.set_defaults(func=_env)
 

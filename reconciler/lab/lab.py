@@ -170,8 +170,17 @@ class Lab:
             self.log("lab up failed; cleaning up")
             self.down(quiet=True)
             raise
-        self.log(f"lab up: {hosts} hosts, Ceph {self.ceph(state).health()}")
+        self.log(f"lab up: {hosts} hosts, Ceph {self._wait_healthy(self.ceph(state))}")
         return info
+
+    def _wait_healthy(self, ceph: CephCluster, timeout: float = 15) -> str:
+        """Ceph's health, after waiting briefly for HEALTH_OK (the mgr reports late)."""
+        deadline = time.monotonic() + timeout
+        health = ceph.health()
+        while health != "HEALTH_OK" and time.monotonic() < deadline:
+            time.sleep(0.25)
+            health = ceph.health()
+        return health
 
     def _pick_ports(self, v1: int | None, v2: int | None) -> tuple[int, int]:
         for port in (v1, v2):

@@ -1,0 +1,121 @@
+"""A throwaway lab (own dir, own ports, 1 host) goes up, runs a guest with RBD disks, and
+`lab down` leaves no process, mount, namespace, cgroup dir or file behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from reconciler.lab import mounts
+from reconciler.lab.lab import Lab
+from reconciler.lab.proc import alive, cmdline, free_ports, port_free, read_pid
+from reconciler.lab.testing import clone_base, create_volume, guest_xml, rbd_disk_xml
+
+pytestmark = pytest.mark.lab  # real Ceph + libvirtd, like the `lab` fixture's tests
+
+ROOT = Path(os.environ.get("VOLCTL_TEST_LAB_DIR", "/var/tmp/volctl-test-lab")).with_name(
+    "volctl-throwaway-lab"
+)
+
+
+def _cgroup_dirs() -> set[str]:
+    base = Path("/sys/fs/cgroup")
+    out = set()
+    for ctrl in base.iterdir() if base.is_dir() else []:
+        for p in ctrl.glob("machine*"):
+            out.add(str(p))
+    return out
+
+
+def _netns() -> set[str]:
+    netns = Path("/run/netns")
+    return {p.name for p in netns.iterdir()} if netns.is_dir() else set()
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    return [
+        int(e.name)
+        for e in os.scandir("/proc")
+        if e.name.isdigit() and alive(int(e.name)) and text in cmdline(int(e.name))
+    ]
+
+
+def _volctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", "lab", *args, "--dir", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_throwaway_lab_up_and_down_leaves_nothing_behind() -> None:
+    lab = Lab(ROOT)
+    lab.down(quiet=True)
+    cgroups_before, netns_before = _cgroup_dirs(), _netns()
+    v1, v2 = free_ports(2)
+
+    t0 = time.monotonic()
+    up = _volctl("up", "--hosts", "1", "--mon-port", str(v1), "--mon-v2-port", str(v2))
+    took_up = time.monotonic() - t0
+    assert up.returncode == 0, up.stderr
+    assert "lab up: 1 hosts, Ceph HEALTH_OK" in up.stderr
+    assert took_up < 60, f"lab up took {took_up:.1f} s"
+
+    status = _volctl("status")
+    assert status.returncode == 0, status.stdout
+    assert "HEALTH_OK" in status.stdout
+    assert "host h1" in status.stdout
+    env = _volctl("env")
+    assert f"export VOLCTL_CONFIG={ROOT}/volctl.yaml" in env.stdout
+    assert f"export CEPH_CONF={ROOT}/ceph/ceph.conf" in env.stdout
+
+    # a guest with an RBD root disk and a hot-plugged RBD volume is running at `down`
+    info = lab.info()
+    root = clone_base(info, info.pool, "doomed-root")
+    vol = create_volume(info, info.pool, "doomed-vol")
+    conn = libvirt.open(info.hosts[0].uri)
+    dom = conn.defineXML(guest_xml(info, "doomed", root, ROOT / "consoles" / "doomed.log"))
+    dom.create()
+    dom.attachDeviceFlags(rbd_disk_xml(info, vol, "vdb"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    conn.close()
+
+    state = lab.state()
+    assert state is not None
+    host = lab.host("h1", state)
+    pids = [p for p in lab.ceph(state).pids().values() if p]
+    pids += [p for p in (host.reaper_pid(), host.libvirtd_pid()) if p]
+    pids += host.qemu_pids()
+    assert len(pids) == 6  # mon, osd, mgr, reaper, libvirtd, qemu
+    assert mounts.mounts_under(ROOT)  # the host's private bind mounts
+
+    t0 = time.monotonic()
+    down = _volctl("down")
+    took_down = time.monotonic() - t0
+    assert down.returncode == 0, down.stderr
+    assert took_down < 10, f"lab down took {took_down:.1f} s"
+
+    assert [p for p in pids if alive(p)] == []
+    assert _pids_mentioning(str(ROOT) + "/") == []
+    assert mounts.mounts_under(ROOT) == []
+    assert not ROOT.exists()
+    assert _netns() == netns_before
+    assert _cgroup_dirs() <= cgroups_before
+    assert port_free(v1)
+    assert port_free(v2)
+    in_use = {point for _root, point in mounts.mounted_anywhere()}
+    for mp in state.created_mountpoints:  # removed, unless another lab still mounts there
+        assert not Path(mp).exists() or mp in in_use or any(Path(mp).iterdir())
+    assert Path(state.cache_dir).is_dir()  # the cache is kept on purpose
+    assert read_pid(ROOT / "ceph" / "run" / "mon.a.pid") is None
+
+    again = _volctl("down")  # idempotent
+    assert again.returncode == 0
+    assert "no lab in" in again.stderr
