@@ -60,12 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         calls: list[Call] = []
         for tool in tools:
-            row = run_cycle(tool, fleet, rerun=False)
+            rows += run_cycle(tool, fleet, rerun=False)
             if tool.name == "baseline":
                 calls = getattr(tool, "last_calls", [])
             for n in tool.notes:
                 report.note(n)
-            rows.append(row)
             tool.close()
         par = _volctl_parallelism()
         bound = critical_path(calls, per_host=par["per_host"], total=par["total"])

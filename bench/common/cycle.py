@@ -31,7 +31,7 @@ def make_tools(names: list[str], args: argparse.Namespace) -> list[Tool]:
         elif name == "volctl":
             from bench.tools.volctl_tool import Volctl
 
-            tools.append(Volctl(listen=args.volctl_listen))
+            tools.append(Volctl(listen=args.volctl_listen, resync=args.volctl_resync))
         elif name == "ansible":
             from bench.tools.ansible_tool import Ansible
 
@@ -51,14 +51,16 @@ def clean(fleet: Fleet) -> dict[str, int]:
     )
 
 
-def run_cycle(tool: Tool, fleet: Fleet, *, rerun: bool) -> dict[str, Any]:
+def run_cycle(tool: Tool, fleet: Fleet, *, rerun: bool) -> list[dict[str, Any]]:
+    """The tool's row, plus any extra rows the tool measures on the converged state (B2)."""
     row: dict[str, Any] = {"tool": tool.name, "ok": False}
+    rows = [row]
     try:
         clean(fleet)
         tool.prepare(fleet)
     except ToolUnavailable as exc:
         row.update(error=f"could not run: {exc}", unavailable=True)
-        return row
+        return rows
     try:
         print(
             f"bench: {tool.name}: converging {len(fleet.vms)} VMs on {len(fleet.hosts)} hosts",
@@ -94,6 +96,15 @@ def run_cycle(tool: Tool, fleet: Fleet, *, rerun: bool) -> dict[str, Any]:
                 f"({rpcs.xml_desc} XML fetches), end state ok={verdict2.ok}",
                 flush=True,
             )
+            extra = getattr(tool, "extra_rerun_rows", None)
+            if extra is not None and row["ok"]:
+                for r in extra(fleet):
+                    print(
+                        f"bench: {r['tool']}: {r.get('rerun_s')}s, {r.get('rerun_rpcs')} RPCs "
+                        f"({r.get('rerun_xml_desc')} XML fetches) {r.get('error', '')}",
+                        flush=True,
+                    )
+                    rows.append(r)
     except Exception as exc:  # noqa: BLE001 - one tool's crash must not hide the others
         row["error"] = f"{type(exc).__name__}: {exc}"
         row["traceback"] = traceback.format_exc()
@@ -103,7 +114,7 @@ def run_cycle(tool: Tool, fleet: Fleet, *, rerun: bool) -> dict[str, Any]:
             tool.cleanup(fleet)
         finally:
             clean(fleet)
-    return row
+    return rows
 
 
 def _run_dict(run: ToolRun) -> dict[str, Any]:
@@ -124,6 +135,12 @@ def add_fleet_args(p: argparse.ArgumentParser, *, n: int, hosts: int) -> None:
         "--volctl-listen",
         default="127.0.0.1:18470",
         help="where the benchmark's own `volctl run` serves REST",
+    )
+    p.add_argument(
+        "--volctl-resync",
+        type=float,
+        default=5.0,
+        help="resync interval of the benchmark's controller (default %(default)s s)",
     )
     p.add_argument(
         "--ansible-forks", type=int, default=0, help="ansible forks (default: one per host)"

@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.common.ctllog import parse_time
 from bench.common.lab import Lab
 
 REMOTE_PROGRAM = 0x20008086
@@ -43,7 +44,9 @@ PROC_NAMES = {  # each checked against libvirt 9.0 by calling the API and readin
     265: "DOMAIN_GET_METADATA",
     273: "CONNECT_LIST_ALL_DOMAINS",
 }
-_RX = re.compile(r"RPC_SERVER_CLIENT_MSG_RX: .*?prog=(\d+) vers=\d+ proc=(\d+) type=(\d+)")
+_RX = re.compile(
+    r"^(\S+ \S+): .*RPC_SERVER_CLIENT_MSG_RX: .*?prog=(\d+) vers=\d+ proc=(\d+) type=(\d+)"
+)
 
 
 def _virt_admin(uri: str, *args: str) -> str:
@@ -109,21 +112,30 @@ class DaemonRpcCounter:
             _virt_admin(uri, "daemon-log-filters", filters or "")
             _virt_admin(uri, "daemon-log-outputs", outputs or "3:stderr")
 
-    def result(self) -> RpcCount:
-        per_host: dict[str, int] = {}
-        procs: Counter[str] = Counter()
+    def calls(self) -> list[tuple[float, str, str]]:
+        """Every counted call as (epoch time, host, procedure name)."""
+        out = []
         for name in self._saved:
             log = self.dir / f"{name}.log"
-            n = 0
-            if log.exists():
-                for line in log.read_text(errors="replace").splitlines():
-                    m = _RX.search(line)
-                    if not m or int(m.group(1)) != REMOTE_PROGRAM or m.group(3) != "0":
-                        continue
-                    n += 1
-                    proc = int(m.group(2))
-                    procs[PROC_NAMES.get(proc, f"proc{proc}")] += 1
-            per_host[name] = n
+            if not log.exists():
+                continue
+            for line in log.read_text(errors="replace").splitlines():
+                m = _RX.search(line)
+                if not m or int(m.group(2)) != REMOTE_PROGRAM or m.group(4) != "0":
+                    continue
+                proc = int(m.group(3))
+                out.append((parse_time(m.group(1)), name, PROC_NAMES.get(proc, f"proc{proc}")))
+        return out
+
+    def result(self, window: tuple[float, float] | None = None) -> RpcCount:
+        """Counts, optionally only of calls received within `window` (epoch seconds)."""
+        per_host: dict[str, int] = dict.fromkeys(self._saved, 0)
+        procs: Counter[str] = Counter()
+        for t, host, proc in self.calls():
+            if window is not None and not window[0] <= t <= window[1]:
+                continue
+            per_host[host] += 1
+            procs[proc] += 1
         return RpcCount(
             total=sum(per_host.values()),
             per_host=per_host,

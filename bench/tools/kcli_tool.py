@@ -8,8 +8,10 @@ there untimed, like the base image that already sits in RBD for the other tools)
 root disk is a qcow2 overlay backed by it (kcli's thin clone, the file analogue of an RBD
 COW clone) and its volume a second 1 GiB qcow2 disk, attached at define time.  Same hosts,
 VM sizes, domain type (TCG, `virttype=qemu`) and running state; the end state is checked on
-the libvirt side (running, on its host, with two disks).  The plan runs `--threaded`, kcli's
-fastest mode (a thread per VM).
+the libvirt side (running, on its host, with two disks).  The plan runs in kcli's default,
+sequential mode: `--threaded` (a thread per VM) failed here intermittently, because
+concurrent `pool.refresh()` calls hit libvirt's "pool has asynchronous jobs running", which
+kcli's bare `except` turns into "you don't have image" and the VM is not deployed.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class Kcli:
     def __init__(self) -> None:
         self.work: Path | None = None
         self.notes = [
-            "kcli: `kcli create plan --threaded` with one VM entry per VM (client = its host); "
+            "kcli: `kcli create plan` (sequential; --threaded races on pool refresh) with one VM "
+            "entry per VM (client = its host); "
             "kcli has no RBD support, so root disks are qcow2 overlays on a per-host dir pool "
             "copy of the base image and volumes are local qcow2 files (end state checked on "
             "the libvirt side only)"
@@ -112,7 +115,7 @@ class Kcli:
     def _plan(self) -> ToolRun:
         assert self.work is not None
         rc, _ = run_logged(
-            [str(BIN / "kcli"), "create", "plan", "--threaded", "-f", str(self.plan), PLAN],
+            [str(BIN / "kcli"), "create", "plan", "-f", str(self.plan), PLAN],
             self.log,
             env=self.env,
             cwd=str(self.work),

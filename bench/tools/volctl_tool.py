@@ -22,7 +22,9 @@ from typing import Any
 
 import yaml
 
+from bench.common.ctllog import ControllerLog, breakdown
 from bench.common.fleet import Fleet
+from bench.common.rpcs import DaemonRpcCounter
 from bench.tools.base import ToolRun, ToolUnavailable, run_logged, tail
 
 VOLCTL = [sys.executable, "-m", "reconciler.cli.main"]
@@ -52,8 +54,9 @@ class Volctl:
     name = "volctl"
     rbd_backed = True
 
-    def __init__(self, listen: str = "127.0.0.1:18470") -> None:
+    def __init__(self, listen: str = "127.0.0.1:18470", resync: float = 5.0) -> None:
         self.listen = listen
+        self.resync = resync
         self.notes = [
             "volctl: `volctl run` controller (started untimed, hosts/image/type applied and "
             "settled first), timed step `volctl apply -f fleet.yaml --wait`; executor limits "
@@ -117,8 +120,9 @@ class Volctl:
     def start_controller(self) -> None:
         assert self.work is not None
         fh = Path(self.log).open("ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.ctl_log = ControllerLog(self.log)
         self.proc = subprocess.Popen(
-            [*VOLCTL, "--config", str(self.config), "run"],
+            [*VOLCTL, "--config", str(self.config), "run", "--resync", str(self.resync)],
             stdout=fh,
             stderr=subprocess.STDOUT,
             env=self.env(),
@@ -145,6 +149,8 @@ class Volctl:
             return body.decode(errors="replace")
 
     def converge(self, fleet: Fleet) -> ToolRun:
+        self.ctl_log.mark()
+        t0 = time.time()
         rc, _ = run_logged(
             [
                 *VOLCTL,
@@ -160,7 +166,10 @@ class Volctl:
             self.cli_log,
             env=self.env(),
         )
-        return ToolRun(ok=rc == 0, error="" if rc == 0 else tail(self.cli_log))
+        run = ToolRun(ok=rc == 0, error="" if rc == 0 else tail(self.cli_log))
+        time.sleep(0.2)
+        run.extra["breakdown"] = breakdown(self.ctl_log.new(), t0)
+        return run
 
     def rerun(self, fleet: Fleet) -> ToolRun:
         rc, _ = run_logged(
@@ -179,6 +188,97 @@ class Volctl:
             env=self.env(),
         )
         return ToolRun(ok=rc == 0, error="" if rc == 0 else tail(self.cli_log))
+
+    def extra_rerun_rows(self, fleet: Fleet) -> list[dict[str, Any]]:
+        """B2 beyond `apply` again: one warm resync pass of the running controller, volctl's
+        own observe with its backend's rpc_count(), and a cold `volctl reconcile --once`."""
+        rows = [self._resync_row(fleet), self._observe_row(fleet)]
+        self.stop_controller()
+        with DaemonRpcCounter(fleet.lab, fleet.hosts) as counter:
+            rc, secs = run_logged(
+                [*VOLCTL, "--config", str(self.config), "reconcile", "--once"],
+                self.cli_log,
+                env=self.env(),
+            )
+        rpcs = counter.result()
+        rows.append(
+            {
+                "tool": "volctl reconcile --once (cold process)",
+                "ok": rc == 0,
+                "rerun_s": secs,
+                "rerun_rpcs": rpcs.total,
+                "rerun_xml_desc": rpcs.xml_desc,
+                "rerun_rpc_detail": rpcs.as_dict(),
+            }
+        )
+        return rows
+
+    def _resync_row(self, fleet: Fleet) -> dict[str, Any]:
+        row: dict[str, Any] = {"tool": "volctl resync pass (warm controller)", "ok": False}
+        with DaemonRpcCounter(fleet.lab, fleet.hosts) as counter:
+            self.ctl_log.mark()
+            start = self.ctl_log.wait_for(
+                lambda e: e.get("event") == "pass.start" and "resync" in e.get("triggers", []),
+                timeout=self.resync * 3 + 10,
+            )
+            end = None
+            if start is not None:
+                rid = start.get("reconcile_id")
+                end = self.ctl_log.wait_for(
+                    lambda e: e.get("event") == "pass.end" and e.get("reconcile_id") == rid,
+                    timeout=60,
+                )
+        if start is None or end is None:
+            row["error"] = "no resync pass seen in the controller log"
+            return row
+        rpcs = counter.result(window=(start["_t"] - 0.005, end["_t"] + 0.005))
+        row.update(
+            ok=end.get("actions", 0) == 0 and bool(end.get("converged")),
+            rerun_s=float(end["duration_ms"]) / 1000,
+            rerun_rpcs=rpcs.total,
+            rerun_xml_desc=rpcs.xml_desc,
+            rerun_rpc_detail=rpcs.as_dict(),
+            pass_actions=end.get("actions"),
+        )
+        return row
+
+    @staticmethod
+    def _observe_row(fleet: Fleet) -> dict[str, Any]:
+        """volctl's Hypervisor.observe() in this process, counted by its rpc_count()."""
+        from reconciler.backends.libvirt_backend import LibvirtHypervisor
+
+        hvs = [LibvirtHypervisor(h, fleet.lab.host(h).uri) for h in fleet.hosts]
+        try:
+            cold = warm = 0
+            stats: dict[str, int] = {}
+            t0 = time.perf_counter()
+            for hv in hvs:
+                before = hv.rpc_count()
+                hv.observe()
+                cold += hv.rpc_count() - before
+            t1 = time.perf_counter()
+            for hv in hvs:
+                before_stats = hv.rpc_stats()
+                before = hv.rpc_count()
+                hv.observe()
+                warm += hv.rpc_count() - before
+                for k, v in hv.rpc_stats().items():
+                    if v - before_stats.get(k, 0):
+                        stats[k] = stats.get(k, 0) + v - before_stats.get(k, 0)
+            t2 = time.perf_counter()
+        finally:
+            for hv in hvs:
+                hv.close()
+        return {
+            "tool": "volctl observe, warm (backend rpc_count())",
+            "ok": True,
+            "rerun_s": t2 - t1,
+            "rerun_rpcs": warm,
+            "rerun_xml_desc": stats.get("XMLDesc", 0),
+            "observe_cold_rpcs": cold,
+            "observe_cold_s": t1 - t0,
+            "warm_by_api": stats,
+        }
 
     def stop_controller(self) -> None:
         if self.proc is None:
