@@ -10,7 +10,6 @@ kubectl's "apply and wait" in one command.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 from typing import Any
@@ -94,17 +93,26 @@ def seconds(value: str) -> float:
 def dry_run_plan(
     config: Any, store: SpecStore, texts: list[tuple[str, str]], own: Ownership
 ) -> int:
-    """Print the actions the documents would cause, planned against the live world."""
+    """Print the actions the documents would cause, planned against the live world with the
+    controller's own observe + plan (nothing is executed)."""
     try:
-        preview = importlib.import_module("reconciler.cli.plan_preview")
-        text = preview.preview(config, store, texts, own.context)
-    except ImportError:
-        print("(plan preview unavailable: the controller modules are not installed)")
-        return 0
-    except (VolctlError, OSError) as exc:
+        from reconciler.cli.plan_cmd import render_text  # noqa: PLC0415 - heavy imports
+        from reconciler.controller.oneshot import connections_for, plan_only  # noqa: PLC0415
+        from reconciler.controller.wiring import plan_settings  # noqa: PLC0415
+
+        desired = store.desired_after(texts, context=own.context)
+        result = plan_only(desired, lambda: connections_for(config), plan_settings(config))
+    except SpecValidationError as exc:
+        client.print_diagnostics(exc.diagnostics, "planned")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - any backend failure: the preview is optional
         print(f"(cannot plan against the live world: {exc})", file=sys.stderr)
         return 0
-    print(text)
+    print("\nplan against the live world (nothing was executed):")
+    sys.stdout.write(render_text(result.plan))
+    for h in result.observed.hosts.values():
+        if not h.reachable:
+            print(f"warning: host {h.name} is unknown: {h.reason}", file=sys.stderr)
     return 0
 
 

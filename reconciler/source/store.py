@@ -281,9 +281,7 @@ class SpecStore:
         if refused:
             raise SpecValidationError(refused)
         with self.locked():
-            replaced = {str(self.path_for(d.kind, d.name)) for d in docs}
-            others = [(n, t) for n, t in self.texts() if n not in replaced]
-            load_texts(list(texts) + others + list(context or []))
+            self.desired_after(texts, context=context, docs=docs)
             results: list[tuple[str, str]] = []
             for d in docs:
                 key = short_key(d.kind, d.name)
@@ -292,6 +290,23 @@ class SpecStore:
                 else:
                     results.append((key, self.write(d.kind, d.name, render(d.data))))
             return results
+
+    def desired_after(
+        self,
+        texts: list[tuple[str, str]],
+        *,
+        context: list[tuple[str, str]] | None = None,
+        docs: list[StoredDocument] | None = None,
+    ) -> DesiredState:
+        """The whole desired state as it would be after applying `texts` (for validation and
+        for `apply --dry-run`'s plan); raises SpecValidationError."""
+        if docs is None:
+            docs, problems = documents_of(texts)
+            if problems:
+                raise SpecValidationError(problems)
+        replaced = {str(self.path_for(d.kind, d.name)) for d in docs}
+        others = [(n, t) for n, t in self.texts() if n not in replaced]
+        return load_texts(list(texts) + others + list(context or []))
 
     def delete(
         self,

@@ -21,7 +21,8 @@ from typing import Any
 
 import libvirt
 
-from reconciler.lab.testing import LabPool
+from reconciler.lab.guest_image import READY_LINE
+from reconciler.lab.testing import LabPool, wait_console
 
 ROOT = Path(__file__).resolve().parents[2]
 CONVERGE = 240
@@ -215,7 +216,10 @@ def test_apply_wait_seed_endpoints_get_describe_delete(lab_pool: LabPool, tmp_pa
         assert changed.returncode == 1
         assert "+  size: 2" in changed.stdout
 
-        # delete the attachment: the controller detaches, the seed view says available
+        # delete the attachment: the controller detaches, the seed view says available.
+        # A virtio unplug needs the guest's cooperation, so wait until it has booted (a user
+        # deleting an attachment seconds after boot would just wait longer).
+        wait_console(Path(lab_pool.config.console_dir) / "test_vm.log", READY_LINE, 120)
         gone = volctl(lab_pool, "delete", "attachment", "data_1-on-test_vm")
         assert gone.returncode == 0, gone.stderr
         until(
