@@ -53,6 +53,7 @@ class Ledger:
 
     world: World
     rooms: dict[str, HostRoom] = field(default_factory=dict)  # reachable hosts, host order
+    candidates: list[HostRoom] = field(default_factory=list)  # reachable hosts of the spec
 
     @classmethod
     def build(cls, world: World) -> Ledger:
@@ -72,6 +73,8 @@ class Ledger:
                     if vm is not None and vm.anti_affinity_group:
                         room.groups.add(vm.anti_affinity_group)
             ledger.rooms[name] = room
+            if name in world.desired.hosts:
+                ledger.candidates.append(room)
         return ledger
 
     def place(
@@ -88,15 +91,17 @@ class Ledger:
                 return None, f"{pin}: {why}"
             self._take(room, cpu, ram, group)
             return pin, ""
-        reasons: list[str] = []
-        for name, room in self.rooms.items():
-            if name not in self.world.desired.hosts:
-                continue  # observed but no longer in the spec: never a target
-            why = self._why(room, domain, cpu, ram, group)
-            if why is None:
+        candidates = self.candidates
+        for room in candidates:  # fast numeric pass; reasons are only built on failure
+            if (
+                cpu <= room.free_cpu
+                and ram <= room.free_ram
+                and (group is None or group not in room.groups)
+                and not self.world.name_taken(room.name, domain)
+            ):
                 self._take(room, cpu, ram, group)
-                return name, ""
-            reasons.append(f"{name}: {why}")
+                return room.name, ""
+        reasons = [f"{r.name}: {self._why(r, domain, cpu, ram, group)}" for r in candidates]
         reasons.extend(f"{h}: unreachable" for h in self.world.unknown)
         if not reasons:
             return None, "no hosts in the spec"

@@ -7,6 +7,8 @@ mark are defined once.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from reconciler import identity
 from reconciler.backends.protocols import DomainSpec
 from reconciler.model import Image, InstanceType, VirtualMachine, Volume
@@ -32,20 +34,39 @@ def act(kind: ActionKind, resource: str, qualifier: str | None = None, **kw: obj
 
 def vm_hash(itype: InstanceType, image: Image) -> str:
     """The VM spec hash stored in the owner mark: what the domain and root disk are made of."""
+    return _vm_hash(
+        itype.cpu,
+        itype.ram,
+        itype.disk,
+        image=image.meta.name,
+        image_id=image.id,
+        source=image.source.rbd or image.source.path,
+    )
+
+
+@lru_cache(maxsize=4096)
+def _vm_hash(
+    cpu: int, ram: int, disk: int, *, image: str, image_id: int, source: str | None
+) -> str:
     return identity.spec_hash(
         {
-            "cpu": itype.cpu,
-            "ram": itype.ram,
-            "disk": itype.disk,
-            "image": image.meta.name,
-            "imageId": image.id,
-            "source": image.source.rbd or image.source.path,
+            "cpu": cpu,
+            "ram": ram,
+            "disk": disk,
+            "image": image,
+            "imageId": image_id,
+            "source": source,
         }
     )
 
 
 def volume_hash(volume: Volume) -> str:
-    return identity.spec_hash({"size": volume.size, "reclaimPolicy": volume.reclaim_policy.value})
+    return _volume_hash(volume.size, volume.reclaim_policy.value)
+
+
+@lru_cache(maxsize=4096)
+def _volume_hash(size: int, policy: str) -> str:
+    return identity.spec_hash({"size": size, "reclaimPolicy": policy})
 
 
 def desired_domain(

@@ -8,16 +8,13 @@ Existing VMs are handled before new ones so that placements see the capacity res
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from reconciler import identity
-from reconciler.backends.protocols import DomainSpec
 from reconciler.model import Image, InstanceType, VirtualMachine
-from reconciler.observe.types import DomainState, ObservedImage
-from reconciler.plan.actions import ActionKind, Blocked, ChangeOp
-from reconciler.plan.draft import Draft
-from reconciler.plan.images import Images, parent_of
-from reconciler.plan.placement import Ledger
+from reconciler.observe.types import DomainState
+from reconciler.plan.actions import ActionKind, ChangeOp
+from reconciler.plan.images import parent_of
 from reconciler.plan.specs import (
     GIB,
     act,
@@ -25,35 +22,18 @@ from reconciler.plan.specs import (
     domain_text,
     gib,
     observed_domain,
-    root_meta,
     wanted_text,
 )
-from reconciler.plan.world import DomainRef, World, active
+from reconciler.plan.vm_common import VmBase, VmInfo, ids_of
+from reconciler.plan.world import DomainRef, active
 
 K = ActionKind
 
-
-@dataclass
-class VmInfo:
-    spec: DomainSpec | None = None  # the desired domain
-    host: str | None = None
-    kept: DomainRef | None = None  # the observed domain volctl keeps for this VM
-    fresh: bool = False  # this plan (re)creates the domain: nothing is attached to it yet
-    ready: tuple[str, ...] = ()  # lifecycle actions an attach must wait for
-    running_stable: bool = False  # running now and not stopped or restarted by this plan
-    blocked: Blocked | None = None
-    targets: set[str] = field(default_factory=set)  # disk targets in use on the domain
+__all__ = ["VmInfo", "VmRules"]
 
 
 @dataclass
-class VmRules:
-    world: World
-    draft: Draft
-    ledger: Ledger
-    images: Images
-    vmids: dict[str, int]
-    infos: dict[str, VmInfo] = field(default_factory=dict)
-
+class VmRules(VmBase):
     def run(self) -> dict[str, VmInfo]:
         vms = self.world.desired.vms
         names = sorted(vms)
@@ -64,24 +44,6 @@ class VmRules:
             if name not in self.infos:
                 self._missing(vms[name])
         return self.infos
-
-    # --- helpers ----------------------------------------------------------------------------
-
-    def _block(self, info: VmInfo, name: str, reason: str, message: str) -> VmInfo:
-        resource = f"vm/{name}"
-        self.draft.block(resource, reason, message)
-        info.blocked = Blocked(resource, reason, message)
-        self.infos[name] = info
-        return info
-
-    def _types(self, vm: VirtualMachine) -> tuple[InstanceType, Image] | str:
-        itype = self.world.desired.instance_types.get(vm.instance_type)
-        image = self.world.desired.images.get(vm.image)
-        if itype is None:
-            return f"instance type {vm.instance_type} is not in the spec"
-        if image is None:
-            return f"image {vm.image} is not in the spec"
-        return itype, image
 
     # --- VMs with a domain on a reachable host -----------------------------------------------
 
@@ -167,7 +129,7 @@ class VmRules:
                     size_bytes=itype.disk * GIB,
                     host=ref.host if tell else None,
                     domain=spec if tell else None,
-                    depends_on=_ids(stop_id),
+                    depends_on=ids_of(stop_id),
                     before=gib(root.size_bytes),
                     after=f"{itype.disk} GiB",
                     reason="root disk grows with the instance type",
@@ -180,7 +142,7 @@ class VmRules:
                     res,
                     host=ref.host,
                     domain=spec,
-                    depends_on=_ids(stop_id, clone_id, grow_id),
+                    depends_on=ids_of(stop_id, clone_id, grow_id),
                     before=domain_text(dom, root),
                     after=wanted_text(vm, itype),
                     reason="instance type changed" if resized else "spec changed",
@@ -195,7 +157,7 @@ class VmRules:
                         res,
                         host=ref.host,
                         domain=spec,
-                        depends_on=_ids(stop_id, clone_id, grow_id, define_id),
+                        depends_on=ids_of(stop_id, clone_id, grow_id, define_id),
                         before=dom.state.value,
                         after="running",
                         reason="cold resize" if restart else "domain is not running",
@@ -393,96 +355,3 @@ class VmRules:
                 wanted_text(vm, itype, host),
                 "domain re-defined on its root disk",
             )
-
-    def _create_chain(
-        self,
-        vm: VirtualMachine,
-        itype: InstanceType,
-        image: Image,
-        info: VmInfo,
-        *,
-        host: str,
-        after: tuple[str, ...],
-        root: ObservedImage | None = None,
-    ) -> None:
-        """[clone root ->] [grow root ->] define -> [start]; root: the existing root disk."""
-        name = vm.meta.name
-        res = f"vm/{name}"
-        spec = info.spec
-        assert spec is not None
-        deps = list(after)
-        existing = root
-        if existing is None:
-            deps.append(self._clone(vm, itype, image, spec, tuple(after)))
-        elif existing.size_bytes < itype.disk * GIB:
-            deps.append(
-                self.draft.add(
-                    act(
-                        K.RESIZE_VOLUME,
-                        res,
-                        image_name=identity.root_disk_name(name),
-                        size_bytes=itype.disk * GIB,
-                        before=gib(existing.size_bytes),
-                        after=f"{itype.disk} GiB",
-                        reason="root disk grows with the instance type",
-                    )
-                )
-            )
-        define = self.draft.add(
-            act(
-                K.DEFINE_DOMAIN,
-                res,
-                host=host,
-                domain=spec,
-                depends_on=tuple(deps),
-                after=wanted_text(vm, itype, host),
-                reason="VM created",
-            )
-        )
-        ready = [define]
-        if vm.running:
-            ready.append(
-                self.draft.add(
-                    act(
-                        K.START_DOMAIN,
-                        res,
-                        host=host,
-                        domain=spec,
-                        depends_on=(define,),
-                        before="shutoff",
-                        after="running",
-                        reason="running: true",
-                    )
-                )
-            )
-        info.ready = tuple(ready)
-
-    def _clone(
-        self,
-        vm: VirtualMachine,
-        itype: InstanceType,
-        image: Image,
-        spec: DomainSpec,
-        after: tuple[str, ...],
-    ) -> str:
-        src = self.images.ensure(image.meta.name)
-        assert src.parent is not None
-        size = max(itype.disk * GIB, src.size_bytes or 0)
-        name = vm.meta.name
-        return self.draft.add(
-            act(
-                K.CLONE_ROOT,
-                f"vm/{name}",
-                image_name=identity.root_disk_name(name),
-                parent=src.parent,
-                size_bytes=size,
-                depends_on=_ids(*after, src.dep),
-                meta=root_meta(name, spec.vmid, spec.spec_hash),
-                after=f"clone of {src.parent}, {itype.disk} GiB",
-                reason="root disk",
-            )
-        )
-
-
-def _ids(*ids: str | None) -> tuple[str, ...]:
-    return tuple(i for i in ids if i is not None)

@@ -133,7 +133,8 @@ class World:
         return self.disks_by_image.get(self.settings.rbd(image), [])
 
     def name_taken(self, host: str, domain: str) -> bool:
-        return domain in self.domain_names.get(host, set())
+        names = self.domain_names.get(host)
+        return names is not None and domain in names
 
 
 def active(dom: ObservedDomain) -> bool:

@@ -177,7 +177,7 @@ def _effect(w: _World, a: Action) -> None:
             _define(w, a)
         case K.START_DOMAIN:
             dom = w.our_domain(a)
-            for disk in dom.disks:
+            for disk in dom.disks if w.orig.storage.reachable else ():
                 if disk.rbd_image and disk.rbd_image.split("/", 1)[1] not in w.images:
                     raise SimError(f"{a.id}: disk {disk.rbd_image} does not exist")
             w.host(a)[dom.name] = replace(dom, state=DomainState.RUNNING)

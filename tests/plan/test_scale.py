@@ -1,0 +1,96 @@
+"""plan() stays fast at 50k resources: no quadratic scans over domains, disks or images."""
+
+from __future__ import annotations
+
+import time
+
+from reconciler import identity
+from reconciler.observe.types import (
+    DomainState,
+    ObservedDisk,
+    ObservedDomain,
+    ObservedHost,
+    ObservedImage,
+    ObservedStorage,
+    ObservedWorld,
+    OwnerMark,
+)
+from reconciler.plan.actions import ActionKind, Plan
+from reconciler.plan.planner import plan
+
+from .builders import GIB, SETTINGS, attach, desired, host, vm, volume
+
+HOSTS = 100
+VMS = 20_000
+VOLUMES = 20_000
+ATTACHMENTS = 10_000
+BUDGET = 15.0  # seconds, generous for a shared 2-core CI machine; typically ~3 s
+
+
+def _spec():  # type: ignore[no-untyped-def]
+    hosts = [host(f"h{i:03d}", i + 1) for i in range(HOSTS)]
+    vms = [vm(f"vm{i:05d}") for i in range(VMS)]
+    vols = [volume(f"vol{i:05d}") for i in range(VOLUMES)]
+    atts = [attach(f"att{i:05d}", f"vol{i:05d}", f"vm{i:05d}") for i in range(ATTACHMENTS)]
+    return desired(hosts, vms, vols, atts)
+
+
+def _empty() -> ObservedWorld:
+    hosts = {
+        f"h{i:03d}": ObservedHost(f"h{i:03d}", True, None, 1000, 1000 * 1024)
+        for i in range(HOSTS)
+    }
+    return ObservedWorld(hosts, ObservedStorage(True, None, "rbd", {}, {}))
+
+
+def _applied(world: ObservedWorld, p: Plan) -> ObservedWorld:
+    """A linear-time application of a creation plan (the simulator checks more, slower)."""
+    doms: dict[str, dict[str, ObservedDomain]] = {h: {} for h in world.hosts}
+    images = dict(world.storage.images)
+    for a in p.actions:
+        if a.kind in (ActionKind.IMPORT_IMAGE, ActionKind.CLONE_ROOT, ActionKind.CREATE_VOLUME):
+            assert a.image_name is not None
+            snaps = (identity.BASE_SNAPSHOT,) if a.kind == ActionKind.IMPORT_IMAGE else ()
+            images[a.image_name] = ObservedImage(
+                a.image_name, a.size_bytes or GIB, dict(a.meta), a.parent, snaps, snaps
+            )
+        elif a.kind == ActionKind.DEFINE_DOMAIN:
+            assert a.domain is not None
+            assert a.host is not None
+            s = a.domain
+            doms[a.host][s.name] = ObservedDomain(
+                s.name, s.name, DomainState.RUNNING, s.vcpus, s.memory_mib,
+                OwnerMark(s.name, s.vmid, s.spec_hash), (ObservedDisk("vda", s.root_image),),
+            )
+        elif a.kind == ActionKind.ATTACH_VOLUME:
+            assert a.domain is not None
+            assert a.host is not None
+            assert a.disk is not None
+            d = doms[a.host][a.domain.name]
+            disk = ObservedDisk(a.disk.target, a.disk.rbd_image, a.disk.serial)
+            doms[a.host][a.domain.name] = ObservedDomain(
+                d.name, d.uuid, d.state, d.vcpus, d.memory_mib, d.mark, (*d.disks, disk)
+            )
+    hosts = {
+        n: ObservedHost(n, True, None, h.cpus, h.memory_mib, tuple(doms[n].values()))
+        for n, h in world.hosts.items()
+    }
+    return ObservedWorld(hosts, ObservedStorage(True, None, "rbd", images, {}))
+
+
+def test_50k_resources_plan_in_seconds_and_steady_state_is_empty() -> None:
+    d = _spec()
+    start = time.perf_counter()
+    p = plan(d, _empty(), SETTINGS)
+    create_s = time.perf_counter() - start
+    assert not p.blocked
+    assert len(p.placements) == VMS
+    assert sum(1 for a in p.actions if a.kind == ActionKind.ATTACH_VOLUME) == ATTACHMENTS
+    assert create_s < BUDGET, f"creating plan took {create_s:.1f}s"
+
+    steady = _applied(_empty(), p)
+    start = time.perf_counter()
+    p2 = plan(d, steady, SETTINGS)
+    steady_s = time.perf_counter() - start
+    assert p2.empty, [a.id for a in p2.actions[:5]]
+    assert steady_s < BUDGET, f"steady-state plan took {steady_s:.1f}s"
