@@ -1,0 +1,257 @@
+"""B3, scale of observe and plan: time, peak RSS and the growth exponent.
+
+    .venv/bin/python -m bench.b3_scale
+
+Observe: 10, 100 and 1000 libvirt `test:///` hosts (custom node files) with 10
+volctl-marked domains each, observed by volctl's real backend (`LibvirtHypervisor`) through
+the controller's `observe_parallel`, cold (first pass: connect and fetch every domain's XML)
+and warm (second pass: served from the per-domain cache, one RPC per host).  Plan: the pure
+planner on synthesized fleets of 1k, 10k and 50k resources (VMs + volumes + attachments),
+from empty (everything to create) and converged (nothing to do).  Each measurement runs in
+a fresh subprocess so its peak RSS (VmHWM) is its own.  The growth exponent is the slope of
+log(time) over log(size): 1.0 is linear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common.report import Report
+
+OBSERVE_SIZES = (10, 100, 1000)
+PLAN_SIZES = (1000, 10000, 50000)
+DOMAINS_PER_HOST = 10
+
+
+def _mem_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def worker(kind: str, size: int) -> dict[str, Any]:
+    if kind == "observe":
+        return _observe(size)
+    return _plan(size, converged=kind == "plan-converged")
+
+
+def _observe(n_hosts: int) -> dict[str, Any]:
+    from bench.common.synth import write_test_hosts
+    from reconciler.backends.libvirt_backend import LibvirtHypervisor
+    from reconciler.controller.connections import observe_parallel
+    from reconciler.model import DesiredState, Host, Meta
+    from reconciler.observe.types import ObservedStorage
+
+    class HostsOnly:
+        """B3 measures host observation; the RBD pool is not part of it."""
+
+        def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage:
+            return ObservedStorage(reachable=True)
+
+    with tempfile.TemporaryDirectory(prefix="volctl-bench-b3-") as tmp:
+        uris = write_test_hosts(Path(tmp), n_hosts, DOMAINS_PER_HOST)
+        desired = DesiredState(
+            hosts={
+                n: Host(Meta(n), uri=u, pmid=i + 1) for i, (n, u) in enumerate(sorted(uris.items()))
+            }
+        )
+        rss_in = _mem_kib("VmRSS")
+        t0 = time.perf_counter()
+        hvs = {n: LibvirtHypervisor(n, u) for n, u in uris.items()}
+        t1 = time.perf_counter()
+        cold = observe_parallel(hvs, HostsOnly(), desired, timeout=600)  # type: ignore[arg-type]
+        t2 = time.perf_counter()
+        rpc_cold = sum(h.rpc_count() for h in hvs.values())
+        warm = observe_parallel(hvs, HostsOnly(), desired, timeout=600)  # type: ignore[arg-type]
+        t3 = time.perf_counter()
+        rpc_warm = sum(h.rpc_count() for h in hvs.values()) - rpc_cold
+        ok = all(
+            h.reachable and len(h.domains) == DOMAINS_PER_HOST and all(d.ours for d in h.domains)
+            for w in (cold, warm)
+            for h in w.hosts.values()
+        )
+        for h in hvs.values():
+            h.close()
+    return {
+        "ok": ok and len(warm.hosts) == n_hosts,
+        "hosts": n_hosts,
+        "domains": n_hosts * DOMAINS_PER_HOST,
+        "connect_s": t1 - t0,
+        "cold_s": t2 - t1,
+        "warm_s": t3 - t2,
+        "rpcs_cold": rpc_cold,
+        "rpcs_warm": rpc_warm,
+        "rss_inputs_mib": rss_in / 1024,
+        "peak_rss_mib": _mem_kib("VmHWM") / 1024,
+    }
+
+
+def _plan(resources: int, *, converged: bool) -> dict[str, Any]:
+    from bench.common.synth import SETTINGS, converged_world, desired_state, empty_world
+    from reconciler.plan.planner import plan
+
+    desired = desired_state(resources)
+    world = empty_world(desired)
+    if converged:
+        world = converged_world(world, plan(desired, world, SETTINGS))
+    rss_in = _mem_kib("VmRSS")
+    t0 = time.perf_counter()
+    p = plan(desired, world, SETTINGS)
+    secs = time.perf_counter() - t0
+    n_vm = len(desired.vms)
+    # from empty: clone, define, start, create volume, attach per VM; converged: nothing
+    expect = 0 if converged else 5 * n_vm
+    return {
+        "ok": len(p.actions) == expect and not p.blocked,
+        "resources": resources,
+        "vms": n_vm,
+        "hosts": len(desired.hosts),
+        "actions": len(p.actions),
+        "plan_s": secs,
+        "rss_inputs_mib": rss_in / 1024,
+        "peak_rss_mib": _mem_kib("VmHWM") / 1024,
+    }
+
+
+def slope(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of log(y) over log(x)."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    den = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / den if den else None
+
+
+def _spawn(kind: str, size: int) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.b3_scale", "--worker", kind, "--size", str(size)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return {"ok": False, "error": (proc.stderr or proc.stdout)[-2000:]}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.b3_scale", description=__doc__.split("\n")[0])
+    p.add_argument("--observe-sizes", default=",".join(map(str, OBSERVE_SIZES)))
+    p.add_argument("--plan-sizes", default=",".join(map(str, PLAN_SIZES)))
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (2,6 hosts; 300,900)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.size)))
+        return 0
+    if args.smoke:
+        args.observe_sizes, args.plan_sizes = "2,6", "300,900"
+    obs_sizes = [int(s) for s in args.observe_sizes.split(",") if s]
+    plan_sizes = [int(s) for s in args.plan_sizes.split(",") if s]
+    report = Report(
+        "b3_scale",
+        params={
+            "observe_hosts": obs_sizes,
+            "domains_per_host": DOMAINS_PER_HOST,
+            "plan_resources": plan_sizes,
+        },
+    )
+    rows: list[dict[str, Any]] = []
+    for n in obs_sizes:
+        print(f"bench: observe {n} test:/// hosts", flush=True)
+        r = _spawn("observe", n)
+        rows.append(
+            {
+                "what": f"observe cold, {n} hosts",
+                "size": n,
+                "time_s": r.get("cold_s"),
+                "rpcs": r.get("rpcs_cold"),
+                **_common(r),
+            }
+        )
+        rows.append(
+            {
+                "what": f"observe warm, {n} hosts",
+                "size": n,
+                "time_s": r.get("warm_s"),
+                "rpcs": r.get("rpcs_warm"),
+                **_common(r),
+            }
+        )
+    for kind in ("plan-empty", "plan-converged"):
+        for n in plan_sizes:
+            print(f"bench: {kind} {n} resources", flush=True)
+            r = _spawn(kind, n)
+            label = "from empty" if kind == "plan-empty" else "converged"
+            rows.append(
+                {
+                    "what": f"plan {label}, {n} resources",
+                    "size": n,
+                    "time_s": r.get("plan_s"),
+                    "actions": r.get("actions"),
+                    **_common(r),
+                }
+            )
+    groups = {}
+    for prefix in ("observe cold", "observe warm", "plan from empty", "plan converged"):
+        g = [r for r in rows if r["what"].startswith(prefix) and r.get("time_s")]
+        groups[prefix] = {
+            "time_exponent": slope([r["size"] for r in g], [r["time_s"] for r in g]),
+            "rss_exponent": slope([r["size"] for r in g], [r["peak_rss_mib"] for r in g]),
+        }
+        for r in g:
+            r["time_exponent"] = groups[prefix]["time_exponent"]
+            r["per_unit_us"] = r["time_s"] / r["size"] * 1e6
+    report.rows = rows
+    report.summary = {f"{k} time exponent": v["time_exponent"] for k, v in groups.items()}
+    report.extra["exponents"] = groups
+    report.note(
+        "observe: volctl's LibvirtHypervisor on libvirt test:/// node files (10 marked "
+        "domains each), via observe_parallel (at most 32 threads); RBD not included"
+    )
+    report.note(
+        "plan: reconciler.plan.planner.plan on synthesized DesiredState/ObservedWorld; "
+        "1 VM + 1 volume + 1 attachment = 3 resources, 20 VMs per host, no pins"
+    )
+    report.note("growth exponent: least-squares slope of log(time) over log(size); 1 = linear")
+    report.finish(
+        [
+            ("what", "measurement"),
+            ("time_s", "time s"),
+            ("per_unit_us", "µs/unit"),
+            ("rpcs", "RPCs"),
+            ("actions", "actions"),
+            ("peak_rss_mib", "peak RSS MiB"),
+            ("time_exponent", "exponent"),
+            ("ok", "ok"),
+            ("error", "error"),
+        ]
+    )
+    return 0 if all(r.get("ok") for r in rows) else 1
+
+
+def _common(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ok": bool(r.get("ok")),
+        "peak_rss_mib": r.get("peak_rss_mib"),
+        "rss_inputs_mib": r.get("rss_inputs_mib"),
+        "error": r.get("error"),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
