@@ -104,6 +104,13 @@ def type_word(value: Any) -> str:
     return type(value).__name__
 
 
+def described(value: Any) -> str:
+    """ "an integer 5", "a string 'x'", "null", "a list": for "(got ...)" messages."""
+    if value is None or isinstance(value, list | dict):
+        return type_word(value)
+    return f"{type_word(value)} {show(value)}"
+
+
 def dotted(path: Iterable[str | int]) -> str:
     """`spec.source.path`, `items[2]`, `metadata.labels["example.com/role"]`."""
     out = ""

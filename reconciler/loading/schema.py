@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -20,7 +21,7 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from reconciler.loading.diagnostics import Diagnostic, dotted, show, type_word
+from reconciler.loading.diagnostics import Diagnostic, described, dotted, show
 from reconciler.loading.yamldoc import Document
 from reconciler.model import API_VERSION, Kind
 
@@ -46,7 +47,8 @@ _TYPE_WORDS = {
 }
 _PATTERN_WORDS = {
     "uri": "a libvirt URI such as qemu+ssh://root@10.1.33.121/system or qemu:///system",
-    "path": "an absolute file path made of letters, digits and . _ / + @ : = , ~ -",
+    "path": "an absolute file path made of letters, digits and . _ / + @ : = , ~ - "
+    "without . or .. segments",
     "rbd": "an RBD snapshot reference pool/image@snap",
 }
 _NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting and ending with a letter or digit"
@@ -72,12 +74,54 @@ def _registry(directory: Path) -> Registry[Any]:
 
 
 @cache
-def validator(name: str, directory: Path | None = None) -> jsonschema.Draft202012Validator:
-    """A validator for one schema file, with the sibling files available to `$ref`."""
+def _compiled(pattern: str) -> re.Pattern[str]:
+    # ECMA-262 `$` is the end of input; Python's also matches before a final newline,
+    # which would let "vm1\n" pass as a name.  Our patterns end in `$`: make it `\Z`.
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(
+    _validator: Any, pattern: str, instance: Any, _schema: Any
+) -> Iterator[jsonschema.ValidationError]:
+    if isinstance(instance, str) and not _compiled(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator, {"pattern": _pattern}
+)
+
+
+@cache
+def validator(name: str, directory: Path | None = None) -> Any:
+    """A validator for one schema file, its `$ref`s to sibling files inlined.
+
+    Inlining once (our schemas are small and not recursive) spares jsonschema a registry
+    lookup per reference per document, which is most of its time on large spec sets.
+    """
     directory = directory or schema_dir()
     registry = _registry(directory)
-    contents = registry.contents(name)
-    return jsonschema.Draft202012Validator(contents, registry=registry)
+    return _Validator(_inline(registry.contents(name), name, registry), registry=registry)
+
+
+def _inline(node: Any, base: str, registry: Registry[Any]) -> Any:
+    if isinstance(node, list):
+        return [_inline(item, base, registry) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _inline(value, base, registry) for key, value in node.items() if key != "$ref"}
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        file, _, pointer = ref.partition("#")
+        target_file = file or base
+        target: Any = registry.contents(target_file)
+        for part in filter(None, pointer.split("/")):
+            target = target[part]
+        # the referenced keywords apply alongside the siblings (only annotations here)
+        out = {**_inline(target, target_file, registry), **out}
+    return out
 
 
 def kind_of(document: Document) -> tuple[Kind | None, list[Diagnostic]]:
@@ -90,7 +134,7 @@ def kind_of(document: Document) -> tuple[Kind | None, list[Diagnostic]]:
                 document.line,
                 "",
                 "a document must be a mapping with apiVersion, kind, metadata and spec "
-                f"(got {type_word(data)})",
+                f"(got {described(data)})",
             )
         ]
     kind = data.get("kind")
@@ -98,8 +142,10 @@ def kind_of(document: Document) -> tuple[Kind | None, list[Diagnostic]]:
         message = f"required field is missing (one of {KINDS})"
     elif isinstance(kind, str) and kind in Kind.__members__.values():
         return Kind(kind), []
-    else:
+    elif isinstance(kind, str):
         message = f"unknown kind {show(kind)} (expected one of {KINDS})"
+    else:
+        message = f"must be one of {KINDS} (got {described(kind)})"
     problems = [Diagnostic(document.file, document.line_of(("kind",)), "kind", message)]
     version = data.get("apiVersion")
     if "apiVersion" in data and version != API_VERSION:
@@ -123,6 +169,56 @@ def subject_of(kind: Kind, data: Mapping[str, Any]) -> str:
     return kind.value
 
 
+# Spec fields whose schema is exactly the name schema: their values can vary between
+# documents of one shape without changing validity (test_schemas checks this table).
+NAME_FIELDS: Mapping[Kind, tuple[str, ...]] = {
+    Kind.VIRTUAL_MACHINE: ("instanceType", "image", "host", "antiAffinityGroup"),
+    Kind.VOLUME_ATTACHMENT: ("volume", "vm"),
+}
+
+
+class Validation:
+    """Validates documents, remembering shapes already found valid.
+
+    Large spec sets repeat one shape under many names (30k VMs of three flavours, an
+    attachment per volume), so a document equal to an already valid one except for its
+    name and the name-typed reference fields, all of which pass the name pattern, is
+    valid without running jsonschema again.  The memo lives as long as one load.
+    """
+
+    def __init__(self) -> None:
+        self._valid: set[tuple[Kind, str]] = set()
+        common = json.loads((schema_dir() / COMMON_SCHEMA).read_text(encoding="utf-8"))
+        self._name = _compiled(common["$defs"]["name"]["pattern"])
+
+    def __call__(self, document: Document, kind: Kind) -> list[Diagnostic]:
+        key = self._key(kind, document.data)
+        if key is not None and key in self._valid:
+            return []
+        problems = validate(document, kind)
+        if not problems and key is not None:
+            self._valid.add(key)
+        return problems
+
+    def _key(self, kind: Kind, data: dict[str, Any]) -> tuple[Kind, str] | None:
+        metadata, spec = data.get("metadata"), data.get("spec")
+        if not isinstance(metadata, dict) or not isinstance(spec, dict):
+            return None
+        if not self._is_name(metadata.get("name")):
+            return None
+        spec = dict(spec)
+        for field in NAME_FIELDS.get(kind, ()):
+            if field in spec:
+                if not self._is_name(spec[field]):
+                    return None
+                spec[field] = ""
+        # repr of plain YAML data tells 1, 1.0, True and "1" apart, and is cheap
+        return kind, repr({**data, "metadata": {**metadata, "name": ""}, "spec": spec})
+
+    def _is_name(self, value: Any) -> bool:
+        return isinstance(value, str) and self._name.search(value) is not None
+
+
 def validate(document: Document, kind: Kind) -> list[Diagnostic]:
     """Schema diagnostics for one document of a known kind, in line order."""
     subject = subject_of(kind, document.data)
@@ -132,8 +228,9 @@ def validate(document: Document, kind: Kind) -> list[Diagnostic]:
             problems.append(
                 Diagnostic(document.file, document.line_of(path), dotted(path), message, subject)
             )
-    problems.sort(key=lambda d: (d.line, d.path))
-    return problems
+    unique = list(dict.fromkeys(problems))  # jsonschema repeats `required` per field
+    unique.sort(key=lambda d: (d.line, d.path))
+    return unique
 
 
 def explain(error: jsonschema.ValidationError) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -154,7 +251,7 @@ def explain(error: jsonschema.ValidationError) -> Iterator[tuple[tuple[str | int
             yield (*path, extra), f"unknown field (allowed here: {allowed})"
     elif keyword == "type":
         wanted = _TYPE_WORDS.get(str(expected), str(expected))
-        yield path, f"must be {wanted} (got {type_word(value)} {show(value)})"
+        yield path, f"must be {wanted} (got {described(value)})"
     elif keyword == "minimum":
         yield path, f"must be ≥ {expected} (got {show(value)})"
     elif keyword == "maximum":

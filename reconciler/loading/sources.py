@@ -7,6 +7,7 @@ encodings, absurd sizes) becomes a diagnostic like any other instead of a traceb
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -31,6 +32,8 @@ def decode(name: str, raw: bytes | str) -> tuple[str | None, Diagnostic | None]:
         return None, Diagnostic(
             name, 0, "", f"file is too large (the limit is {MAX_FILE_BYTES} bytes)"
         )
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return None, Diagnostic(name, 1, "", "file is UTF-16 text; spec files must be UTF-8")
     nul = raw.find(b"\x00")
     if nul >= 0:
         return None, _binary(name, raw.count(b"\n", 0, nul) + 1)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.loading.diagnostics import Diagnostic, dotted, show, type_word
+from reconciler.loading.diagnostics import Diagnostic, described, dotted
 
 try:
     _Loader: type[Any] = yaml.CSafeLoader
@@ -25,6 +25,7 @@ except AttributeError:  # pragma: no cover - libyaml missing
 
 MAX_DEPTH = 32
 MAX_NODES_PER_DOCUMENT = 20_000
+MAX_NUMBER_CHARS = 1000  # far beyond any bound we check; int() refuses > 4300 digits
 
 _T = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL = _T + "str", _T + "int", _T + "float", _T + "bool", _T + "null"
@@ -77,8 +78,9 @@ def _child(node: yaml.Node, part: str | int) -> tuple[int, yaml.Node] | None:
 class _Builder:
     """Turns one composed document into plain data, collecting diagnostics."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, root: yaml.Node) -> None:
         self.file = file
+        self.root = root
         self.diagnostics: list[Diagnostic] = []
         self.nodes = 0
 
@@ -92,20 +94,20 @@ class _Builder:
         if self.nodes > MAX_NODES_PER_DOCUMENT:
             if self.nodes == MAX_NODES_PER_DOCUMENT + 1:
                 self.problem(
-                    node,
-                    path,
-                    f"document is too large (more than {MAX_NODES_PER_DOCUMENT} "
-                    "values, aliases included)",
+                    self.root,
+                    (),
+                    f"document is too large (more than {MAX_NODES_PER_DOCUMENT} values, "
+                    "aliases included)",
                 )
             return None
         if depth > MAX_DEPTH:
-            self.problem(node, path, f"nested more than {MAX_DEPTH} levels deep")
+            self.problem(node, (), f"nested more than {MAX_DEPTH} levels deep")
             return None
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != SEQ:
-                self.problem(node, path, f"unsupported YAML tag {node.tag!s}")
+                self.problem(node, path, f"unsupported YAML tag {_tag_name(node.tag)}")
                 return None
             return [self.build(child, (*path, i), depth + 1) for i, child in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode):
@@ -118,6 +120,9 @@ class _Builder:
         if tag in (STR, TIMESTAMP):
             return value
         if tag == INT:
+            if len(value) > MAX_NUMBER_CHARS:
+                self.problem(node, path, f"number is too long ({len(value)} characters)")
+                return None
             if value.isdigit():
                 return int(value)
             return _constructor.construct_yaml_int(node)
@@ -127,12 +132,14 @@ class _Builder:
             return _constructor.construct_yaml_bool(node)
         if tag == NULL:
             return None
-        self.problem(node, path, f"unsupported YAML tag {show(tag)}; only plain values are allowed")
+        self.problem(
+            node, path, f"unsupported YAML tag {_tag_name(tag)}; only plain values are allowed"
+        )
         return None
 
     def mapping(self, node: yaml.MappingNode, path: tuple[str | int, ...], depth: int) -> Any:
         if node.tag != MAP:
-            self.problem(node, path, f"unsupported YAML tag {show(node.tag)}")
+            self.problem(node, path, f"unsupported YAML tag {_tag_name(node.tag)}")
             return None
         out: dict[str, Any] = {}
         lines: dict[str, int] = {}
@@ -147,7 +154,7 @@ class _Builder:
                 self.problem(
                     key_node,
                     path,
-                    f"mapping key must be a string (got {type_word(key)} {show(key)}); quote it",
+                    f"mapping key must be a string (got {described(key)}); quote it",
                 )
                 continue
             if key in lines:
@@ -181,7 +188,7 @@ def parse(file: str, text: str) -> tuple[list[Document], list[Diagnostic]]:
         for node in _compose_all(text):
             if node is None:
                 continue
-            builder = _Builder(file)
+            builder = _Builder(file, node)
             data = builder.build(node, (), 0)
             if builder.diagnostics:
                 diagnostics.extend(builder.diagnostics)
@@ -193,14 +200,23 @@ def parse(file: str, text: str) -> tuple[list[Document], list[Diagnostic]]:
         diagnostics.append(_yaml_error(file, exc, text))
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
+        char = (
+            exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        )
         diagnostics.append(
-            Diagnostic(file, line, "", f"invalid YAML: character {exc.character!r} is not allowed")
+            Diagnostic(
+                file, line, "", f"invalid YAML: control character U+{char:04X} is not allowed"
+            )
         )
     except yaml.YAMLError as exc:  # pragma: no cover - other libyaml failures
         diagnostics.append(Diagnostic(file, 0, "", f"invalid YAML: {exc}"))
     except RecursionError:
         diagnostics.append(Diagnostic(file, 0, "", "invalid YAML: nested too deeply"))
     return documents, diagnostics
+
+
+def _tag_name(tag: str) -> str:
+    return "!!" + tag.removeprefix(_T) if tag.startswith(_T) else tag
 
 
 def _compose_all(text: str) -> Iterator[yaml.Node | None]:
@@ -222,7 +238,9 @@ def _yaml_error(file: str, exc: yaml.MarkedYAMLError, text: str) -> Diagnostic:
     elif "cannot start any token" in problem and culprit:
         problem = f"character {culprit!r} cannot start a value here; quote the value"
     elif exc.context and exc.context not in problem:
-        problem = f"{problem} ({exc.context})"
+        started = exc.context_mark
+        where = f" that started on line {started.line + 1}" if started is not None else ""
+        problem = f"{problem} ({exc.context}{where})"
     return Diagnostic(file, line, "", f"invalid YAML: {problem}")
 
 
