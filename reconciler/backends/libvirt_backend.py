@@ -148,7 +148,8 @@ class LibvirtHypervisor:
     # -- observe ----------------------------------------------------------------------------
 
     def _emulated(self) -> bool:
-        return self.uri.startswith("test:")
+        """True on libvirt's test driver (test:///..., test+unix://...): no hot-plug there."""
+        return self.uri.split(":", 1)[0].split("+", 1)[0] == "test"
 
     def _host_info(self) -> tuple[int, int, str]:
         gen = self._conn.generation
@@ -241,7 +242,9 @@ class LibvirtHypervisor:
         try:
             raw = self._conn.call(
                 "metadata",
-                lambda _c: dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, XMLNS, _CONFIG),
+                # AFFECT_CURRENT: works for transient (foreign) domains too; ours carry the
+                # mark in both the live and the persistent definition.
+                lambda _c: dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, XMLNS, 0),
             )
         except NotFound:
             raise Conflict(f"{self.name}: domain {name} is not managed by volctl") from None

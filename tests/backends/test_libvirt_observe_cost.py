@@ -22,6 +22,18 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: after[k] - before.get(k, 0) for k in keys}
 
 
+def settle(hv: LibvirtHypervisor) -> None:
+    """Observe until a pass fetches no XML: events from our own changes arrive asynchronously
+    and may invalidate entries once more right after the first fetch."""
+    for _ in range(100):
+        before = hv.rpc_stats().get("XMLDesc", 0)
+        hv.observe()
+        if hv.rpc_stats().get("XMLDesc", 0) == before:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{hv.name}: observe never settled")
+
+
 def test_steady_state_is_one_rpc_per_host_and_no_xml(make_host: HostFactory) -> None:
     hosts = [
         make_host(f"h{i}", foreign=tuple((f"f{i}-{j}", 1, 256, j % 2 == 0) for j in range(5)))
@@ -32,6 +44,8 @@ def test_steady_state_is_one_rpc_per_host_and_no_xml(make_host: HostFactory) -> 
             hv.define(spec(f"{hv.name}-vm{j}", vmid=j + 1))
         for j in range(0, 15, 3):
             hv.start(f"{hv.name}-vm{j}")
+    for hv in hosts:
+        settle(hv)
     first = [hv.observe() for hv in hosts]
     assert all(len(h.domains) == 20 for h in first)
     before = [hv.rpc_stats() for hv in hosts]
@@ -42,11 +56,13 @@ def test_steady_state_is_one_rpc_per_host_and_no_xml(make_host: HostFactory) -> 
         assert _delta(b, hv.rpc_stats()) == {"getAllDomainStats": 5}
 
 
-def _wait_for_event(hv: LibvirtHypervisor, kinds: set[str]) -> threading.Event:
+def _wait_for_event(
+    hv: LibvirtHypervisor, kinds: set[str], domain: str | None = None
+) -> threading.Event:
     got = threading.Event()
 
     def cb(host: str, kind: str, name: str) -> None:
-        if host == hv.name and kind in kinds:
+        if host == hv.name and kind in kinds and domain in (None, name):
             got.set()
 
     hv.watch_events(cb)
@@ -57,8 +73,8 @@ def test_out_of_band_change_is_refetched_after_its_event(make_host: HostFactory)
     hv = make_host()
     for j in range(10):
         hv.define(spec(f"vm{j}", vmid=j + 1))
-    hv.observe()
-    got = _wait_for_event(hv, {EventKind.LIFECYCLE})
+    settle(hv)
+    got = _wait_for_event(hv, {EventKind.LIFECYCLE}, "vm3")
     conn = hv.libvirt_connection()
     # Someone edits vm3 behind our back: bigger memory, same mark.
     dom = conn.lookupByName("vm3")
@@ -75,7 +91,7 @@ def test_domain_removed_behind_our_back_disappears(make_host: HostFactory) -> No
     hv.define(spec("vm1"))
     hv.start("vm1")
     assert hv.observe().domain("vm1") is not None
-    got = _wait_for_event(hv, {EventKind.LIFECYCLE})
+    got = _wait_for_event(hv, {EventKind.LIFECYCLE}, "vm1")
     dom = hv.libvirt_connection().lookupByName("vm1")
     dom.destroy()
     dom.undefine()
