@@ -134,9 +134,7 @@ def test_plan_is_deterministic_and_ignores_dict_order(s: Scenario, rnd: object) 
     rnd.shuffle(imgs)  # type: ignore[attr-defined]
     vms = list(s.desired.vms.items())
     rnd.shuffle(vms)  # type: ignore[attr-defined]
-    shuffled = ObservedWorld(
-        dict(hosts), replace(s.observed.storage, images=dict(imgs))
-    )
+    shuffled = ObservedWorld(dict(hosts), replace(s.observed.storage, images=dict(imgs)))
     assert plan(replace(s.desired, vms=dict(vms)), shuffled, s.settings) == p
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from reconciler import identity
 from reconciler.observe.types import (
     DomainState,
@@ -24,7 +26,7 @@ HOSTS = 100
 VMS = 20_000
 VOLUMES = 20_000
 ATTACHMENTS = 10_000
-BUDGET = 15.0  # seconds, generous for a shared 2-core CI machine; typically ~3 s
+BUDGET = 20.0  # seconds, generous for a loaded shared 2-core machine; typically 2-5 s
 
 
 def _spec():  # type: ignore[no-untyped-def]
@@ -37,8 +39,7 @@ def _spec():  # type: ignore[no-untyped-def]
 
 def _empty() -> ObservedWorld:
     hosts = {
-        f"h{i:03d}": ObservedHost(f"h{i:03d}", True, None, 1000, 1000 * 1024)
-        for i in range(HOSTS)
+        f"h{i:03d}": ObservedHost(f"h{i:03d}", True, None, 1000, 1000 * 1024) for i in range(HOSTS)
     }
     return ObservedWorld(hosts, ObservedStorage(True, None, "rbd", {}, {}))
 
@@ -59,8 +60,13 @@ def _applied(world: ObservedWorld, p: Plan) -> ObservedWorld:
             assert a.host is not None
             s = a.domain
             doms[a.host][s.name] = ObservedDomain(
-                s.name, s.name, DomainState.RUNNING, s.vcpus, s.memory_mib,
-                OwnerMark(s.name, s.vmid, s.spec_hash), (ObservedDisk("vda", s.root_image),),
+                s.name,
+                s.name,
+                DomainState.RUNNING,
+                s.vcpus,
+                s.memory_mib,
+                OwnerMark(s.name, s.vmid, s.spec_hash),
+                (ObservedDisk("vda", s.root_image),),
             )
         elif a.kind == ActionKind.ATTACH_VOLUME:
             assert a.domain is not None
@@ -78,6 +84,7 @@ def _applied(world: ObservedWorld, p: Plan) -> ObservedWorld:
     return ObservedWorld(hosts, ObservedStorage(True, None, "rbd", images, {}))
 
 
+@pytest.mark.slow
 def test_50k_resources_plan_in_seconds_and_steady_state_is_empty() -> None:
     d = _spec()
     start = time.perf_counter()

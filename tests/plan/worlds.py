@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from reconciler.model import DesiredState, Host, ReclaimPolicy
 from reconciler.observe.types import (
     DomainState,
-    ObservedDisk,
     ObservedDomain,
     ObservedHost,
     ObservedImage,
@@ -75,7 +74,9 @@ def specs(draw: st.DrawFn, hosts: list[Host]) -> DesiredState:
     if vms:
         for v in vols:
             if draw(st.booleans()):
-                atts.append(attach(f"x-{v.meta.name}", v.meta.name, draw(st.sampled_from(vms)).meta.name))
+                atts.append(
+                    attach(f"x-{v.meta.name}", v.meta.name, draw(st.sampled_from(vms)).meta.name)
+                )
     return desired(hosts, vms, vols, atts, IMAGES, TYPES)
 
 
@@ -100,7 +101,9 @@ def drift(draw: st.DrawFn, w: ObservedWorld) -> ObservedWorld:
         target = draw(st.sampled_from(ours))
         kind = draw(st.sampled_from(["drop", "stop", "cpu", "detach", "pending", "dup"]))
 
-        def edit(host_name: str, d: ObservedDomain, target=target, kind=kind) -> ObservedDomain | None:  # noqa: ANN001
+        def edit(
+            host_name: str, d: ObservedDomain, target=target, kind=kind
+        ) -> ObservedDomain | None:
             if (host_name, d.name) != target:
                 return d
             vols = tuple(k for k in d.disks if k.target != "vda")
@@ -153,10 +156,7 @@ def scenarios(draw: st.DrawFn, *, unknown: bool = True) -> Scenario:
         observed_hosts[name] = ObservedHost(
             name, True, None, draw(st.integers(4, 24)), draw(st.integers(4096, 65536)), tuple(fdoms)
         )
-    fimgs = {
-        f"f-img{k}": ObservedImage(f"f-img{k}", GIB)
-        for k in range(draw(st.integers(0, 2)))
-    }
+    fimgs = {f"f-img{k}": ObservedImage(f"f-img{k}", GIB) for k in range(draw(st.integers(0, 2)))}
     fimgs["golden"] = ObservedImage("golden", 3 * GIB, snapshots=("v1",))
     external = {"rbd/golden@v1": draw(st.booleans()) or draw(st.booleans())}
     w = ObservedWorld(observed_hosts, ObservedStorage(True, None, "rbd", fimgs, external))
