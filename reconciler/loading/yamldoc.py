@@ -173,10 +173,10 @@ class _Builder:
         result: dict[str, Any] = {}
         for source in reversed(sources):
             value = self.build(source, path, depth + 1)
-            if isinstance(value, dict):
-                result.update(value)
-            else:
-                self.problem(source, path, "a '<<' merge needs a mapping or a list of mappings")
+            if not isinstance(value, dict):
+                self.problem(node, path, "a '<<' merge needs a mapping or a list of mappings")
+                return {}
+            result.update(value)
         return result
 
 
