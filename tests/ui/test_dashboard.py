@@ -127,6 +127,8 @@ def test_dashboard_shows_an_applied_vm(lab_pool: LabPool, tmp_path: Path) -> Non
         assert 'class="ours"' in html  # capacity bars rendered
         assert 'id="revision"' in html  # the store revision is shown
         assert "controller unreachable" not in html
+        assert ">null<" not in html
+        assert "undefined" not in html
 
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "dashboard.png"

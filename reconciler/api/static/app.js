@@ -105,13 +105,14 @@ function render(s) {
     srcBox.replaceChildren(el("span", { class: "muted" }, "no source reported yet"));
   } else {
     const rev = src.lastAppliedRevision || "-";
-    srcBox.replaceChildren(
+    srcBox.replaceChildren(...[
       el("div", {}, el("b", {}, src.kind === "git" ? "git " : "apply store "), src.url,
         src.branch ? ` (branch ${src.branch}, path ${src.path || "."})` : ""),
       el("div", {}, "last applied revision: ", el("code", { id: "revision" }, rev),
         src.lastAttemptedRevision && src.lastAttemptedRevision !== rev
           ? el("span", { class: "muted" }, "  last attempted: " + src.lastAttemptedRevision) : null),
-      src.error ? el("pre", { class: "error", id: "source-error" }, src.error) : null);
+      src.error ? el("pre", { class: "error", id: "source-error" }, src.error) : null,
+    ].filter((n) => n !== null));
   }
   const errBox = document.getElementById("error");
   errBox.hidden = !s.lastError;
