@@ -54,9 +54,17 @@ class Volctl:
     name = "volctl"
     rbd_backed = True
 
-    def __init__(self, listen: str = "127.0.0.1:18470", resync: float = 5.0) -> None:
+    def __init__(
+        self,
+        listen: str = "127.0.0.1:18470",
+        resync: float = 5.0,
+        run_args: tuple[str, ...] = (),
+        apply_infra: bool = True,
+    ) -> None:
         self.listen = listen
         self.resync = resync
+        self.run_args = run_args  # extra `volctl run` arguments (B4: --git ...)
+        self.apply_infra = apply_infra
         self.notes = [
             "volctl: `volctl run` controller (started untimed, hosts/image/type applied and "
             "settled first), timed step `volctl apply -f fleet.yaml --wait`; executor limits "
@@ -92,6 +100,8 @@ class Volctl:
         self.log = str(self.work / "run.log")
         self.cli_log = str(self.work / "cli.log")
         self.start_controller()
+        if not self.apply_infra:
+            return
         rc, _ = run_logged(
             [
                 *VOLCTL,
@@ -122,7 +132,15 @@ class Volctl:
         fh = Path(self.log).open("ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.ctl_log = ControllerLog(self.log)
         self.proc = subprocess.Popen(
-            [*VOLCTL, "--config", str(self.config), "run", "--resync", str(self.resync)],
+            [
+                *VOLCTL,
+                "--config",
+                str(self.config),
+                "run",
+                "--resync",
+                str(self.resync),
+                *self.run_args,
+            ],
             stdout=fh,
             stderr=subprocess.STDOUT,
             env=self.env(),

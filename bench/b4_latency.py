@@ -1,0 +1,296 @@
+"""B4, reaction latency of a running controller: median and p95 over N trials each.
+
+    .venv/bin/python -m bench.b4_latency --trials 20
+
+Three triggers, on the real lab, each measured to the start of the first action volctl takes
+in response (an action's start = its `action` log event time minus its `duration_ms`, from
+the controller's structured JSON log):
+
+* spec saved: a new Volume is applied with `volctl apply -f` (no --wait); measured from the
+  moment its file landed in the spec store (its mtime) and, separately, from the moment the
+  user ran the command;
+* drift: the fleet's VM is destroyed and undefined out of band (libvirt API, like `virsh
+  destroy` + `undefine`); measured from the return of the undefine (the VM is gone) to the
+  start of its recreation;
+* git: a new Volume is committed to the git repository the controller follows with a short
+  poll interval; measured from the end of `git commit`.
+
+The peer tools have no counterpart: a script, a playbook or a kcli plan does nothing until
+someone runs it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import yaml
+
+from bench.b1_converge import _console_dir
+from bench.common.ctllog import action_start
+from bench.common.cycle import clean
+from bench.common.fleet import Fleet, make_fleet
+from bench.common.lab import add_lab_args, open_lab
+from bench.common.report import Report, median, percentile
+from bench.tools.volctl_tool import VOLCTL, Volctl
+
+
+def _volume_doc(name: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "volctl.io/v1",
+            "kind": "Volume",
+            "metadata": {"name": name},
+            "spec": {"size": 1, "reclaimPolicy": "Delete"},
+        }
+    )
+
+
+def _first_action(v: Volctl, resource: str, timeout: float = 60) -> dict[str, Any] | None:
+    return v.ctl_log.wait_for(
+        lambda e: e.get("event") == "action" and e.get("resource") == resource, timeout
+    )
+
+
+def spec_saved(v: Volctl, fleet: Fleet, trials: int, work: Path) -> dict[str, list[float]]:
+    saved, cmd = [], []
+    for i in range(trials):
+        name = f"{fleet.prefix}-b4s-{i}"
+        doc = work / f"{name}.yaml"
+        doc.write_text(_volume_doc(name))
+        v.ctl_log.mark()
+        t_cmd = time.time()
+        subprocess.run(
+            [*VOLCTL, "--config", str(v.config), "apply", "-f", str(doc)],
+            env=v.env(),
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        stored = v.work / "store" / "volume" / f"{name}.yaml"  # type: ignore[operator]
+        t_saved = stored.stat().st_mtime
+        ev = _first_action(v, f"volume/{name}")
+        if ev is None:
+            raise RuntimeError(f"no action for volume/{name} within 60 s")
+        start = action_start(ev)
+        saved.append(start - t_saved)
+        cmd.append(start - t_cmd)
+        time.sleep(0.3)
+    return {"saved": saved, "cmd": cmd}
+
+
+def drift(v: Volctl, fleet: Fleet, trials: int) -> list[float]:
+    vm = fleet.vms[0]
+    out = []
+    for _ in range(trials):
+        _wait_converged(v, fleet)
+        conn = libvirt.open(vm.uri)
+        try:
+            dom = conn.lookupByName(vm.name)
+            v.ctl_log.mark()
+            dom.destroy()
+            dom.undefineFlags(0)
+            t0 = time.time()  # the VM is gone now
+        finally:
+            conn.close()
+        ev = _first_action(v, f"vm/{vm.name}")
+        if ev is None:
+            raise RuntimeError("the destroyed VM was not recreated within 60 s")
+        out.append(action_start(ev) - t0)
+    _wait_converged(v, fleet)
+    return out
+
+
+def _wait_converged(v: Volctl, fleet: Fleet, timeout: float = 120) -> None:
+    """Until the VM runs with its volume attached and volctl reports Ready."""
+    vm = fleet.vms[0]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = v.get(f"/api/v1/vms/{vm.name}")
+        if isinstance(status, dict) and status.get("phase") == "Ready":
+            conn = libvirt.open(vm.uri)
+            try:
+                dom = conn.lookupByName(vm.name)
+                if dom.isActive() and vm.volume_image in dom.XMLDesc(0):
+                    return
+            except libvirt.libvirtError:
+                pass
+            finally:
+                conn.close()
+        time.sleep(0.2)
+    raise RuntimeError(f"{vm.name} did not converge within {timeout} s")
+
+
+def git_commit(v: Volctl, fleet: Fleet, trials: int, repo: Path) -> list[float]:
+    out = []
+    for i in range(trials):
+        name = f"{fleet.prefix}-b4g-{i}"
+        (repo / f"{name}.yaml").write_text(_volume_doc(name))
+        v.ctl_log.mark()
+        _git(repo, "add", f"{name}.yaml")
+        _git(repo, "commit", "-q", "-m", f"add {name}")
+        t0 = time.time()
+        ev = _first_action(v, f"volume/{name}")
+        if ev is None:
+            raise RuntimeError(f"no action for volume/{name} within 60 s")
+        out.append(action_start(ev) - t0)
+        time.sleep(0.3)
+    return out
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@localhost",
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+def _row(what: str, secs: list[float], **extra: Any) -> dict[str, Any]:
+    ms = [s * 1000 for s in secs]
+    return {
+        "trigger": what,
+        "trials": len(ms),
+        "median_ms": median(ms),
+        "p95_ms": percentile(ms, 95),
+        "min_ms": min(ms) if ms else None,
+        "max_ms": max(ms) if ms else None,
+        "samples_ms": [round(x, 1) for x in ms],
+        "ok": bool(ms),
+        **extra,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.b4_latency", description=__doc__.split("\n")[0])
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--git-interval", type=float, default=1.0, help="git poll seconds")
+    p.add_argument("--prefix", default="bench")
+    p.add_argument("--ram", type=int, default=256)
+    p.add_argument("--volctl-listen", default="127.0.0.1:18472")
+    p.add_argument("--smoke", action="store_true", help="2 trials each")
+    add_lab_args(p, default_hosts=1)
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.trials = 2
+    lab = open_lab(args)
+    rows: list[dict[str, Any]] = []
+    report = Report(
+        "b4_latency",
+        params={
+            "trials": args.trials,
+            "git_interval_s": args.git_interval,
+            "resync_s": 30.0,
+            "lab_dir": lab.info.dir,
+        },
+    )
+    try:
+        fleet = make_fleet(
+            lab,
+            1,
+            1,
+            prefix=args.prefix,
+            ram_mib=args.ram,
+            console_dir=_console_dir(lab.info.config_path),
+        )
+        clean(fleet)
+        work = Path(tempfile.mkdtemp(prefix="volctl-bench-b4-", dir="/var/tmp"))
+        v = Volctl(listen=args.volctl_listen, resync=30.0)
+        try:
+            v.prepare(fleet)
+            run = v.converge(fleet)
+            if not run.ok:
+                raise RuntimeError(f"the B4 fleet did not converge: {run.error}")
+            print("bench: B4 spec saved -> first action", flush=True)
+            s = spec_saved(v, fleet, args.trials, work)
+            rows.append(_row("spec file saved in the store -> first action", s["saved"]))
+            rows.append(_row("`volctl apply -f` started -> first action", s["cmd"]))
+            print("bench: B4 VM destroyed out of band -> recreate", flush=True)
+            rows.append(
+                _row("VM destroyed out of band -> recreate started", drift(v, fleet, args.trials))
+            )
+        finally:
+            v.close()
+            clean(fleet)
+        repo = work / "repo"
+        repo.mkdir()
+        _git(repo, "init", "-q", "-b", "main")
+        infra = [
+            d for d in fleet.volctl_documents() if d["kind"] in ("Host", "Image", "InstanceType")
+        ]
+        (repo / "infra.yaml").write_text(yaml.safe_dump_all(infra, sort_keys=False))
+        _git(repo, "add", "infra.yaml")
+        _git(repo, "commit", "-q", "-m", "infra")
+        g = Volctl(
+            listen=args.volctl_listen,
+            resync=30.0,
+            apply_infra=False,
+            run_args=(
+                "--git",
+                str(repo),
+                "--branch",
+                "main",
+                "--path",
+                ".",
+                "--interval",
+                str(args.git_interval),
+            ),
+        )
+        try:
+            g.prepare(fleet)
+            if g.ctl_log.wait_for(lambda e: e.get("event") == "pass.end", 60) is None:
+                raise RuntimeError("the git controller never finished a pass")
+            print("bench: B4 git commit -> first action", flush=True)
+            rows.append(
+                _row(
+                    f"git commit -> first action (interval {args.git_interval} s)",
+                    git_commit(g, fleet, args.trials, repo),
+                )
+            )
+        finally:
+            g.close()
+            clean(fleet)
+    except Exception as exc:  # noqa: BLE001 - report what was measured so far
+        rows.append({"trigger": "ERROR", "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        print(f"bench: B4 failed: {exc}", flush=True)
+    finally:
+        lab.close()
+    report.rows = rows
+    report.note(
+        "action start = `action` log event time - duration_ms (controller JSON log); "
+        "controller resync 30 s, so reactions come from watchdog, libvirt events "
+        "and the git poll, not from the periodic resync"
+    )
+    report.note("baseline/Ansible/kcli: no reaction at all; drift stays until they are re-run")
+    report.finish(
+        [
+            ("trigger", "trigger"),
+            ("trials", "trials"),
+            ("median_ms", "median ms"),
+            ("p95_ms", "p95 ms"),
+            ("min_ms", "min ms"),
+            ("max_ms", "max ms"),
+            ("ok", "ok"),
+            ("error", "error"),
+        ]
+    )
+    return 0 if rows and all(r.get("ok") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
