@@ -225,6 +225,8 @@ def convert(
         problems.extend(errors)
     problems.extend(check(converted))
     if problems:
+        order = {machines_src[0]: 0, images_src[0]: 1, types_src[0]: 2}
+        problems.sort(key=lambda d: (order.get(d.file, 3), d.line))
         raise SpecValidationError(problems)
     return converted
 

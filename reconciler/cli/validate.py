@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump([d.to_dict() for d in result.diagnostics], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0 if result.ok else 1
-    where = ", ".join(args.paths)
+    where = ", ".join("<stdin>" if p == "-" else p for p in args.paths)
     if result.ok:
         print(f"{where}: {result.summary('valid')}")
         return 0
