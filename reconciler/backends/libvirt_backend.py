@@ -385,5 +385,9 @@ class LibvirtHypervisor:
         if disk is None:
             raise NotFound(f"{self.name}: {domain}: {rbd_image} is not attached")
         target = domxml.disk_target(disk)
+        # qemu's block_resize would also *shrink* the RBD image: grow only, and only once.
+        capacity = int(self._conn.call("blockInfo", lambda _c: dom.blockInfo(target))[0])
+        if size_bytes <= capacity:
+            return
         flags = libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES
         self._conn.call("blockResize", lambda _c: dom.blockResize(target, size_bytes, flags))

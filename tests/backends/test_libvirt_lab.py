@@ -144,9 +144,13 @@ def test_live_attach_resize_and_detach(guest: Guest, lab: LabInfo) -> None:
     # Grow: RBD first, then tell the guest.  qemu's virtio-blk capacity is what the guest's
     # disk reports (the lab guest prints device names and serials, not sizes).
     guest.storage.resize(vol, 16 * MiB)
-    guest.hv.resize_disk(guest.name, image, 16 * MiB)
     dom = guest.hv.libvirt_connection().lookupByName(guest.name)
+    assert dom.blockInfo("vdb")[0] == 8 * MiB  # qemu (and the guest) do not know yet
+    guest.hv.resize_disk(guest.name, image, 16 * MiB)
     assert dom.blockInfo("vdb")[0] == 16 * MiB
+    guest.hv.resize_disk(guest.name, image, 8 * MiB)  # never shrinks
+    assert dom.blockInfo("vdb")[0] == 16 * MiB
+    assert guest.storage.observe().images[vol].size_bytes == 16 * MiB
 
     # Detach is only requested; completion is the DEVICE_REMOVED event / the live XML.
     with guest.event_seen:
