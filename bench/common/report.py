@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import shlex
 import statistics
 import sys
@@ -21,7 +22,8 @@ from typing import Any
 
 from bench.common.env import REPO, environment
 
-RESULTS_DIR = REPO / "bench" / "results"
+# VOLCTL_BENCH_RESULTS redirects the JSON (the smoke tests write into their tmp dir)
+RESULTS_DIR = Path(os.environ.get("VOLCTL_BENCH_RESULTS", str(REPO / "bench" / "results")))
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

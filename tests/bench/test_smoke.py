@@ -1,0 +1,123 @@
+"""Every benchmark's smoke mode runs, so bench/ never rots (the full runs are not in CI).
+
+Each test runs one benchmark exactly as documented (`python -m bench.bN_... --smoke`) as a
+subprocess, against the session lab where it needs one, writing its JSON into the test's
+tmp dir, and then checks that the result file is sane: every tool reached the verified end
+state, the environment is recorded, and the figures are positive and consistent.  B2 also
+asserts volctl's steady-state target (O(hosts) RPCs, no per-domain XML fetch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.lab.info import LabInfo
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = ("baseline", "volctl", "ansible", "kcli")
+
+
+def run_bench(name: str, tmp_path: Path, *args: str, timeout: float = 280) -> dict[str, Any]:
+    env = dict(os.environ, VOLCTL_BENCH_RESULTS=str(tmp_path))
+    env.pop("VOLCTL_CONFIG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", "--smoke", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    out = proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert proc.returncode == 0, out
+    path = tmp_path / f"{name}-latest.json"
+    assert path.is_file(), out
+    doc: dict[str, Any] = json.loads(path.read_text())
+    assert doc["benchmark"] == name
+    assert doc["ok"] is True, out
+    env_rec = doc["environment"]
+    for key in ("date", "cores", "libvirt", "qemu", "ceph", "python"):
+        assert env_rec[key], key
+    return doc
+
+
+def _lab_args(lab: LabInfo) -> list[str]:
+    return ["--lab-dir", lab.dir, "--prefix", "bsmoke"]
+
+
+def test_b1_converge_smoke(lab: LabInfo, tmp_path: Path) -> None:
+    doc = run_bench("b1_converge", tmp_path, *_lab_args(lab), "--tools", ",".join(TOOLS))
+    assert doc["environment"]["ansible"]
+    assert doc["environment"]["kcli"]
+    rows = {r["tool"]: r for r in doc["rows"]}
+    assert set(rows) == set(TOOLS)
+    for tool, row in rows.items():
+        assert row["ok"], (tool, row.get("error"), row.get("converge_verified"))
+        assert row["converge_s"] > 0
+        assert row["converge_verified"]["checked_vms"] == 2
+    assert rows["volctl"]["volctl_over_tool"] == pytest.approx(1.0)
+    bound = doc["critical_path"]
+    assert 0 < bound["bound_s"] <= rows["baseline"]["converge_s"]
+    assert bound["calls"] == 2 * 6  # clone, resize, define, start, create, attach per VM
+
+
+def test_b2_rerun_smoke(lab: LabInfo, tmp_path: Path) -> None:
+    doc = run_bench("b2_rerun", tmp_path, *_lab_args(lab), "--tools", ",".join(TOOLS))
+    rows = {r["tool"]: r for r in doc["rows"]}
+    assert set(TOOLS) <= set(rows)
+    for tool in TOOLS:
+        assert rows[tool]["ok"], (tool, rows[tool].get("error"))
+        assert rows[tool]["rerun_s"] > 0
+        assert rows[tool]["rerun_rpcs"] > 0  # every tool talks to libvirt to check
+    hosts = doc["summary"]["hosts"]
+    warm = rows["volctl resync pass (warm controller)"]
+    assert warm["ok"]
+    assert 0 < warm["rerun_rpcs"] <= 2 * hosts  # O(hosts), not O(domains)
+    assert warm["rerun_xml_desc"] == 0
+    own = rows["volctl observe, warm (backend rpc_count())"]
+    assert own["rerun_rpcs"] == hosts
+    assert own["rerun_xml_desc"] == 0
+    assert rows["baseline"]["rerun_xml_desc"] == 2  # the script reads every domain's XML
+
+
+def test_b3_scale_smoke(tmp_path: Path) -> None:
+    doc = run_bench("b3_scale", tmp_path)
+    rows = doc["rows"]
+    assert len(rows) == 8
+    for r in rows:
+        assert r["ok"], r
+        assert r["time_s"] > 0
+        assert r["peak_rss_mib"] > 10
+    warm = [r for r in rows if r["what"].startswith("observe warm")]
+    assert [r["rpcs"] for r in warm] == [r["size"] for r in warm]  # one RPC per host
+    assert all(v["time_exponent"] is not None for v in doc["exponents"].values())
+
+
+def test_b4_latency_smoke(lab: LabInfo, tmp_path: Path) -> None:
+    doc = run_bench("b4_latency", tmp_path, *_lab_args(lab))
+    rows = doc["rows"]
+    assert len(rows) == 4
+    for r in rows:
+        assert r["ok"], r
+        assert r["trials"] == 2
+        assert 0 < r["median_ms"] < 30_000
+
+
+def test_b5_rest_smoke(tmp_path: Path) -> None:
+    doc = run_bench("b5_rest", tmp_path, "--listen", "127.0.0.1:18479")
+    rows = doc["rows"]
+    assert {r["endpoint"] for r in rows} == {"/healthz", "/vm/query?vmid=N", "/api/v1/vms"}
+    for r in rows:
+        assert r["ok"], r
+        assert r["rps"] > 0
+        assert r["errors"] == 0
+        assert r["p50_ms"] > 0
+    assert doc["params"]["resources"] >= 300
