@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,6 +73,9 @@ class GitSource:
         self._last_error: str | None = None
         self._good: Revision | None = None
         self._bad: Revision | None = None
+        self._last: Revision | None = None
+        self._fetched_at = 0.0
+        self._dirty = False
         self._good_texts: list[tuple[str, str]] = []
         if ".." in Path(self.path).parts or Path(self.path).is_absolute():
             raise SpecError(f"git path {path!r} must be relative to the repository root")
@@ -187,8 +191,17 @@ class GitSource:
     # ---- Source --------------------------------------------------------------------------
 
     def fetch(self) -> Revision:
+        """The newest revision; the remote is asked at most once per `interval` unless the
+        poller saw a new head, so frequent passes (resyncs, retries) cost no network."""
         with self._lock:
-            return self._fetch_locked()
+            now = time.monotonic()
+            fresh = now - self._fetched_at < self.interval
+            if self._last is not None and fresh and not self._dirty:
+                return self._last
+            self._dirty = False
+            self._fetched_at = now
+            self._last = self._fetch_locked()
+            return self._last
 
     def _fetch_locked(self) -> Revision:
         try:
@@ -282,10 +295,12 @@ class GitSource:
                 try:
                     out = self._git("ls-remote", self.raw_url, f"refs/heads/{self.branch}")
                 except GitError:
+                    self._dirty = True
                     on_change()  # let the pass record the error
                     continue
                 head = out.split()[0] if out.strip() else None
                 if head != self._last_attempted:
+                    self._dirty = True
                     on_change()
 
         self._thread = threading.Thread(target=loop, name="volctl-git-poll", daemon=True)

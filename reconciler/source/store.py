@@ -18,89 +18,46 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from reconciler import loading
 from reconciler.errors import SpecError
 from reconciler.loading import sources as spec_sources
 from reconciler.loading.diagnostics import Diagnostic, SpecValidationError
-from reconciler.loading.yamldoc import parse
 from reconciler.model import DesiredState
+from reconciler.source.documents import (
+    SHORT_KINDS,
+    StoredDocument,
+    digest,
+    documents_of,
+    load_texts,
+    render,
+    short_key,
+)
 from reconciler.source.protocol import Revision
 from reconciler.status.types import SourceStatus
 
+__all__ = [
+    "SHORT_KINDS",
+    "SpecStore",
+    "StoredDocument",
+    "atomic_write",
+    "digest",
+    "documents_of",
+    "load_texts",
+    "render",
+    "short_key",
+]
+
 LOCK_NAME = ".volctl.lock"
 DEBOUNCE_SECONDS = 0.3
-
-# The short names the CLI and the status keys use ("vm/test_vm").
-SHORT_KINDS: dict[str, str] = {
-    "Host": "host",
-    "Image": "image",
-    "InstanceType": "instancetype",
-    "VirtualMachine": "vm",
-    "Volume": "volume",
-    "VolumeAttachment": "attachment",
-}
-
-
-def short_key(kind: str, name: str) -> str:
-    """ "vm/test_vm" for ("VirtualMachine", "test_vm")."""
-    return f"{SHORT_KINDS.get(kind, kind.lower())}/{name}"
-
-
-@dataclass(frozen=True)
-class StoredDocument:
-    """One resource document found in the store (or in a user's file)."""
-
-    kind: str
-    name: str
-    file: str  # display name of the file it is in
-    line: int
-    data: Any  # the plain document
-
-
-def documents_of(texts: list[tuple[str, str]]) -> tuple[list[StoredDocument], list[Diagnostic]]:
-    """Every document with a kind and a name, for ownership and per-resource files.
-
-    Documents that lack them are left to the loader to complain about; YAML that does not
-    parse comes back as diagnostics.
-    """
-    out: list[StoredDocument] = []
-    problems: list[Diagnostic] = []
-    for name, text in texts:
-        docs, diags = parse(name, text)
-        problems.extend(diags)
-        for doc in docs:
-            data = doc.data
-            if not isinstance(data, dict):
-                continue
-            kind = data.get("kind")
-            meta = data.get("metadata")
-            res = meta.get("name") if isinstance(meta, dict) else None
-            if isinstance(kind, str) and isinstance(res, str):
-                out.append(StoredDocument(kind, res, name, doc.line, data))
-    return out, problems
-
-
-def digest(texts: list[tuple[str, str]]) -> str:
-    h = hashlib.sha256()
-    for name, text in sorted(texts):
-        h.update(name.encode())
-        h.update(b"\0")
-        h.update(text.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
 
 
 def _safe_component(value: str) -> str:
@@ -400,13 +357,3 @@ def _ignored(path: str) -> bool:
     if base.startswith("."):
         return True
     return "." in base and not base.endswith(spec_sources.SUFFIXES)
-
-
-def load_texts(texts: list[tuple[str, str]], *, revision: str | None = None) -> DesiredState:
-    """The loader's verdict on a set of texts: a DesiredState or a SpecValidationError."""
-    return loading.load_texts(texts, revision=revision)
-
-
-def render(data: Any) -> str:
-    """The stored form of one document: plain YAML, keys in the user's order."""
-    return "---\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)

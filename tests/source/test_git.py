@@ -5,6 +5,7 @@ the apply store and the one-owner rule."""
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_commit_broken_fix_cycle(repo: Path, tmp_path: Path) -> None:
-    src = GitSource(f"file://{repo}", cache_root=tmp_path / "state", path="specs")
+    src = GitSource(f"file://{repo}", cache_root=tmp_path / "state", path="specs", interval=0)
     first = src.fetch()
     assert first.state is not None
     assert first.revision == git(repo, "rev-parse", "HEAD")
@@ -85,9 +86,12 @@ def test_commit_broken_fix_cycle(repo: Path, tmp_path: Path) -> None:
 def test_restart_on_a_broken_head_keeps_the_last_good_commit(repo: Path, tmp_path: Path) -> None:
     url = f"file://{repo}"
     good = commit(repo, {"specs/vms/web.yaml": vm("web")}, "add web")
-    assert GitSource(url, cache_root=tmp_path / "s", path="specs").fetch().state is not None
+    assert (
+        GitSource(url, cache_root=tmp_path / "s", path="specs", interval=0).fetch().state
+        is not None
+    )
     commit(repo, {"specs/vms/web.yaml": "kind: [unclosed\n"}, "broken")
-    again = GitSource(url, cache_root=tmp_path / "s", path="specs")
+    again = GitSource(url, cache_root=tmp_path / "s", path="specs", interval=0)
     assert again.fetch().state is None
     assert again.good_revision is not None
     assert again.good_revision.revision == good
@@ -95,7 +99,7 @@ def test_restart_on_a_broken_head_keeps_the_last_good_commit(repo: Path, tmp_pat
 
 
 def test_unreachable_remote_and_unknown_branch_are_errors_not_crashes(tmp_path: Path) -> None:
-    src = GitSource(f"file://{tmp_path}/nope", cache_root=tmp_path / "s")
+    src = GitSource(f"file://{tmp_path}/nope", cache_root=tmp_path / "s", interval=0)
     rev = src.fetch()
     assert rev.state is None
     assert rev.errors
@@ -106,7 +110,7 @@ def test_unreachable_remote_and_unknown_branch_are_errors_not_crashes(tmp_path: 
 def test_composite_merges_and_refuses_a_resource_defined_twice(repo: Path, tmp_path: Path) -> None:
     store = SpecStore(tmp_path / "store")
     cfg = Config(store=str(store.root), state_dir=str(tmp_path / "state"))
-    src = build_source(cfg, git_url=f"file://{repo}", path="specs")
+    src = build_source(cfg, git_url=f"file://{repo}", path="specs", interval=0)
     assert isinstance(src, CompositeSource)
     with pytest.raises(SpecValidationError):  # git not fetched yet: nothing to refer to
         store.apply([("mine.yaml", vm("adhoc"))], context=src.git.cached_texts())
@@ -132,3 +136,23 @@ def test_factory_without_git_is_the_store(tmp_path: Path) -> None:
 
 def test_credentials_never_reach_status() -> None:
     assert redact("https://bob:hunter2@example.com/r.git") == "https://***@example.com/r.git"
+
+
+def test_remote_is_asked_once_per_interval_and_the_poller_notices_commits(
+    repo: Path, tmp_path: Path
+) -> None:
+    src = GitSource(f"file://{repo}", cache_root=tmp_path / "s", path="specs", interval=3600)
+    first = src.fetch()
+    commit(repo, {"specs/vms/web.yaml": vm("web")}, "add web")
+    assert src.fetch() is first  # a resync pass within the interval costs no network
+
+    fast = GitSource(f"file://{repo}", cache_root=tmp_path / "f", path="specs", interval=0.2)
+    assert fast.fetch().state is not None
+    seen = threading.Event()
+    fast.watch(seen.set)
+    try:
+        newest = commit(repo, {"specs/vms/db.yaml": vm("db")}, "add db")
+        assert seen.wait(10)
+        assert fast.fetch().revision == newest
+    finally:
+        fast.close()
