@@ -119,3 +119,29 @@ def test_throwaway_lab_up_and_down_leaves_nothing_behind() -> None:
     again = _volctl("down")  # idempotent
     assert again.returncode == 0
     assert "no lab in" in again.stderr
+
+
+def test_failed_up_prints_log_tails_and_cleans_up(tmp_path: Path) -> None:
+    """A libvirtd that cannot start makes `up` fail loudly and leave nothing running."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    fake = fake_bin / "libvirtd"
+    fake.write_text("#!/bin/sh\necho 'fake libvirtd: refusing to start' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    lab_dir = ROOT.with_name("volctl-failing-lab")
+    Lab(lab_dir).down(quiet=True)
+    v1, v2 = free_ports(2)
+    res = subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", "lab", "up", "--hosts", "1",
+         "--dir", str(lab_dir), "--mon-port", str(v1), "--mon-v2-port", str(v2)],
+        capture_output=True, text=True, timeout=300, check=False,
+        env=dict(os.environ, PATH=f"{fake_bin}:{os.environ['PATH']}"),
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert "fake libvirtd: refusing to start" in res.stderr  # the host's log tail
+    assert "ceph-mon.a.log" in res.stderr  # Ceph's log tails too
+    assert "lab up failed; cleaning up" in res.stderr
+    assert not lab_dir.exists()
+    assert _pids_mentioning(str(lab_dir) + "/") == []
+    assert port_free(v1)
+    assert port_free(v2)
