@@ -156,3 +156,27 @@ def test_rpc_errors_are_typed(make_host: HostFactory) -> None:
 
     with pytest.raises(NotFound):  # ...the backend never lets it through
         hv.start("nope")
+
+
+def test_invalid_xml_is_terminal(make_host: HostFactory) -> None:
+    from reconciler.errors import Terminal
+
+    hv = make_host()
+    with pytest.raises(Terminal):
+        hv.define(spec("bad", memory_mib=0))
+    assert hv.observe().domain("bad") is None
+
+
+def test_mutation_on_a_hung_host_times_out(silent_socket: str) -> None:
+    from reconciler.errors import CallTimeout
+
+    hv = LibvirtHypervisor(
+        "hung", f"qemu+unix:///system?socket={silent_socket}", connect_timeout=1.0, timeout=1.0
+    )
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(CallTimeout):
+            hv.define(spec("vm1"))
+        assert time.monotonic() - t0 < 2.5
+    finally:
+        hv.close()
