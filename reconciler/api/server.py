@@ -93,6 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "volctl"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds an idle keep-alive connection may hold its thread
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """No access log: probes and the dashboard poll constantly; errors are logged."""
@@ -177,6 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length and length.isdigit() and 0 < int(length) <= 1 << 20:
             self.rfile.read(int(length))
+        elif (length and length != "0") or self.headers.get("Transfer-Encoding"):
+            self.close_connection = True  # a body we will not read: do not reuse the stream
 
     def _static(self, path: str) -> Reply | None:
         if path in {"/", "/index.html"}:
