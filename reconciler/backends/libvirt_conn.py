@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import libvirt
 
 from reconciler.backends.calls import Worker, libvirt_connection_lost, translate_libvirt
+from reconciler.backends.protocols import EventKind
 from reconciler.errors import BackendError, Transient
 
 T = TypeVar("T")
@@ -56,7 +57,6 @@ def ensure_event_loop() -> None:
         _loop_started = True
 
 
-# (event id, our kind) pairs registered on every connection.
 EventSink = Callable[[str, str, str], None]  # (kind, domain name, domain uuid)
 LostSink = Callable[[str], None]  # (reason)
 
@@ -190,19 +190,19 @@ class LibvirtConnection:
 
     def _register_events(self, conn: Any) -> None:
         def lifecycle(_c: Any, dom: Any, _event: int, _detail: int, _o: object) -> None:
-            self._emit("lifecycle", dom)
+            self._emit(EventKind.LIFECYCLE, dom)
 
         def removed(_c: Any, dom: Any, _alias: str, _o: object) -> None:
-            self._emit("device-removed", dom)
+            self._emit(EventKind.DEVICE_REMOVED, dom)
 
         def added(_c: Any, dom: Any, _alias: str, _o: object) -> None:
-            self._emit("device-added", dom)
+            self._emit(EventKind.DEVICE_ADDED, dom)
 
         def removal_failed(_c: Any, dom: Any, _alias: str, _o: object) -> None:
-            self._emit("lifecycle", dom)
+            self._emit(EventKind.LIFECYCLE, dom)
 
         def metadata(_c: Any, dom: Any, _type: int, _ns: str, _o: object) -> None:
-            self._emit("lifecycle", dom)
+            self._emit(EventKind.LIFECYCLE, dom)
 
         for event_id, cb in (
             (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle),
