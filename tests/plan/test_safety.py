@@ -33,9 +33,14 @@ DELETE = ReclaimPolicy.DELETE
 VMS = [vm("a", host_="h1"), vm("b", host_="h2"), vm("c", host_="h1"), vm("d", host_="h2")]
 
 
+def spec(vms: list | None = None):  # type: ignore[no-untyped-def,type-arg]
+    return desired(
+        HOSTS, VMS if vms is None else vms, [volume("v", policy=DELETE)], [attach("x", "v", "a")]
+    )
+
+
 def full() -> ObservedWorld:
-    d = desired(HOSTS, VMS, [volume("v", policy=DELETE)], [attach("x", "v", "a")])
-    return converge(d, world(ohost("h1"), ohost("h2")))
+    return converge(spec(), world(ohost("h1"), ohost("h2")))
 
 
 def test_guard_holds_every_deletion_of_an_emptied_spec() -> None:
@@ -131,3 +136,45 @@ def test_foreign_resources_are_never_in_any_action() -> None:
     w3 = converge(desired(HOSTS), w2, PlanSettings(CEPH, allow_mass_delete=True))
     assert {d.name for h in w3.hosts.values() for d in h.domains} == {"legacy", "vm-x"}
     assert {"vm-legacy-root", "vol-old", "x"} <= w3.storage.images.keys()
+
+
+def test_root_disk_open_by_an_invisible_client_is_not_reused_or_deleted() -> None:
+    from dataclasses import replace
+
+    w = full()
+    root = w.storage.images["vm-c-root"]
+    images = {**w.storage.images, "vm-c-root": replace(root, watchers=("10.0.0.9:0/1",))}
+    h1 = w.hosts["h1"]
+    w = replace(
+        w,
+        hosts={**w.hosts, "h1": replace(h1, domains=tuple(d for d in h1.domains if d.name != "c"))},
+        storage=replace(w.storage, images=images),
+    )
+    keep = run(spec(), w)
+    assert keep.empty
+    assert reasons(keep) == {"vm/c": "RootInUse"}
+    gone = run(spec([v for v in VMS if v.meta.name != "c"]), w)
+    assert not [a for a in gone.actions if a.resource == "vm/c"]
+    assert reasons(gone)["vm/c"] == "RootInUse"
+
+
+def test_volume_open_somewhere_unseen_is_not_attached_while_a_host_is_unknown() -> None:
+    from dataclasses import replace
+
+    d = desired(HOSTS, VMS, [volume("v")], [attach("x", "v", "b")])
+    w = converge(d, world(ohost("h1"), ohost("h2")))
+    img = w.storage.images["vol-v"]
+    w = replace(
+        w,
+        storage=replace(
+            w.storage, images={**w.storage.images, "vol-v": replace(img, watchers=("c1",))}
+        ),
+    )
+    w = unreachable(w, "h2")
+    p = run(desired(HOSTS, VMS, [volume("v")], [attach("x", "v", "a")]), w)
+    assert reasons(p) == {
+        "attachment/x": "HostUnknown",
+        "vm/b": "HostUnknown",
+        "vm/d": "HostUnknown",
+    }
+    assert p.empty
