@@ -220,6 +220,8 @@ class LibvirtHypervisor:
             with self._lock:
                 for gone in set(self._cache) - seen:
                     del self._cache[gone]
+                for gone in set(self._epoch) - seen:
+                    del self._epoch[gone]
         except BackendError as exc:
             return ObservedHost(name=self.name, reachable=False, reason=str(exc))
         return ObservedHost(
