@@ -151,6 +151,15 @@ def test_apply_wait_seed_endpoints_get_describe_delete(lab_pool: LabPool, tmp_pa
     assert "huge" in bad.stderr
     assert not list((lab_pool.root / "store").rglob("*.yaml"))
 
+    # --dry-run: what would be created, and the plan against the live lab; nothing written
+    dry = volctl(lab_pool, "apply", "-f", str(specs), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "vm/test_vm created (dry run)" in dry.stdout
+    assert "plan against the live world" in dry.stdout
+    assert "vm/test_vm" in dry.stdout.split("plan against the live world")[1]
+    assert "to change, 0 to destroy." in dry.stdout
+    assert not list((lab_pool.root / "store").rglob("*.yaml"))
+
     with controller(lab_pool) as (base, log):
         done = volctl(lab_pool, "apply", "-f", str(specs), "--wait", "--timeout", f"{CONVERGE}s")
         assert done.returncode == 0, done.stdout + done.stderr + log.read_text()[-3000:]
