@@ -8,7 +8,7 @@ the lab's log tails, because CI must run them for real.
 Every test that uses `lab` (directly or through another fixture) is marked `lab`
 automatically, so `pytest -m "not lab"` is the fast unit run.
 
-Environment: VOLCTL_TEST_LAB_DIR (default /var/tmp/volctl-test-lab), VOLCTL_TEST_LAB_HOSTS
+Environment: VOLCTL_TEST_LAB_DIR (default /var/tmp/volctl-test-lab-<pid>), VOLCTL_TEST_LAB_HOSTS
 (default 2), VOLCTL_LAB_CACHE (the shared kernel/base-image cache).
 """
 
@@ -23,9 +23,8 @@ import pytest
 from reconciler.lab.info import LabInfo
 from reconciler.lab.lab import Lab
 from reconciler.lab.proc import free_ports
-from reconciler.lab.testing import LabPool, drop_pool, make_pool
+from reconciler.lab.testing import LabPool, drop_pool, make_pool, session_lab_dir
 
-TEST_LAB_DIR = Path(os.environ.get("VOLCTL_TEST_LAB_DIR", "/var/tmp/volctl-test-lab"))
 TEST_LAB_HOSTS = int(os.environ.get("VOLCTL_TEST_LAB_HOSTS", "2"))
 
 
@@ -35,11 +34,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.lab)
 
 
+def session_test_lab_dir() -> Path:
+    """$VOLCTL_TEST_LAB_DIR, or /var/tmp/volctl-test-lab-<pid> (one lab per session; labs of
+    dead sessions are torn down on the way)."""
+    if os.environ.get("VOLCTL_TEST_LAB_DIR"):
+        return Path(os.environ["VOLCTL_TEST_LAB_DIR"])
+    return session_lab_dir(Path("/var/tmp"), "volctl-test-lab")
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[LabInfo]:
     """The session's lab (LabInfo): TEST_LAB_HOSTS hosts h1.., Ceph with pool `rbd`, the base
     image `rbd/volctl-lab-base@base`, lab.json/inventory.yaml/volctl.yaml in TEST_LAB_DIR."""
-    the_lab = Lab(TEST_LAB_DIR)
+    the_lab = Lab(session_test_lab_dir())
     the_lab.down(quiet=True)  # a lab left over by a killed session
     v1, v2 = free_ports(2)
     info = the_lab.up(TEST_LAB_HOSTS, mon_port=v1, mon_v2_port=v2)

@@ -293,9 +293,8 @@ class Lab:
         self.ceph(state).stop()
         stragglers = self._stragglers()
         stop_pids(stragglers, grace=3)
-        kept = mounts.remove_mountpoints(state.created_mountpoints)
-        if kept:
-            # still used by another lab; hand them over by keeping the record
+        kept = mounts.remove_mountpoints()
+        if kept and not quiet:  # another lab still uses them; it removes them when it goes
             self.log(f"mount points still in use elsewhere, kept: {' '.join(kept)}")
         if not keep:
             remove_tree(self.dir)

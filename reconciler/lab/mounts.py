@@ -3,8 +3,11 @@
 Why: each lab host bind-mounts its private directories over /run/libvirt, /var/lib/libvirt,
 /var/log/libvirt and /var/cache/libvirt inside its own mount namespace, so those paths must
 exist on the machine.  When they do not (no libvirt-daemon-system installed), the lab creates
-them and `lab down` removes them again, but only once no mount namespace on the machine
-(another lab, or a guest that outlived its daemon) still has something mounted there.
+them with a marker file inside, and `lab down` removes such marked, otherwise empty mount
+points again, but only once no mount namespace on the machine (another lab, or a guest that
+outlived its daemon) still has something mounted there.  The marker makes this safe across
+labs: whichever lab goes down last removes them, and a directory the lab did not create is
+never touched.
 """
 
 from __future__ import annotations
@@ -13,18 +16,12 @@ import contextlib
 import os
 from pathlib import Path
 
-from reconciler.lab.reaper import BIND_MOUNTS
+from reconciler.lab.reaper import BIND_MOUNTS, MOUNTPOINT_MARK, make_mountpoint
 
 
 def ensure_mountpoints() -> list[str]:
-    """Create the missing mount points; returns the ones created."""
-    created = []
-    for _sub, target in BIND_MOUNTS:
-        path = Path(target)
-        if not path.exists():
-            path.mkdir(parents=False)
-            created.append(target)
-    return created
+    """Create the missing mount points (marked as ours); returns the ones created."""
+    return [target for _sub, target in BIND_MOUNTS if make_mountpoint(target)]
 
 
 def mounted_anywhere() -> set[tuple[str, str]]:
@@ -67,18 +64,25 @@ def mounts_under(prefix: Path) -> list[str]:
     return sorted(out)
 
 
-def remove_mountpoints(created: list[str]) -> list[str]:
-    """rmdir the mount points we created if empty and unused; returns those kept."""
+def remove_mountpoints() -> list[str]:
+    """Remove the lab-made (marked, otherwise empty) mount points that no namespace uses.
+
+    Returns the lab-made ones kept because something is still mounted there."""
     in_use = {point for _root, point in mounted_anywhere()}
     kept = []
-    for target in created:
+    for _sub, target in BIND_MOUNTS:
         path = Path(target)
+        try:
+            entries = {p.name for p in path.iterdir()}
+        except OSError:
+            continue
+        if entries != {MOUNTPOINT_MARK}:
+            continue  # not ours, or in use
         if target in in_use:
             kept.append(target)
             continue
         with contextlib.suppress(FileNotFoundError):
-            try:
-                path.rmdir()
-            except OSError:
-                kept.append(target)
+            (path / MOUNTPOINT_MARK).unlink()
+        with contextlib.suppress(OSError):
+            path.rmdir()
     return kept

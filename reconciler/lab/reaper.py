@@ -46,7 +46,22 @@ BIND_MOUNTS: tuple[tuple[str, str], ...] = (
     ("cache", "/var/cache/libvirt"),
 )
 
+MOUNTPOINT_MARK = ".volctl-lab-mountpoint"  # in mount points a lab created (hidden when mounted)
+
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def make_mountpoint(target: str) -> bool:
+    """Create TARGET (with our marker file) if it does not exist; True if created."""
+    path = Path(target)
+    if path.exists():
+        return False
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return False
+    (path / MOUNTPOINT_MARK).write_text("created by volctl lab; removed by `volctl lab down`\n")
+    return True
 
 
 def _check(ret: int, what: str) -> None:
@@ -61,7 +76,12 @@ def enter_namespace(root: Path, hostname: str, extra: list[tuple[str, str]]) -> 
     _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
     binds = [(str(root / sub), target) for sub, target in BIND_MOUNTS] + extra
     for src, target in binds:
-        _check(_libc.mount(src.encode(), target.encode(), None, MS_BIND, None), f"bind {target}")
+        for _attempt in range(3):  # another lab's `down` may remove an unused mount point
+            make_mountpoint(target)
+            if _libc.mount(src.encode(), target.encode(), None, MS_BIND, None) == 0:
+                break
+        else:
+            _check(-1, f"bind {target}")
     socket.sethostname(hostname)
 
 

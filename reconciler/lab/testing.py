@@ -8,6 +8,8 @@ RBD clone, Ceph's watchers of an image, and a way to wait for a line on a serial
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from reconciler.lab.ceph import CephCluster, create_pool, delete_pool, wait_writ
 from reconciler.lab.info import LabInfo
 from reconciler.lab.inventory import config_doc, write_config
 from reconciler.lab.libvirt_host import with_timeout
-from reconciler.lab.proc import free_ports
+from reconciler.lab.proc import LabError, alive, free_ports
 
 LIVE_CONFIG = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
 
@@ -35,6 +37,21 @@ class LabPool:
     config: Config
     config_path: Path
     root: Path  # holds this config's store/, state/ and consoles/
+
+
+def session_lab_dir(base: Path, name: str) -> Path:
+    """BASE/NAME-<pid>: a lab dir owned by this process.
+
+    Several test sessions may run at once on one machine (CI jobs, developers); each gets its
+    own lab.  Labs of sessions whose process is gone are torn down here first."""
+    from reconciler.lab.lab import Lab  # noqa: PLC0415 - lab imports this module's neighbours
+
+    for stale in base.glob(f"{name}-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+            with contextlib.suppress(LabError):
+                Lab(stale).down(quiet=True)
+    return base / f"{name}-{os.getpid()}"
 
 
 def _cluster(info: LabInfo) -> CephCluster:

@@ -15,13 +15,16 @@ import pytest
 from reconciler.lab import mounts
 from reconciler.lab.lab import Lab
 from reconciler.lab.proc import alive, cmdline, free_ports, port_free, read_pid
-from reconciler.lab.testing import clone_base, create_volume, guest_xml, rbd_disk_xml
+from reconciler.lab.reaper import BIND_MOUNTS, MOUNTPOINT_MARK
+from reconciler.lab.testing import (
+    clone_base,
+    create_volume,
+    guest_xml,
+    rbd_disk_xml,
+    session_lab_dir,
+)
 
 pytestmark = pytest.mark.lab  # real Ceph + libvirtd, like the `lab` fixture's tests
-
-ROOT = Path(os.environ.get("VOLCTL_TEST_LAB_DIR", "/var/tmp/volctl-test-lab")).with_name(
-    "volctl-throwaway-lab"
-)
 
 
 def _cgroup_dirs() -> set[str]:
@@ -46,9 +49,9 @@ def _pids_mentioning(text: str) -> list[int]:
     ]
 
 
-def _volctl(*args: str) -> subprocess.CompletedProcess[str]:
+def _volctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.main", "lab", *args, "--dir", str(ROOT)],
+        [sys.executable, "-m", "reconciler.cli.main", "lab", *args, "--dir", str(root)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -57,32 +60,33 @@ def _volctl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_throwaway_lab_up_and_down_leaves_nothing_behind() -> None:
-    lab = Lab(ROOT)
+    root_dir = session_lab_dir(Path("/var/tmp"), "volctl-throwaway-lab")
+    lab = Lab(root_dir)
     lab.down(quiet=True)
     cgroups_before, netns_before = _cgroup_dirs(), _netns()
     v1, v2 = free_ports(2)
 
     t0 = time.monotonic()
-    up = _volctl("up", "--hosts", "1", "--mon-port", str(v1), "--mon-v2-port", str(v2))
+    up = _volctl(root_dir, "up", "--hosts", "1", "--mon-port", str(v1), "--mon-v2-port", str(v2))
     took_up = time.monotonic() - t0
     assert up.returncode == 0, up.stderr
     assert "lab up: 1 hosts, Ceph HEALTH_OK" in up.stderr
     assert took_up < 60, f"lab up took {took_up:.1f} s"
 
-    status = _volctl("status")
+    status = _volctl(root_dir, "status")
     assert status.returncode == 0, status.stdout
     assert "HEALTH_OK" in status.stdout
     assert "host h1" in status.stdout
-    env = _volctl("env")
-    assert f"export VOLCTL_CONFIG={ROOT}/volctl.yaml" in env.stdout
-    assert f"export CEPH_CONF={ROOT}/ceph/ceph.conf" in env.stdout
+    env = _volctl(root_dir, "env")
+    assert f"export VOLCTL_CONFIG={root_dir}/volctl.yaml" in env.stdout
+    assert f"export CEPH_CONF={root_dir}/ceph/ceph.conf" in env.stdout
 
     # a guest with an RBD root disk and a hot-plugged RBD volume is running at `down`
     info = lab.info()
     root = clone_base(info, info.pool, "doomed-root")
     vol = create_volume(info, info.pool, "doomed-vol")
     conn = libvirt.open(info.hosts[0].uri)
-    dom = conn.defineXML(guest_xml(info, "doomed", root, ROOT / "consoles" / "doomed.log"))
+    dom = conn.defineXML(guest_xml(info, "doomed", root, root_dir / "consoles" / "doomed.log"))
     dom.create()
     dom.attachDeviceFlags(rbd_disk_xml(info, vol, "vdb"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
     conn.close()
@@ -94,29 +98,30 @@ def test_throwaway_lab_up_and_down_leaves_nothing_behind() -> None:
     pids += [p for p in (host.reaper_pid(), host.libvirtd_pid()) if p]
     pids += host.qemu_pids()
     assert len(pids) == 6  # mon, osd, mgr, reaper, libvirtd, qemu
-    assert mounts.mounts_under(ROOT)  # the host's private bind mounts
+    assert mounts.mounts_under(root_dir)  # the host's private bind mounts
 
     t0 = time.monotonic()
-    down = _volctl("down")
+    down = _volctl(root_dir, "down")
     took_down = time.monotonic() - t0
     assert down.returncode == 0, down.stderr
     assert took_down < 10, f"lab down took {took_down:.1f} s"
 
     assert [p for p in pids if alive(p)] == []
-    assert _pids_mentioning(str(ROOT) + "/") == []
-    assert mounts.mounts_under(ROOT) == []
-    assert not ROOT.exists()
+    assert _pids_mentioning(str(root_dir) + "/") == []
+    assert mounts.mounts_under(root_dir) == []
+    assert not root_dir.exists()
     assert _netns() == netns_before
     assert _cgroup_dirs() <= cgroups_before
     assert port_free(v1)
     assert port_free(v2)
     in_use = {point for _root, point in mounts.mounted_anywhere()}
-    for mp in state.created_mountpoints:  # removed, unless another lab still mounts there
-        assert not Path(mp).exists() or mp in in_use or any(Path(mp).iterdir())
+    for _sub, mp in BIND_MOUNTS:  # lab-made mount points go, unless another lab mounts there
+        if Path(mp).is_dir() and {p.name for p in Path(mp).iterdir()} == {MOUNTPOINT_MARK}:
+            assert mp in in_use
     assert Path(state.cache_dir).is_dir()  # the cache is kept on purpose
-    assert read_pid(ROOT / "ceph" / "run" / "mon.a.pid") is None
+    assert read_pid(root_dir / "ceph" / "run" / "mon.a.pid") is None
 
-    again = _volctl("down")  # idempotent
+    again = _volctl(root_dir, "down")  # idempotent
     assert again.returncode == 0
     assert "no lab in" in again.stderr
 
@@ -128,7 +133,7 @@ def test_failed_up_prints_log_tails_and_cleans_up(tmp_path: Path) -> None:
     fake = fake_bin / "libvirtd"
     fake.write_text("#!/bin/sh\necho 'fake libvirtd: refusing to start' >&2\nexit 3\n")
     fake.chmod(0o755)
-    lab_dir = ROOT.with_name("volctl-failing-lab")
+    lab_dir = session_lab_dir(Path("/var/tmp"), "volctl-failing-lab")
     Lab(lab_dir).down(quiet=True)
     v1, v2 = free_ports(2)
     res = subprocess.run(
