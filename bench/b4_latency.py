@@ -22,6 +22,7 @@ someone runs it again.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import tempfile
 import time
@@ -199,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             "lab_dir": lab.info.dir,
         },
     )
+    work = Path(tempfile.mkdtemp(prefix="volctl-bench-b4-", dir="/var/tmp"))
     try:
         fleet = make_fleet(
             lab,
@@ -209,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
             console_dir=_console_dir(lab.info.config_path),
         )
         clean(fleet)
-        work = Path(tempfile.mkdtemp(prefix="volctl-bench-b4-", dir="/var/tmp"))
         v = Volctl(listen=args.volctl_listen, resync=30.0)
         try:
             v.prepare(fleet)
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"trigger": "ERROR", "ok": False, "error": f"{type(exc).__name__}: {exc}"})
         print(f"bench: B4 failed: {exc}", flush=True)
     finally:
+        shutil.rmtree(work, ignore_errors=True)
         lab.close()
     report.rows = rows
     report.note(

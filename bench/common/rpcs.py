@@ -13,6 +13,7 @@ counted.  Procedure numbers are from libvirt's remote_protocol.x.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -91,6 +92,7 @@ class DaemonRpcCounter:
         self.dir = Path(tempfile.mkdtemp(prefix="volctl-bench-rpc-", dir="/var/tmp"))
         self._saved: dict[str, tuple[str, str, str]] = {}
         self._reason = ""
+        self._calls: list[tuple[float, str, str]] = []
 
     def __enter__(self) -> DaemonRpcCounter:
         for h in self.hosts:
@@ -111,9 +113,14 @@ class DaemonRpcCounter:
         for uri, filters, outputs in self._saved.values():
             _virt_admin(uri, "daemon-log-filters", filters or "")
             _virt_admin(uri, "daemon-log-outputs", outputs or "3:stderr")
+        self._calls = self._parse()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def calls(self) -> list[tuple[float, str, str]]:
-        """Every counted call as (epoch time, host, procedure name)."""
+        """Every counted call as (epoch time, host, procedure name), once the block is done."""
+        return self._calls
+
+    def _parse(self) -> list[tuple[float, str, str]]:
         out = []
         for name in self._saved:
             log = self.dir / f"{name}.log"
