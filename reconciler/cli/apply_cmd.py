@@ -161,10 +161,13 @@ def wait(api: Client, store: SpecStore, keys: list[str], timeout: float) -> int:
         items = _index(snap)
         done = fresh
         failed = []
+        if not fresh and not shown:
+            print(f"waiting for the controller to read the store (revision {revision})", flush=True)
+            shown[""] = "waiting"
         for key in want:
             item = items.get(key)
-            line = _phase_line(item) if item else f"{key} waiting for the controller"
-            if shown.get(key) != line and (fresh or item is None):
+            line = _phase_line(item) if item else f"{key} not reported by the controller yet"
+            if fresh and shown.get(key) != line:
                 print(line, flush=True)
                 shown[key] = line
             if not fresh or item is None or item.get("phase") not in READY:
