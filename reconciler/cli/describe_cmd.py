@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _spec(args: argparse.Namespace, kind: str, name: str) -> tuple[str, Any]:
+def _spec(args: argparse.Namespace, api: Client, kind: str, name: str) -> tuple[str, Any]:
     config = client.config_of(args)
     store = SpecStore(config.store)
     text = store.read(kind, name)
@@ -40,7 +40,7 @@ def _spec(args: argparse.Namespace, kind: str, name: str) -> tuple[str, Any]:
         docs, _ = documents_of([(str(store.path_for(kind, name)), text)])
         if docs:
             return f"apply store ({docs[0].file})", docs[0].data.get("spec")
-    own = client.ownership(config, None)
+    own = client.ownership(config, api)
     docs, _ = documents_of(own.context)
     for d in docs:
         if d.kind == kind and d.name == name:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         print(f'error: {args.kind} "{args.name}" not found by the controller', file=sys.stderr)
         return 1
-    where, spec = _spec(args, kind, args.name)
+    where, spec = _spec(args, api, kind, args.name)
     lines = [f"Name:         {args.name}", f"Kind:         {kind}"]
     if kind == "Host":
         lines += [
