@@ -7,11 +7,13 @@ failures are retried on the backoff timer, detach is awaited, volumes are kept o
 
 from __future__ import annotations
 
+import time
+
 from conftest import Harness, build, spec
 from fakeworld import FakeHypervisor, FakeStorage
 from structlog.testing import capture_logs
 
-from reconciler.errors import Transient
+from reconciler.errors import Terminal, Transient
 from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import Plan
@@ -240,3 +242,50 @@ def test_one_log_event_per_action_and_per_pass_with_reconcile_id(harnesses: list
     assert end["reconcile_id"] == rid
     assert end["converged"] is True
     assert "AQ" not in str(logs)
+
+
+def test_terminal_error_fails_the_resource_until_its_spec_changes(harnesses: list[Harness]) -> None:
+    h, hvs, _ = make(harnesses, FULL)
+    hvs["h1"].inject.errors[("define", "h1/a")] = [Terminal("unsupported configuration")]
+    snap = h.engine.run_pass().snapshot
+    a = snap.resources["vm/a"]
+    assert a.phase is Phase.FAILED
+    assert a.last_error is not None
+    assert "unsupported configuration" in a.last_error
+    assert "Failed" in [e.reason for e in a.events]
+    assert cond(snap, "vm/a", ConditionType.DEGRADED)
+    assert snap.resources["attachment/att1"].phase is not Phase.READY  # depends on vm/a
+    assert snap.resources["vm/c"].phase is Phase.READY
+    calls = hvs["h1"].inject.calls[("define", "h1/a")]
+    again = h.engine.run_pass().snapshot  # not retried: same action, same error
+    assert again.resources["vm/a"].phase is Phase.FAILED
+    assert hvs["h1"].inject.calls[("define", "h1/a")] == calls
+    assert "a" not in hvs["h1"].domains
+    # a spec change (another instance type) is a different action: it runs
+    changed = spec(
+        HOSTS,
+        vms={"a": None, "b": None, "c": None},
+        volumes={"v1": 1, "v2": 2},
+        attachments={"att1": ("v1", "a"), "att2": ("v2", "c")},
+        stopped=frozenset({"a"}),
+    )
+    h.source.set(changed)
+    h.engine.run_pass()
+    assert "a" in {n for hv in hvs.values() for n in hv.domains}
+
+
+def test_a_libvirt_event_triggers_the_repair_without_waiting_for_resync(
+    harnesses: list[Harness],
+) -> None:
+    h, hvs, _ = make(harnesses, FULL, resync=60.0)
+    h.start()
+    first = h.converged()
+    time.sleep(0.3)  # let the events of our own changes settle
+    gen = h.store.snapshot().generation
+    t0 = time.monotonic()
+    hvs["h1"].undefine_behind_our_back("b")  # emits a lifecycle event
+    snap = h.wait(lambda s: s.generation > gen and s.converged and "b" in hvs["h1"].domains)
+    assert time.monotonic() - t0 < 3.0  # far below the 60 s resync
+    assert snap.metrics.events_received_total > first.metrics.events_received_total
+    assert snap.metrics.drift_corrections_total >= 2  # define + start of vm/b
+    assert "DriftCorrected" in [e.reason for e in snap.resources["vm/b"].events]
