@@ -86,20 +86,26 @@ def make_pool(info: LabInfo, root: Path, prefix: str = "t") -> LabPool:
 
 
 def drop_pool(lab_pool: LabPool) -> None:
-    """Remove every domain from the lab hosts (they may use the pool), then the pool."""
-    clean_hosts(lab_pool.info)
+    """Remove the domains with disks in the pool from every lab host, then the pool."""
+    clean_hosts(lab_pool.info, pool=lab_pool.pool)
     with _cluster(lab_pool.info).connect(timeout=30) as cluster:
         delete_pool(cluster, lab_pool.pool)
 
 
-def clean_hosts(info: LabInfo) -> None:
-    """Destroy and undefine every domain on every lab host."""
+def clean_hosts(info: LabInfo, pool: str | None = None) -> None:
+    """Destroy and undefine the domains on every lab host: all of them, or with POOL only
+    those with a disk in that pool (so other tests' guests elsewhere are left alone)."""
+    needle = f"name='{pool}/" if pool else ""
     for host in info.hosts:
 
         def clean(uri: str = host.uri) -> None:
             conn = libvirt.open(uri)
             try:
                 for dom in conn.listAllDomains():
+                    if needle and needle not in dom.XMLDesc(0) + dom.XMLDesc(
+                        libvirt.VIR_DOMAIN_XML_INACTIVE
+                    ):
+                        continue
                     if dom.isActive():
                         dom.destroy()
                     dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+import rados
 
 from reconciler.config import load_config
 from reconciler.lab.guest_image import BLOCKS_PREFIX, READY_LINE
@@ -20,7 +21,9 @@ from reconciler.lab.testing import (
     LabPool,
     clone_base,
     create_volume,
+    drop_pool,
     guest_xml,
+    make_pool,
     rbd_disk_xml,
     wait_console,
     watchers,
@@ -161,3 +164,26 @@ def test_guest_survives_a_libvirtd_restart(lab: LabInfo, lab_pool: LabPool) -> N
     mark = console.stat().st_size
     again.attachDeviceFlags(rbd_disk_xml(lab, volume, "vdb", serial="after-restart"), LIVE_CONFIG)
     wait_console(console, "after-restart", 30, start=mark)
+
+
+def test_drop_pool_removes_only_domains_using_that_pool(lab: LabInfo, tmp_path: Path) -> None:
+    mine = make_pool(lab, tmp_path / "mine")
+    conn = libvirt.open(lab.hosts[0].uri)
+    try:
+        inside = conn.defineXML(
+            guest_xml(lab, "uses-pool", f"{mine.pool}/root", tmp_path / "a.log")
+        ).UUIDString()
+        outside = conn.defineXML(
+            guest_xml(lab, "elsewhere", f"{lab.pool}/not-this-pool", tmp_path / "b.log")
+        )
+        drop_pool(mine)
+        names = {d.name() for d in conn.listAllDomains()}
+        assert "uses-pool" not in names
+        assert "elsewhere" in names
+        with pytest.raises(libvirt.libvirtError):
+            conn.lookupByUUIDString(inside)
+        outside.undefine()
+    finally:
+        conn.close()
+    with pytest.raises(rados.ObjectNotFound):  # the pool itself is gone
+        watchers(lab, f"{mine.pool}/root")
