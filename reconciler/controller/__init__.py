@@ -1,0 +1,1 @@
+"""The controller: the level-based loop that fetches, observes, plans, executes and reports."""

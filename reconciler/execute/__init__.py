@@ -1,0 +1,1 @@
+"""Execution: run a Plan against the backends, in order, bounded, one Outcome per action."""
