@@ -285,6 +285,10 @@ def test_gitops_commit_broken_fix_on_the_lab(lab_pool: LabPool, tmp_path: Path) 
         assert src["owned"]["vm/git_vm"] == "dc/vms/git_vm.yaml:1"
         assert list(domain_state(lab_pool, "git_vm").values()) == [libvirt.VIR_DOMAIN_RUNNING]
 
+        described = volctl(lab_pool, "describe", "vm", "git_vm").stdout
+        assert f"Defined in:   git repo {url}" in described
+        assert "dc/vms/git_vm.yaml:1" in described
+
         # apply of a git-owned resource is refused, naming the repo and the path
         refused = volctl(lab_pool, "apply", "-f", "-", stdin=vm_doc("git_vm", itype="medium"))
         assert refused.returncode == 1
