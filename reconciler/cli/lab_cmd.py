@@ -54,6 +54,12 @@ def register(subparsers: Any) -> None:
         help="kernel and base image cache, kept by `down` "
         "(default: $VOLCTL_LAB_CACHE or %(default)s)",
     )
+    up.add_argument(
+        "--netns",
+        action="store_true",
+        help="run each host in its own network namespace, reached by qemu+tcp over a "
+        "private bridge (lets tests cut a host's link)",
+    )
     up.set_defaults(func=_up)
 
     down = sub.add_parser("down", help="stop everything the lab started and remove it")
@@ -77,6 +83,7 @@ def _up(args: argparse.Namespace) -> int:
         mon_port=args.mon_port,
         mon_v2_port=args.mon_v2_port,
         cache_dir=Path(args.cache_dir),
+        netns=args.netns,
     )
     print(f"lab ready in {info.dir}")
     print(f"  inventory: {info.inventory_path}")

@@ -32,6 +32,7 @@ class LabInfo:
     base_image_file: str  # the raw file it was imported from (for Image.source.path tests)
     config_path: str  # a volctl config pointing at this lab
     inventory_path: str  # YAML: Host + Image + the seed's three InstanceType documents
+    netns: bool = False  # hosts in own network namespaces (uri is qemu+tcp); cut/heal links
 
     @staticmethod
     def load(lab_dir: str | Path) -> LabInfo:

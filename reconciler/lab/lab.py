@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.lab import mounts
+from reconciler.lab import netns as netmod
 from reconciler.lab.ceph import CephCluster, import_image
 from reconciler.lab.guest_image import DEFAULT_CACHE_DIR, ensure_base_image
 from reconciler.lab.info import LabHost, LabInfo
 from reconciler.lab.inventory import config_doc, write_config, write_inventory
 from reconciler.lab.libvirt_host import LibvirtHost
+from reconciler.lab.netns import LabNet
 from reconciler.lab.proc import (
     LabError,
     alive,
@@ -59,6 +61,8 @@ class LabState:
     pool: str = "rbd"
     cache_dir: str = str(DEFAULT_CACHE_DIR)
     created_mountpoints: list[str] = field(default_factory=list)
+    netns_subnet: int | None = None  # set in network-namespace mode (10.231.N.0/24)
+    netns_dir_created: bool = False  # /run/netns did not exist before this lab
 
     @staticmethod
     def load(lab_dir: Path) -> LabState | None:
@@ -100,9 +104,13 @@ class Lab:
             pool=state.pool,
         )  # fmt: skip
 
+    def net(self, state: LabState | None = None) -> LabNet | None:
+        st = state or self.state() or LabState()
+        return LabNet.for_dir(self.dir, st.netns_subnet) if st.netns_subnet is not None else None
+
     def host(self, name: str, state: LabState | None = None) -> LibvirtHost:
         st = state or self.state() or LabState()
-        return LibvirtHost(self.dir, name, Path(st.cache_dir) / "qemu-caps")
+        return LibvirtHost(self.dir, name, Path(st.cache_dir) / "qemu-caps", self.net(st))
 
     def host_names(self, state: LabState | None) -> list[str]:
         names = set(state.hosts if state else [])
@@ -132,6 +140,7 @@ class Lab:
         mon_port: int | None = None,
         mon_v2_port: int | None = None,
         cache_dir: Path | None = None,
+        netns: bool = False,
     ) -> LabInfo:
         """Bring the lab up (or return the running one if it already has HOSTS hosts)."""
         self._t0 = time.monotonic()
@@ -141,11 +150,11 @@ class Lab:
             raise LabError("--hosts must be at least 1")
         if self.running():
             info = self.info()
-            if len(info.hosts) == hosts:
+            if len(info.hosts) == hosts and info.netns == netns:
                 self.log(f"lab already up in {self.dir} ({hosts} hosts)")
                 return info
             raise LabError(
-                f"a lab with {len(info.hosts)} hosts runs in {self.dir}; "
+                f"a different lab ({len(info.hosts)} hosts) runs in {self.dir}; "
                 "run `volctl lab down` first"
             )
         if self.dir.exists():
@@ -160,6 +169,8 @@ class Lab:
             mon_port=v1,
             mon_v2_port=v2,
             cache_dir=str((cache_dir or default_cache_dir()).absolute()),
+            netns_subnet=netmod.free_subnet() if netns else None,
+            netns_dir_created=netns and not netmod.NETNS_DIR.exists(),
         )
         self.dir.mkdir(parents=True)
         state.save(self.dir)
@@ -200,6 +211,9 @@ class Lab:
 
         state.created_mountpoints = mounts.ensure_mountpoints()
         state.save(self.dir)
+        net = self.net(state)
+        if net:
+            self._up_network(net, state, ceph)
         hosts = [self.host(n, state) for n in state.hosts]
         for h in hosts:
             h.write_conf()
@@ -250,9 +264,22 @@ class Lab:
             base_image_file=str(image_file),
             config_path=str(config),
             inventory_path=str(inventory),
+            netns=net is not None,
         )
         info.save()
         return info
+
+    def _up_network(self, net: LabNet, state: LabState, ceph: CephCluster) -> None:
+        netmod.setup(net, state.hosts)
+        with ceph.connect(timeout=30) as cluster:
+            ports = netmod.ceph_ports(cluster, (state.mon_port, state.mon_v2_port))
+        relay = netmod.start_relay(self.dir, net, state.hosts, ports)
+        deadline = time.monotonic() + 15
+        while "relaying" not in (self.dir / "relay.log").read_text():
+            if time.monotonic() > deadline or not alive(relay):
+                raise LabError("ceph relay did not start:\n" + (self.dir / "relay.log").read_text())
+            time.sleep(0.05)
+        self.log(f"network namespaces on {net.bridge} 10.231.{net.subnet}.0/24, ceph relayed")
 
     def _define_secrets(self, ceph: CephCluster, hosts: list[LibvirtHost], uuid_: str) -> None:
         """The cephx key goes from the keyring straight into each host's secret, nowhere else."""
@@ -290,7 +317,13 @@ class Lab:
         hosts = [self.host(n, state) for n in self.host_names(state)]
         stop_pids([p for h in hosts for p in h.qemu_pids()], grace=5)
         stop_pids([p for h in hosts for p in (h.reaper_pid(), h.libvirtd_pid()) if p], grace=8)
+        netmod.stop_relay(self.dir)
         self.ceph(state).stop()
+        net = self.net(state)
+        if net:
+            netmod.teardown(net, state.hosts)
+            if state.netns_dir_created:
+                netmod.remove_netns_dir()
         stragglers = self._stragglers()
         stop_pids(stragglers, grace=3)
         kept = mounts.remove_mountpoints()
@@ -331,6 +364,19 @@ class Lab:
         replace(info, hosts=hosts).save()
         return new
 
+    def cut_host(self, name: str) -> None:
+        """Netns mode: take the host's link down (its libvirtd becomes unreachable)."""
+        netmod.cut(self._require_net(), name)
+
+    def heal_host(self, name: str) -> None:
+        netmod.heal(self._require_net(), name)
+
+    def _require_net(self) -> LabNet:
+        net = self.net()
+        if net is None:
+            raise LabError("this lab has no network namespaces (use `volctl lab up --netns`)")
+        return net
+
     # ---- status / env ---------------------------------------------------------------
 
     def status(self) -> list[dict[str, Any]]:
@@ -353,6 +399,12 @@ class Lab:
             rows.append(
                 {"component": f"ceph {d}", "pid": pids[d], "addr": "127.0.0.1",
                  "health": "running" if pids[d] else "down"}
+            )  # fmt: skip
+        if state.netns_subnet is not None:
+            relay = netmod.relay_pid(self.dir)
+            rows.append(
+                {"component": "ceph relay", "pid": relay, "addr": "127.0.0.1 in each netns",
+                 "health": "running" if relay else "down"}
             )  # fmt: skip
         for name in self.host_names(state):
             h = self.host(name, state)

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from reconciler.lab.netns import TCP_PORT, LabNet
 from reconciler.lab.proc import LabError, alive, cmdline, read_pid, stop_pids, tail, wait_gone
 from reconciler.lab.reaper import BIND_MOUNTS
 
@@ -69,6 +70,7 @@ class LibvirtHost:
     lab_dir: Path
     name: str
     caps_cache: Path | None = None  # shared qemu capabilities cache
+    net: LabNet | None = None  # network-namespace mode: own netns, qemu+tcp
 
     @property
     def dir(self) -> Path:
@@ -79,8 +81,13 @@ class LibvirtHost:
         return self.dir / "run" / "libvirt-sock"
 
     @property
-    def uri(self) -> str:
+    def unix_uri(self) -> str:
         return f"qemu+unix:///system?socket={self.socket}"
+
+    @property
+    def uri(self) -> str:
+        """qemu+tcp to the host's netns address in netns mode, else its unix socket."""
+        return self.net.uri(self.name) if self.net else self.unix_uri
 
     @property
     def reaper_pid_file(self) -> Path:
@@ -116,8 +123,7 @@ class LibvirtHost:
         etc = self.dir / "etc"
         (etc / "qemu.conf").write_text(QEMU_CONF)
         (etc / "libvirtd.conf").write_text(
-            "# written by `volctl lab up`\n"
-            "listen_tls = 0\nlisten_tcp = 0\n"
+            "# written by `volctl lab up`\n" + self._listen_conf() + "listen_tls = 0\n"
             'auth_unix_ro = "none"\nauth_unix_rw = "none"\n'
             'unix_sock_group = "root"\nunix_sock_ro_perms = "0777"\nunix_sock_rw_perms = "0770"\n'
             "max_clients = 256\nmax_workers = 20\nmax_client_requests = 20\n"
@@ -129,6 +135,14 @@ class LibvirtHost:
         caps_dst = self.dir / "cache" / "qemu" / "capabilities"
         if self.caps_cache and any(self.caps_cache.glob("*.xml")) and not caps_dst.exists():
             shutil.copytree(self.caps_cache, caps_dst)
+
+    def _listen_conf(self) -> str:
+        if not self.net:
+            return "listen_tcp = 0\n"
+        return (
+            f'listen_tcp = 1\nlisten_addr = "{self.net.host_ip(self.name)}"\n'
+            f'tcp_port = "{TCP_PORT}"\nauth_tcp = "none"\n'
+        )
 
     def _write_nss(self) -> None:
         """Private passwd/group with the `libvirt-qemu` user if the machine has none."""
@@ -171,15 +185,19 @@ class LibvirtHost:
         out = (self.dir / "daemon.out").open("ab")
         cmd = [
             sys.executable, "-m", "reconciler.lab.reaper",
-            "--root", str(self.dir), "--hostname", self.name, *self._nss_binds(), "--",
+            "--root", str(self.dir), "--hostname", self.name, *self._nss_binds(),
+            *(["--netns", self.net.netns(self.name)] if self.net else []), "--",
             "libvirtd", "--pid-file", "/run/libvirt/libvirtd.pid",
-            "-f", "/etc/libvirt/libvirtd.conf",
+            "-f", "/etc/libvirt/libvirtd.conf", *(["--listen"] if self.net else []),
         ]  # fmt: skip
         with out:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
             )
         self.reaper_pid_file.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + 10  # until the child has exec'd (its cmdline is ours)
+        while self.reaper_pid() is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
         return proc.pid
 
     def wait_ready(self, timeout: float = 60) -> None:

@@ -10,8 +10,9 @@ It also sets PR_SET_CHILD_SUBREAPER and reaps at once: libvirt daemonizes qemu, 
 ~2 s (or never), every destroy would otherwise take seconds.
 
 Usage (the lab starts it; it is not a user command):
-    python -m reconciler.lab.reaper --root HOSTDIR --hostname NAME [--bind SRC=DST]
-        -- libvirtd ARGS...
+    python -m reconciler.lab.reaper --root HOSTDIR --hostname NAME [--netns NS]
+        [--bind SRC=DST] -- libvirtd ARGS...
+`--netns` joins a network namespace first (the lab's optional netns mode).
 `--bind` adds a file bind mount, used for a private /etc/passwd + /etc/group when the
 machine lacks the `libvirt-qemu` user that libvirtd resolves at start-up (it is created by
 libvirt-daemon-system, which the lab does not need).
@@ -32,6 +33,7 @@ from types import FrameType
 
 PR_SET_CHILD_SUBREAPER = 36
 CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
 CLONE_NEWUTS = 0x04000000
 MS_BIND = 4096
 MS_REC = 16384
@@ -68,6 +70,15 @@ def _check(ret: int, what: str) -> None:
     if ret != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def enter_netns(name: str) -> None:
+    """Join the network namespace /run/netns/NAME (network-namespace mode)."""
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        _check(_libc.setns(fd, CLONE_NEWNET), f"setns {name}")
+    finally:
+        os.close(fd)
 
 
 def enter_namespace(root: Path, hostname: str, extra: list[tuple[str, str]]) -> None:
@@ -117,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reconciler.lab.reaper")
     parser.add_argument("--root", help="host dir with etc/ run/ lib/ log/ cache/")
     parser.add_argument("--hostname")
+    parser.add_argument("--netns", help="join this network namespace first")
     parser.add_argument(
         "--bind", action="append", default=[], metavar="SRC=DST", help="extra bind mount"
     )
@@ -125,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given")
+    if args.netns:
+        enter_netns(args.netns)
     if args.root:
         extra = [tuple(b.split("=", 1)) for b in args.bind]
         enter_namespace(
