@@ -196,6 +196,15 @@ class Controller:
             data: dict[str, Any] = json.loads(resp.read())
             return data
 
+    def wait_converged(self, *, after: int, timeout: float) -> dict[str, Any]:
+        """A converged snapshot from a pass that started after generation `after` was seen."""
+
+        def ok() -> dict[str, Any] | None:
+            st = self.status()
+            return st if st["converged"] and st["generation"] >= after + 2 else None
+
+        return wait_for(ok, timeout, f"a converged pass after generation {after}")
+
     def kill(self) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)

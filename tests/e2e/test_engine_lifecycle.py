@@ -104,6 +104,7 @@ def test_apply_drift_removal_and_foreign_survive(lab: LabInfo, lab_pool: LabPool
         host2 = by_name(domains(lab))["web2"][0].host
         h2 = next(h for h in lab.hosts if h.name == host2)
         t0 = time.monotonic()
+        gen = run.status()["generation"]
         conn = libvirt.open(h1.uri)
         try:
             dom = conn.lookupByName("web1")
@@ -125,28 +126,19 @@ def test_apply_drift_removal_and_foreign_survive(lab: LabInfo, lab_pool: LabPool
             web1 = doms.get("web1", [])
             web2 = doms["web2"][0]
             want = f"{lab_pool.pool}/vol-data2"
+            data1 = f"{lab_pool.pool}/vol-data1"
             return (
                 len(web1) == 1
                 and web1[0].active
+                and data1 in web1[0].live_disks.values()
                 and want in web2.live_disks.values()
                 and want in web2.config_disks.values()
             )
 
         wait_for(repaired, 120, "web1 recreated and data2 re-attached", every=0.25)
         timings["2 drift repaired (VM recreated, volume re-attached)"] = time.monotonic() - t0
-        wait_for(lambda: run.status()["converged"], 120, "converged after drift")
-        try:
-            assert_converged_world(lab, lab_pool, VMS, ATTS)
-        except AssertionError:
-            import json as _j
-
-            print("DIAG1", [(d.name, d.live_disks, d.config_disks) for d in domains(lab)])
-            time.sleep(15)
-            print("DIAG2", [(d.name, d.live_disks, d.config_disks) for d in domains(lab)])
-            print("DIAG3", _j.dumps(run.status("vms/web1"))[:3000])
-            print("DIAG4", _j.dumps(run.status("attachments/att1"))[:3000])
-            print(run.log()[-6000:])
-            raise
+        run.wait_converged(after=gen, timeout=120)
+        assert_converged_world(lab, lab_pool, VMS, ATTS)
         vm1 = run.status("vms/web1")
         assert "DriftCorrected" in [e["reason"] for e in vm1["events"]]
 
@@ -157,6 +149,7 @@ def test_apply_drift_removal_and_foreign_survive(lab: LabInfo, lab_pool: LabPool
         del vols["data3"]
         atts = {k: v for k, v in ATTS.items() if k in ("att1", "att2")}
         t0 = time.monotonic()
+        gen = run.status()["generation"]
         write_specs(store, lab, vms, {**vols}, atts)
 
         def removed() -> bool:
@@ -172,7 +165,7 @@ def test_apply_drift_removal_and_foreign_survive(lab: LabInfo, lab_pool: LabPool
 
         wait_for(removed, 120, "web4 and its root gone, data3 detached", every=0.25)
         timings["3 VM removed and Retain volume released"] = time.monotonic() - t0
-        wait_for(lambda: run.status()["converged"], 120, "converged after removal")
+        run.wait_converged(after=gen, timeout=120)
         imgs = images(lab, lab_pool.pool)
         assert "vol-data3" in imgs
         assert imgs["vol-data3"].meta[META_MANAGED_BY] == MANAGED_BY
