@@ -178,7 +178,7 @@ class Controller:
 
     def __init__(self, lab_pool: LabPool, *extra: str) -> None:
         self.lab_pool = lab_pool
-        self.extra = extra
+        self.extra: tuple[str, ...] = extra
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
 

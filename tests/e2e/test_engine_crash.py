@@ -56,6 +56,7 @@ def kill_and_restart(lab: LabInfo, lab_pool: LabPool, killed_when: Callable[[], 
     assert len(killed_at) < len(VMS) or not all(killed_at.values())
 
     t0 = time.monotonic()
+    run.extra = ()  # the restarted controller runs with the default limits
     run.start()
     try:
         wait_for(lambda: run.status()["converged"], 180, "the restarted controller to converge")
