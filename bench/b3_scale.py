@@ -9,7 +9,8 @@ and warm (second pass: served from the per-domain cache, one RPC per host).  Pla
 planner on synthesized fleets of 1k, 10k and 50k resources (VMs + volumes + attachments),
 from empty (everything to create) and converged (nothing to do).  Each measurement runs in
 a fresh subprocess so its peak RSS (VmHWM) is its own.  The growth exponent is the slope of
-log(time) over log(size): 1.0 is linear.
+log(time) over log(size): 1.0 is linear.  Beside volctl's observe, the baseline: a script
+that walks the same hosts one after another (connect, list, read every domain's XML).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common.report import Report
+from bench.common.report import Report, ratio
 
 OBSERVE_SIZES = (10, 100, 1000)
 PLAN_SIZES = (1000, 10000, 50000)
@@ -81,8 +82,11 @@ def _observe(n_hosts: int) -> dict[str, Any]:
         )
         for h in hvs.values():
             h.close()
+        naive_s, naive_calls = _naive_observe(uris)
     return {
         "ok": ok and len(warm.hosts) == n_hosts,
+        "naive_s": naive_s,
+        "naive_calls": naive_calls,
         "hosts": n_hosts,
         "domains": n_hosts * DOMAINS_PER_HOST,
         "connect_s": t1 - t0,
@@ -93,6 +97,23 @@ def _observe(n_hosts: int) -> dict[str, Any]:
         "rss_inputs_mib": rss_in / 1024,
         "peak_rss_mib": _mem_kib("VmHWM") / 1024,
     }
+
+
+def _naive_observe(uris: dict[str, str]) -> tuple[float, int]:
+    """The baseline: what a script does to look at every host (the seed's way): one host after
+    another, connect, list the domains, read each domain's XML.  Returns (seconds, calls)."""
+    import libvirt
+
+    calls = 0
+    t0 = time.perf_counter()
+    for uri in uris.values():
+        conn = libvirt.open(uri)
+        doms = conn.listAllDomains(0)
+        for dom in doms:
+            dom.XMLDesc(0)
+        conn.close()
+        calls += 3 + len(doms)
+    return time.perf_counter() - t0, calls
 
 
 def _plan(resources: int, *, converged: bool) -> dict[str, Any]:
@@ -192,6 +213,17 @@ def main(argv: list[str] | None = None) -> int:
                 **_common(r),
             }
         )
+        rows.append(
+            {
+                "what": f"baseline script observe, {n} hosts",
+                "size": n,
+                "time_s": r.get("naive_s"),
+                "rpcs": r.get("naive_calls"),
+                **_common(r),
+            }
+        )
+        for row in rows[-3:-1]:
+            row["vs_baseline"] = ratio(row["time_s"], r.get("naive_s"))
     for kind in ("plan-empty", "plan-converged"):
         for n in plan_sizes:
             print(f"bench: {kind} {n} resources", flush=True)
@@ -207,7 +239,13 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     groups = {}
-    for prefix in ("observe cold", "observe warm", "plan from empty", "plan converged"):
+    for prefix in (
+        "observe cold",
+        "observe warm",
+        "baseline script observe",
+        "plan from empty",
+        "plan converged",
+    ):
         g = [r for r in rows if r["what"].startswith(prefix) and r.get("time_s")]
         groups[prefix] = {
             "time_exponent": slope([r["size"] for r in g], [r["time_s"] for r in g]),
@@ -237,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             ("actions", "actions"),
             ("peak_rss_mib", "peak RSS MiB"),
             ("time_exponent", "exponent"),
+            ("vs_baseline", "÷ baseline"),
             ("ok", "ok"),
             ("error", "error"),
         ]

@@ -91,13 +91,14 @@ def test_b2_rerun_smoke(lab: LabInfo, tmp_path: Path) -> None:
 def test_b3_scale_smoke(tmp_path: Path) -> None:
     doc = run_bench("b3_scale", tmp_path)
     rows = doc["rows"]
-    assert len(rows) == 8
+    assert len(rows) == 10
     for r in rows:
         assert r["ok"], r
         assert r["time_s"] > 0
         assert r["peak_rss_mib"] > 10
     warm = [r for r in rows if r["what"].startswith("observe warm")]
     assert [r["rpcs"] for r in warm] == [r["size"] for r in warm]  # one RPC per host
+    assert all(r["vs_baseline"] > 0 for r in warm)
     assert all(v["time_exponent"] is not None for v in doc["exponents"].values())
 
 
