@@ -36,6 +36,16 @@ def redact(
     return event
 
 
+class _Stderr:
+    """sys.stderr looked up at every write, so a replaced stderr (tests, daemons) is honoured."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str = "info", stream: TextIO | None = None, *, json: bool = True) -> None:
     """Set up structlog for the CLI and the controller (call once per process)."""
     lvl = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -52,6 +62,6 @@ def configure(level: str = "info", stream: TextIO | None = None, *, json: bool =
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or _Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from reconciler.cli.main import main
 
@@ -13,6 +15,13 @@ kind: VirtualMachine
 metadata: {name: web1}
 spec: {instanceType: small}
 """
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """The commands configure structlog for the process; give other tests theirs back."""
+    yield
+    structlog.reset_defaults()
 
 
 def config(tmp_path: Path) -> str:
