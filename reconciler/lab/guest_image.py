@@ -86,8 +86,8 @@ def _module_deps(path: Path) -> list[str]:
     return [d.replace("-", "_") for d in found.group(1).decode().split(",") if d]
 
 
-def _module_order(index: dict[str, Path]) -> list[str]:
-    """MODULE_ROOTS plus their dependencies, dependencies first."""
+def _module_order(index: dict[str, Path], roots: tuple[str, ...] = MODULE_ROOTS) -> list[str]:
+    """ROOTS plus their dependencies, dependencies first."""
     order: list[str] = []
 
     def visit(name: str) -> None:
@@ -99,7 +99,7 @@ def _module_order(index: dict[str, Path]) -> list[str]:
             visit(dep)
         order.append(name)
 
-    for root in MODULE_ROOTS:
+    for root in roots:
         visit(root)
     return order
 
@@ -142,9 +142,11 @@ def _cpio_entry(
     return head + data + b"\0" * ((4 - len(data) % 4) % 4)
 
 
-def write_initrd(kdir: Path, init_binary: Path, out: Path) -> None:
+def write_initrd(
+    kdir: Path, init_binary: Path, out: Path, roots: tuple[str, ...] = MODULE_ROOTS
+) -> None:
     """A gzip'd newc cpio: /init, /mods/*.ko + /mods/order, /dev/console and mount points."""
-    order = _module_order(_module_index(kdir / "mods"))
+    order = _module_order(_module_index(kdir / "mods"), roots)
     entries: list[bytes] = []
     ino = 1
     for d in ("dev", "proc", "sys", "mods"):

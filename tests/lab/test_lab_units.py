@@ -116,12 +116,7 @@ def test_initrd_is_a_valid_newc_archive(tmp_path: Path) -> None:
     init = tmp_path / "init"
     init.write_bytes(b"\x7fELF-fake")
     out = tmp_path / "initrd.gz"
-    orig = guest_image.MODULE_ROOTS
-    guest_image.MODULE_ROOTS = ("button",)
-    try:
-        guest_image.write_initrd(kdir, init, out)
-    finally:
-        guest_image.MODULE_ROOTS = orig
+    guest_image.write_initrd(kdir, init, out, roots=("button",))
     data = gzip.decompress(out.read_bytes())
     entries = {}
     pos = 0

@@ -44,10 +44,6 @@ def _boot(
     return dom, console
 
 
-def _live_disk_sources(dom: libvirt.virDomain) -> str:
-    return dom.XMLDesc(0)
-
-
 def test_lab_json_matches_the_running_world(lab: LabInfo) -> None:
     hostnames, uuids = set(), set()
     for host in Lab(lab.dir).info().hosts:  # fresh: a daemon restart changes the pid
@@ -110,7 +106,7 @@ def test_hot_plug_rbd_volume_live_and_release_it(lab: LabInfo, lab_pool: LabPool
     mark = console.stat().st_size
 
     dom.attachDeviceFlags(disk, LIVE_CONFIG)
-    assert volume in _live_disk_sources(dom)
+    assert volume in dom.XMLDesc(0)
     assert "vol-hot-serial" in dom.XMLDesc(0)
     assert len(watchers(lab, volume)) == 1
     line = wait_console(console, "vol-hot-serial", 30, start=mark)
