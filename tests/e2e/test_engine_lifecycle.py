@@ -142,10 +142,30 @@ def test_apply_drift_removal_and_foreign_survive(lab: LabInfo, lab_pool: LabPool
         vm1 = run.status("vms/web1")
         assert "DriftCorrected" in [e["reason"] for e in vm1["events"]]
 
+        # 2b. grow data2 online: RBD grows and the running guest's disk is told
+        t0 = time.monotonic()
+        gen = run.status()["generation"]
+        grown = {**VOLS, "data2": (2, "Retain")}
+        write_specs(store, lab, VMS, grown, ATTS)
+        wait_for(
+            lambda: images(lab, lab_pool.pool)["vol-data2"].size == 2 << 30, 60, "data2 at 2 GiB"
+        )
+        run.wait_converged(after=gen, timeout=120)
+        conn = libvirt.open(h2.uri)
+        try:
+            info = conn.lookupByName("web2").blockInfo(
+                next(t for t, s in by_name(domains(lab))["web2"][0].live_disks.items()
+                     if s.endswith("/vol-data2"))
+            )  # fmt: skip
+        finally:
+            conn.close()
+        assert info[0] == 2 << 30  # capacity qemu reports for the live disk
+        timings["2b volume grown online"] = time.monotonic() - t0
+
         # 3. web4 and data3 leave the spec (data3 is Retain)
         wait_for(lambda: guest_ready(consoles, "web3"), 240, "web3's guest to boot")
         vms = {k: v for k, v in VMS.items() if k != "web4"}
-        vols = dict(VOLS)
+        vols = dict(grown)
         del vols["data3"]
         atts = {k: v for k, v in ATTS.items() if k in ("att1", "att2")}
         t0 = time.monotonic()
