@@ -24,28 +24,32 @@ SUFFIXES = (".yaml", ".yml")
 
 def decode(name: str, raw: bytes | str) -> tuple[str | None, Diagnostic | None]:
     """Text of one source, or why it is not a usable spec file."""
-    if isinstance(raw, str):
-        if "\x00" in raw:
-            return None, _binary(name, raw.count("\n", 0, raw.index("\x00")) + 1)
-        return raw, None
     if len(raw) > MAX_FILE_BYTES:
         return None, Diagnostic(
             name, 0, "", f"file is too large (the limit is {MAX_FILE_BYTES} bytes)"
         )
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if isinstance(raw, str):
+        try:  # text from memory (git, apply) must be encodable: no lone surrogates
+            data = raw.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            line = raw.count("\n", 0, exc.start) + 1
+            return None, Diagnostic(name, line, "", "text contains an invalid character")
+    else:
+        data = raw
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return None, Diagnostic(name, 1, "", "file is UTF-16 text; spec files must be UTF-8")
-    nul = raw.find(b"\x00")
+    nul = data.find(b"\x00")
     if nul >= 0:
-        return None, _binary(name, raw.count(b"\n", 0, nul) + 1)
+        return None, _binary(name, data.count(b"\n", 0, nul) + 1)
     try:
-        return raw.decode("utf-8-sig"), None
+        return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
         return None, Diagnostic(
             name,
             line,
             "",
-            f"not valid UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
             f"{exc.start}); spec files must be UTF-8",
         )
 

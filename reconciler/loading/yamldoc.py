@@ -10,6 +10,7 @@ alias bombs and absurd nesting.  YAML 1.1 timestamps stay strings.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,8 @@ except AttributeError:  # pragma: no cover - libyaml missing
 
 MAX_DEPTH = 32
 MAX_NODES_PER_DOCUMENT = 20_000
+MAX_LINE_CHARS = 10_000
+MAX_FLOW_DEPTH = 1000
 MAX_NUMBER_CHARS = 1000  # far beyond any bound we check; int() refuses > 4300 digits
 
 _T = "tag:yaml.org,2002:"
@@ -184,6 +187,9 @@ def parse(file: str, text: str) -> tuple[list[Document], list[Diagnostic]]:
     """All non-empty documents of `text`, or the diagnostics explaining why not."""
     documents: list[Document] = []
     diagnostics: list[Diagnostic] = []
+    refusal = _refuse_before_parsing(file, text)
+    if refusal is not None:
+        return [], [refusal]
     try:
         for node in _compose_all(text):
             if node is None:
@@ -213,6 +219,35 @@ def parse(file: str, text: str) -> tuple[list[Document], list[Diagnostic]]:
     except RecursionError:
         diagnostics.append(Diagnostic(file, 0, "", "invalid YAML: nested too deeply"))
     return documents, diagnostics
+
+
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _refuse_before_parsing(file: str, text: str) -> Diagnostic | None:
+    """Refuse input that could nest deep enough to overflow libyaml's C stack.
+
+    libyaml composes recursively in C: some 50k levels of nesting crash the process
+    instead of raising.  Block nesting costs at least one character per level on a line
+    and flow nesting one bracket per level, so bounding line length and bracket depth
+    bounds the depth far below that, before libyaml sees the text.
+    """
+    if len(text) > MAX_LINE_CHARS:
+        for number, content in enumerate(text.split("\n"), start=1):
+            if len(content) > MAX_LINE_CHARS:
+                return Diagnostic(
+                    file, number, "", f"line is longer than {MAX_LINE_CHARS} characters"
+                )
+    if text.count("[") + text.count("{") > MAX_FLOW_DEPTH:
+        depth = 0
+        for match in _BRACKET.finditer(text):
+            depth += 1 if match.group() in "[{" else -1
+            if depth > MAX_FLOW_DEPTH:
+                number = text.count("\n", 0, match.start()) + 1
+                return Diagnostic(
+                    file, number, "", f"brackets nested more than {MAX_FLOW_DEPTH} levels deep"
+                )
+    return None
 
 
 def _tag_name(tag: str) -> str:

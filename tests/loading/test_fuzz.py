@@ -46,6 +46,24 @@ def test_random_text(text: str) -> None:
 
 
 @FUZZ
+@given(st.text(st.characters(exclude_categories=()), max_size=300))
+def test_text_with_surrogates_and_controls(text: str) -> None:
+    _load(text)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(min_value=1, max_value=200_000), st.sampled_from(["[", "{", "- ", " ", "? "]))
+def test_deep_nesting_never_crashes_the_process(depth: int, opener: str) -> None:
+    # libyaml recurses in C; too deep would be a segfault, not an exception
+    closer = {"[": "]", "{": "}"}.get(opener, "")
+    if opener == " ":
+        text = "".join(" " * i + "a:\n" for i in range(min(depth, 3000)))
+    else:
+        text = "x: " + opener * depth + "1" + closer * depth + "\n"
+    _load(text)
+
+
+@FUZZ
 @given(st.text(alphabet=":-[]{}&*!|>'\"%@`#,?\n\t abc0123456789", max_size=400))
 def test_yaml_punctuation_soup(text: str) -> None:
     _load(text)
