@@ -1,0 +1,42 @@
+"""Config to plan settings: where guests find Ceph comes from the config or from ceph.conf."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.config import CephConfig, Config
+from reconciler.controller.wiring import monitors_from_conf, plan_settings
+
+
+def test_monitors_prefer_v1_addresses_of_mon_host(tmp_path: Path) -> None:
+    conf = tmp_path / "ceph.conf"
+    conf.write_text(
+        "[global]\nfsid = x\n"
+        "mon host = [v2:127.0.0.1:3300,v1:127.0.0.1:6789] [v2:10.0.0.2:3300,v1:10.0.0.2:6789]\n"
+    )
+    assert monitors_from_conf(str(conf)) == (("127.0.0.1", 6789), ("10.0.0.2", 6789))
+
+
+def test_plain_mon_host_and_missing_file(tmp_path: Path) -> None:
+    conf = tmp_path / "ceph.conf"
+    conf.write_text("[global]\nmon_host = 192.168.1.5:6789, 192.168.1.6:6789\n")
+    assert monitors_from_conf(str(conf)) == (("192.168.1.5", 6789), ("192.168.1.6", 6789))
+    assert monitors_from_conf(str(tmp_path / "nope.conf")) == ()
+
+
+def test_plan_settings_from_config_never_hold_a_key(tmp_path: Path) -> None:
+    conf = tmp_path / "ceph.conf"
+    conf.write_text("[global]\nmon host = v1:127.0.0.1:22520\n[client]\nkeyring = /k\n")
+    cfg = Config(
+        console_dir="/var/log/c",
+        ceph=CephConfig(conf=str(conf), pool="p1", user="vc", secret_uuid="u-1"),
+    )
+    s = plan_settings(cfg, allow_mass_delete=True)
+    assert s.ceph.monitors == (("127.0.0.1", 22520),)
+    assert s.ceph.pool == "p1"
+    assert s.ceph.auth_user == "vc"
+    assert s.ceph.secret_uuid == "u-1"
+    assert s.console_log("web1") == "/var/log/c/web1.log"
+    assert s.allow_mass_delete
+    explicit = Config(ceph=CephConfig(conf=str(conf), monitors=(("10.1.1.1", 6789),)))
+    assert plan_settings(explicit).ceph.monitors == (("10.1.1.1", 6789),)
