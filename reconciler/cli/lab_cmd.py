@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler.lab.lab import DEFAULT_DIR, Lab, default_cache_dir
+from reconciler.lab.lab import DEFAULT_DIR, Lab
+from reconciler.lab.state import default_cache_dir
 
 
 def _default_dir() -> str:

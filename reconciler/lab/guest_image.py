@@ -109,11 +109,23 @@ def ensure_kernel(cache: Path, log: Log) -> Path:
     existing = sorted(cache.glob("kernel-*/vmlinuz"))
     if existing:
         return existing[-1].parent
-    pkg = kernel_package()
+    try:
+        pkg = kernel_package()
+    except LabError:  # no package lists yet (a fresh or slimmed machine)
+        log("apt-get update (no package lists for linux-image-amd64)")
+        run(["apt-get", "update", "-qq"], timeout=600)
+        pkg = kernel_package()
     kdir = cache / f"kernel-{pkg.removeprefix('linux-image-')}"
     log(f"downloading {pkg} (Debian) into {cache}")
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        run(["apt-get", "download", pkg], cwd=tmp, timeout=600)
+        try:
+            run(["apt-get", "download", pkg], cwd=tmp, timeout=600)
+        except LabError:  # stale package lists: the version moved on in the archive
+            log("apt-get update (stale package lists)")
+            run(["apt-get", "update", "-qq"], timeout=600)
+            pkg = kernel_package()
+            kdir = cache / f"kernel-{pkg.removeprefix('linux-image-')}"
+            run(["apt-get", "download", pkg], cwd=tmp, timeout=600)
         debs = list(Path(tmp).glob("*.deb"))
         if not debs:
             raise LabError(f"apt-get download {pkg} produced no .deb")

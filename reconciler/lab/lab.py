@@ -13,21 +13,20 @@ interrupted `up`.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from reconciler.lab import mounts
 from reconciler.lab import netns as netmod
 from reconciler.lab.ceph import CephCluster, import_image
-from reconciler.lab.guest_image import DEFAULT_CACHE_DIR, ensure_base_image
+from reconciler.lab.guest_image import ensure_base_image
 from reconciler.lab.info import LabHost, LabInfo
 from reconciler.lab.inventory import config_doc, write_config, write_inventory
 from reconciler.lab.libvirt_host import LibvirtHost
@@ -41,45 +40,14 @@ from reconciler.lab.proc import (
     remove_tree,
     stop_pids,
 )
+from reconciler.lab.state import LabState, default_cache_dir
 
 DEFAULT_DIR = Path("/var/tmp/volctl-lab")
 BASE_IMAGE = "volctl-lab-base"
 BASE_SNAP = "base"
-STATE_FILE = "lab-state.json"
 MAX_SOCKET_PATH = 107
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class LabState:
-    """What `up` started, written before it starts anything (for `down`)."""
-
-    hosts: list[str] = field(default_factory=list)
-    mon_port: int = 6789
-    mon_v2_port: int = 3300
-    pool: str = "rbd"
-    cache_dir: str = str(DEFAULT_CACHE_DIR)
-    created_mountpoints: list[str] = field(default_factory=list)
-    netns_subnet: int | None = None  # set in network-namespace mode (10.231.N.0/24)
-    netns_dir_created: bool = False  # /run/netns did not exist before this lab
-
-    @staticmethod
-    def load(lab_dir: Path) -> LabState | None:
-        try:
-            raw = json.loads((lab_dir / STATE_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        return LabState(**raw)
-
-    def save(self, lab_dir: Path) -> None:
-        tmp = lab_dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=2))
-        tmp.replace(lab_dir / STATE_FILE)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("VOLCTL_LAB_CACHE", str(DEFAULT_CACHE_DIR)))
 
 
 class Lab:
