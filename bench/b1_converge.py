@@ -69,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         par = _volctl_parallelism()
         bound = critical_path(calls, per_host=par["per_host"], total=par["total"])
         report.extra["critical_path"] = bound
-        _ratios(rows, bound.get("bound_s"))
+        _ratios(rows, bound.get("bound_s"), bound.get("floor_bound_s"))
         report.rows = rows
         report.summary = {
             "critical_path_bound_s": bound.get("bound_s"),
+            "floor_bound_s (fastest call of each kind)": bound.get("floor_bound_s"),
             "volctl_parallelism": f"{par['per_host']} per host, {par['total']} total",
         }
         report.finish(
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("ok", "end state ok"),
                 ("volctl_over_tool", "volctl ÷ tool"),
                 ("tool_over_bound", "tool ÷ bound"),
+                ("tool_over_floor", "tool ÷ floor bound"),
                 ("error", "error"),
             ]
         )
@@ -90,12 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         lab.close()
 
 
-def _ratios(rows: list[dict[str, Any]], bound: float | None) -> None:
+def _ratios(rows: list[dict[str, Any]], bound: float | None, floor: float | None) -> None:
     volctl = next((r for r in rows if r["tool"] == "volctl" and r.get("ok")), None)
     for r in rows:
         t = r.get("converge_s") if r.get("ok") else None
         r["volctl_over_tool"] = ratio(volctl["converge_s"], t) if volctl and t else None
         r["tool_over_bound"] = ratio(t, bound)
+        r["tool_over_floor"] = ratio(t, floor)
 
 
 def _console_dir(config_path: str) -> str:
