@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         par = _volctl_parallelism()
         bound = critical_path(calls, per_host=par["per_host"], total=par["total"])
         report.extra["critical_path"] = bound
+        report.extra["baseline_calls"] = [
+            {"host": c.host, "vm": c.vm, "op": c.op, "s": round(c.seconds, 5)} for c in calls
+        ]
         _ratios(rows, bound.get("bound_s"), bound.get("floor_bound_s"))
         report.rows = rows
         report.summary = {
