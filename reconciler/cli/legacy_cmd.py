@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
 
 def _read(path: str) -> tuple[str, str]:
     try:
-        return path, Path(path).read_text(encoding="utf-8")
+        return path, Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8 text"
         raise SpecValidationError([Diagnostic(path, 0, "", f"cannot read: {reason}")]) from exc

@@ -82,7 +82,9 @@ def test_comments_blank_lines_and_whitespace_are_ignored(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     machines = tmp_path / "machines"
-    machines.write_text("# the lab\n\n  root@10.0.0.1  \nroot@10.0.0.2 # rack 2\n")
+    machines.write_bytes(
+        b"\xef\xbb\xbf# the lab\r\n\r\n  root@10.0.0.1  \r\nroot@10.0.0.2 # rack 2\r\n"
+    )
     images = tmp_path / "images"
     images.write_text("# images\n\nroot@10.0.0.1:/img/deb.img\nroot@10.0.0.2:/other/deb.img\n")
     types = tmp_path / "types.json"
