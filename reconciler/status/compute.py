@@ -124,9 +124,13 @@ def compute(previous: Snapshot, p: PassInput) -> Snapshot:
     resources: dict[str, ResourceStatus] = {}
     new_events: list[Event] = []
     drift = 0
+    rev = _revision(p.source)
+    same_revision = rev is not None and rev == _revision(previous.source)
     for facts in resource_facts(idx):
         prev = previous.resources.get(facts.key)
-        status, events, corrected = _status(facts, prev, idx, by_res.get(facts.key, []), p)
+        status, events, corrected = _status(
+            facts, prev, idx, by_res.get(facts.key, []), p, same_revision=same_revision
+        )
         resources[facts.key] = status
         new_events.extend(events)
         drift += corrected
@@ -155,12 +159,18 @@ def compute(previous: Snapshot, p: PassInput) -> Snapshot:
     )
 
 
+def _revision(src: SourceStatus | None) -> str | None:
+    return src.last_applied_revision if src is not None else None
+
+
 def _status(
     f: Facts,
     prev: ResourceStatus | None,
     idx: Index,
     outcomes: list[ActionOutcome],
     p: PassInput,
+    *,
+    same_revision: bool,
 ) -> tuple[ResourceStatus, list[Event], int]:
     now = p.time
     blocked = idx.blocked.get(f.key)
@@ -208,7 +218,7 @@ def _status(
         _cond(prev, ConditionType.PROGRESSING, progressing, now),
         _cond(prev, ConditionType.DEGRADED, degraded, now),
     )
-    drift = _is_drift(f, prev)
+    drift = same_revision and _is_drift(f, prev)
     why = (blocked.reason, blocked.message) if blocked is not None else None
     events = _events(f, prev, phase, (outcomes, failed), now, drift=drift, why=why)
     corrected = len(ran_ok) if drift else 0
@@ -239,14 +249,17 @@ def _busy_phase(f: Facts, pending: list[Action], requested: list[ActionOutcome])
     return Phase.PROGRESSING
 
 
+_SPEC_DETAILS = ("vm", "volume", "size", "reclaimPolicy", "running", "instanceType", "image")
+
+
 def _is_drift(f: Facts, prev: ResourceStatus | None) -> bool:
-    """An action on a resource that was Ready with the same desired spec repairs drift."""
-    return (
-        prev is not None
-        and f.desired
-        and prev.phase in (Phase.READY, Phase.STOPPED)
-        and prev.desired_spec_hash == f.desired_hash
-    )
+    """An action on a resource that was Ready (at the same desired revision, checked by the
+    caller) repairs drift; the spec hash and spec fields must be unchanged as well."""
+    if prev is None or not f.desired or prev.phase not in (Phase.READY, Phase.STOPPED):
+        return False
+    if prev.desired_spec_hash != f.desired_hash:
+        return False
+    return all(prev.details.get(k) == f.details.get(k) for k in _SPEC_DETAILS)
 
 
 def _cond(

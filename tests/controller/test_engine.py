@@ -289,3 +289,29 @@ def test_a_libvirt_event_triggers_the_repair_without_waiting_for_resync(
     assert snap.metrics.events_received_total > first.metrics.events_received_total
     assert snap.metrics.drift_corrections_total >= 2  # define + start of vm/b
     assert "DriftCorrected" in [e.reason for e in snap.resources["vm/b"].events]
+
+
+def test_a_spec_change_is_not_drift_but_an_out_of_band_detach_is(
+    harnesses: list[Harness],
+) -> None:
+    h, hvs, _ = make(harnesses, FULL)
+    assert h.engine.run_pass().snapshot.converged
+    moved = spec(
+        HOSTS,
+        vms={"a": None, "b": None, "c": None},
+        volumes={"v1": 1, "v2": 2},
+        attachments={"att1": ("v1", "b"), "att2": ("v2", "c")},
+    )
+    h.source.set(moved)
+    snap = h.engine.run_pass().snapshot
+    assert snap.converged
+    assert hvs["h1"].domains["b"].disks == {"vol-v1": "vdb"}
+    assert "DriftCorrected" not in [e.reason for e in snap.resources["attachment/att1"].events]
+    assert snap.metrics.drift_corrections_total == 0
+    with hvs["h1"].lock:  # `virsh detach-disk b vdb --live --config` behind volctl's back
+        del hvs["h1"].domains["b"].disks["vol-v1"]
+    snap = h.engine.run_pass().snapshot
+    assert snap.converged
+    assert hvs["h1"].domains["b"].disks == {"vol-v1": "vdb"}
+    assert "DriftCorrected" in [e.reason for e in snap.resources["attachment/att1"].events]
+    assert snap.metrics.drift_corrections_total == 1
