@@ -170,3 +170,33 @@ def test_up_refuses_without_root_or_with_zero_hosts(tmp_path: Path) -> None:
         with pytest.raises(LabError, match="root"):
             Lab(tmp_path / "lab").up(1)
     assert not (tmp_path / "lab").exists()
+
+
+def test_reaper_adopts_and_reaps_orphans_at_once_and_forwards_sigterm() -> None:
+    script = 'sh -c "sleep 1 & echo \\$!"; exec sleep 30'
+    reaper = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.lab.reaper", "--", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reaper.stdout is not None
+    orphan = int(reaper.stdout.readline())
+
+    def parent() -> int:
+        status = Path(f"/proc/{orphan}/status").read_text().splitlines()
+        return int(next(line.split()[1] for line in status if line.startswith("PPid:")))
+
+    deadline = time.monotonic() + 3
+    while parent() != reaper.pid and time.monotonic() < deadline:  # its shell is exiting
+        time.sleep(0.01)
+    assert parent() == reaper.pid  # adopted by the subreaper, not by PID 1
+    deadline = time.monotonic() + 10
+    while proc_state(orphan) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.002)
+    exited = time.monotonic()
+    while proc_state(orphan) is not None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert proc_state(orphan) is None  # reaped, not left a zombie
+    assert time.monotonic() - exited < 0.5  # PID 1 here would leave it a zombie for ~2 s
+    reaper.terminate()  # forwarded to `sleep 30`
+    assert reaper.wait(timeout=5) == 128 + 15
