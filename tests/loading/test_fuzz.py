@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.errors import SpecError
-from reconciler.loading import load_texts
+from reconciler.loading import check_texts, load_texts
 from reconciler.model import DesiredState
 
 from .docs import BASE, attachment, join, vm, volume
 
 VALID = join(BASE, vm("v1"), volume("d"), attachment("a", "d", "v1"))
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _load(raw: str | bytes) -> None:
@@ -152,3 +152,42 @@ def test_random_edits_of_a_valid_spec(data: st.DataObject) -> None:
 def test_valid_spec_still_loads() -> None:
     # the edit test starts from a valid spec; make sure it is one
     assert load_texts([("ok.yaml", VALID)]).attachments["a"].vm == "v1"
+
+
+_BAD_VALUES = {
+    "instanceType": "'a b'",
+    "image": "'<img>'",
+    "running": "'maybe'",
+    "antiAffinityGroup": "'-x'",
+    "host": "42",
+}
+
+
+@FUZZ
+@given(
+    st.sampled_from(sorted(_BAD_VALUES)),
+    st.lists(st.sampled_from(["", "# note", "   # indented note"]), min_size=5, max_size=5),
+    st.integers(min_value=0, max_value=3),
+)
+def test_the_error_line_is_the_offending_fields_line(
+    field: str, fillers: list[str], leading_docs: int
+) -> None:
+    values = {
+        "instanceType": "small",
+        "image": "ubuntu",
+        "running": "true",
+        "antiAffinityGroup": "g",
+        "host": "h",
+    }
+    values[field] = _BAD_VALUES[field]
+    lines = ["apiVersion: volctl.io/v1", "kind: VirtualMachine", "metadata:", "  name: v", "spec:"]
+    for (key, value), filler in zip(values.items(), fillers, strict=True):
+        lines += [filler, f"  {key}: {value}"] if filler else [f"  {key}: {value}"]
+    prefix = "".join(f"{volume(f'p{i}')}---\n" for i in range(leading_docs))
+    text = prefix + "\n".join(lines) + "\n"
+    expected = text.splitlines().index(f"  {field}: {_BAD_VALUES[field]}") + 1
+    body = join(
+        BASE, "apiVersion: volctl.io/v1\nkind: Host\nmetadata: {name: h}\nspec: {uri: 'test:///'}\n"
+    )
+    problems = check_texts([("base.yaml", body), ("vm.yaml", text)]).diagnostics
+    assert [(d.file, d.line, d.path) for d in problems] == [("vm.yaml", expected, f"spec.{field}")]
