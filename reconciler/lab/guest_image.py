@@ -140,7 +140,11 @@ def ensure_kernel(cache: Path, log: Log) -> Path:
         index = _module_index(root / "lib" / "modules")
         for name in _module_order(index):
             shutil.copy2(index[name], stage / "mods" / f"{name}.ko")
-        stage.rename(kdir)
+        try:
+            stage.rename(kdir)
+        except OSError:  # another lab finished the same download first
+            if not (kdir / "vmlinuz").exists():
+                raise
     return kdir
 
 
@@ -214,7 +218,7 @@ def ensure_base_image(cache: Path, log: Log) -> Path:
     return image
 
 
-def boot_check(raw: Path, console: Path, log: Log, timeout: float = 90.0) -> None:
+def boot_check(raw: Path, console: Path, log: Log, timeout: float = 240.0) -> None:
     """Boot RAW from its own disk under plain qemu (TCG) and wait for the ready line."""
     cmd = [
         "qemu-system-x86_64",

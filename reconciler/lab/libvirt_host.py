@@ -12,6 +12,7 @@ so only the very first daemon probes qemu.
 from __future__ import annotations
 
 import grp
+import os
 import pwd
 import shutil
 import subprocess
@@ -234,8 +235,10 @@ class LibvirtHost:
         src = self.dir / "cache" / "qemu" / "capabilities"
         if self.caps_cache and not any(self.caps_cache.glob("*.xml")) and any(src.glob("*.xml")):
             self.caps_cache.mkdir(parents=True, exist_ok=True)
-            for f in src.glob("*.xml"):
-                shutil.copy2(f, self.caps_cache / f.name)
+            for f in src.glob("*.xml"):  # atomically: other labs may read the cache right now
+                tmp = self.caps_cache / f".{f.name}.{os.getpid()}.tmp"
+                shutil.copy2(f, tmp)
+                tmp.replace(self.caps_cache / f.name)
 
     def define_secret(self, secret_uuid: str, usage: str, key: bytes) -> None:
         """Define the ceph secret (persistent, private) holding KEY (raw bytes, not base64)."""
