@@ -129,6 +129,8 @@ class Engine:
         st.observed = self.connections.observe(desired)
         st.plan = self.planner(desired, st.observed, self.plan_settings)
         st.remaining = st.plan
+        # failures of actions the planner no longer asks for are history, not retry timers
+        self.retry.forget_missing({a.id for a in st.plan.actions})
         if st.plan.empty:
             return
         st.report = self._executor().run(st.plan, reconcile_id=rid)

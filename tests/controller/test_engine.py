@@ -315,3 +315,20 @@ def test_a_spec_change_is_not_drift_but_an_out_of_band_detach_is(
     assert hvs["h1"].domains["b"].disks == {"vol-v1": "vdb"}
     assert "DriftCorrected" in [e.reason for e in snap.resources["attachment/att1"].events]
     assert snap.metrics.drift_corrections_total == 1
+
+
+def test_a_failure_the_planner_forgot_arms_no_retry_timer(harnesses: list[Harness]) -> None:
+    h, _, storage = make(harnesses, FULL)
+    storage.inject.errors[("clone", "vm-b-root")] = [Transient("osd busy")]
+    assert not h.engine.run_pass().snapshot.converged
+    assert h.engine.retry.next_due() is not None
+    h.source.set(spec(HOSTS, vms={"a": None, "c": None}, volumes={"v1": 1, "v2": 2},
+                      attachments={"att1": ("v1", "a"), "att2": ("v2", "c")}))  # fmt: skip
+    time.sleep(0.3)  # the old retry is now due
+    h.start()
+    h.converged()
+    gen = h.store.snapshot().generation
+    time.sleep(1.0)
+    assert h.engine.retry.next_due() is None
+    # resync is 0.5 s: a couple of passes, not a hot loop on a stale retry timer
+    assert h.store.snapshot().generation - gen <= 4
