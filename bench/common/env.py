@@ -86,7 +86,7 @@ def environment() -> dict[str, Any]:
         "kcli": _dist("kcli"),
         "wrk": _first_line(["wrk", "--version"]),
         "git": _first_line(["git", "--version"]),
-        "load_avg_at_start": list(os.getloadavg()),
+        "load_avg_at_start": list(os.getloadavg()),  # when the report was created
     }
 
 

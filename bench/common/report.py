@@ -88,7 +88,10 @@ class Report:
     notes: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-    started: float = 0.0
+    env: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.env = environment()  # versions, machine, date and load when the run starts
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -105,7 +108,7 @@ class Report:
                 for a in [Path(sys.executable).name, "-m", f"bench.{self.name}", *sys.argv[1:]]
             ),
             "params": self.params,
-            "environment": environment(),
+            "environment": {**self.env, "load_avg_at_end": list(os.getloadavg())},
             "ok": ok,
             "rows": self.rows,
             "summary": self.summary,
