@@ -1,4 +1,4 @@
-"""`volctl lab up|down|status|env`: a real local datacenter for trying volctl and for tests.
+"""`volctl lab up|down|status|env|prepare`: a real local datacenter for trying volctl and for tests.
 
 Thin on purpose: parsing and printing only; everything else is in `reconciler.lab.lab`.
 """
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reconciler.lab.guest_image import ensure_base_image
 from reconciler.lab.lab import DEFAULT_DIR, Lab
 from reconciler.lab.state import default_cache_dir
 
@@ -63,6 +64,16 @@ def register(subparsers: Any) -> None:
     )
     up.set_defaults(func=_up)
 
+    prep = sub.add_parser(
+        "prepare", help="build the kernel + base image cache now (what a cold `up` would do)"
+    )
+    prep.add_argument(
+        "--cache-dir",
+        default=str(default_cache_dir()),
+        help="(default: $VOLCTL_LAB_CACHE or %(default)s)",
+    )
+    prep.set_defaults(func=_prepare)
+
     down = sub.add_parser("down", help="stop everything the lab started and remove it")
     common(down)
     down.add_argument("--keep", action="store_true", help="keep the lab dir (logs) after stopping")
@@ -91,6 +102,12 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  config:    {info.config_path}")
     print(f"  hosts:     {' '.join(h.name for h in info.hosts)}")
     print(f'next: eval "$(volctl lab env --dir {info.dir})"; volctl lab status --dir {info.dir}')
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    image = ensure_base_image(Path(args.cache_dir), lambda msg: print(msg, file=sys.stderr))
+    print(image)
     return 0
 
 

@@ -158,7 +158,7 @@ def test_cli_registers_lab_subcommands() -> None:
     parser = build_parser()
     args = parser.parse_args(["lab", "up", "--hosts", "2", "--dir", "/tmp/x", "--mon-port", "1"])
     assert (args.hosts, args.dir, args.mon_port, args.mon_v2_port) == (2, "/tmp/x", 1, None)
-    for sub in ("down", "status", "env"):
+    for sub in ("down", "status", "env", "prepare"):
         assert callable(parser.parse_args(["lab", sub]).func)
 
 
