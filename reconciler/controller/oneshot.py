@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from reconciler.backends.factory import storage_for
 from reconciler.config import Config
 from reconciler.controller.passes import Planner, default_planner
 from reconciler.controller.wiring import BackendConnections, HostOpener, open_libvirt
@@ -103,7 +104,4 @@ def plan_only(
 
 
 def connections_for(config: Config, open_host: HostOpener = open_libvirt) -> BackendConnections:
-    from reconciler.backends.rbd_backend import RbdStorage  # noqa: PLC0415 - only when used
-
-    storage = RbdStorage(config.ceph.conf, config.ceph.pool, config.ceph.user)
-    return BackendConnections(storage, open_host=open_host)
+    return BackendConnections(storage_for(config.ceph), open_host=open_host)

@@ -10,15 +10,12 @@ opened once.  Nothing here reads a key: librados finds the keyring through the C
 
 from __future__ import annotations
 
-import configparser
-import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from reconciler.backends.libvirt_backend import LibvirtHypervisor
-from reconciler.backends.protocols import CephAccess, DomainEventCallback, Hypervisor, Storage
-from reconciler.backends.rbd_backend import RbdStorage
+from reconciler.backends.factory import ceph_access, hypervisor_for, storage_for
+from reconciler.backends.protocols import DomainEventCallback, Hypervisor, Storage
 from reconciler.config import Config
 from reconciler.controller.connections import external_snapshots
 from reconciler.controller.loop import Controller, EventSink, LoopSettings
@@ -33,43 +30,12 @@ from reconciler.plan.settings import PlanSettings
 from reconciler.source.protocol import Source
 from reconciler.status.store import StatusStore
 
-_ADDR = re.compile(r"(?:(v[12]):)?\[?([0-9A-Za-z.\-:]+?)\]?:(\d+)(?:/\d+)?$")
-
-
-def monitors_from_conf(conf: str) -> tuple[tuple[str, int], ...]:
-    """Monitor (host, port) pairs from a ceph.conf `mon host` line, v1 addresses preferred."""
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    try:
-        parser.read(conf)
-    except configparser.Error:
-        return ()
-    raw = ""
-    for section in ("global", "client"):
-        for key in ("mon host", "mon_host"):
-            if parser.has_option(section, key):
-                raw = parser.get(section, key)
-    v1: list[tuple[str, int]] = []
-    other: list[tuple[str, int]] = []
-    for item in re.split(r"[\s,\[\]]+", raw):
-        m = _ADDR.match(item.strip())
-        if not m:
-            continue
-        proto, host, port = m.group(1), m.group(2), int(m.group(3))
-        (v1 if proto == "v1" or (proto is None and port != 3300) else other).append((host, port))
-    return tuple(v1 or other)
-
 
 def plan_settings(config: Config, *, allow_mass_delete: bool = False) -> PlanSettings:
-    ceph = config.ceph
-    monitors = ceph.monitors or monitors_from_conf(ceph.conf)
-    access = CephAccess(
-        monitors=monitors,
-        auth_user=ceph.user,
-        secret_uuid=ceph.secret_uuid or "",
-        pool=ceph.pool,
-    )
     return PlanSettings(
-        ceph=access, console_dir=config.console_dir, allow_mass_delete=allow_mass_delete
+        ceph=ceph_access(config.ceph),
+        console_dir=config.console_dir,
+        allow_mass_delete=allow_mass_delete,
     )
 
 
@@ -77,12 +43,8 @@ HostOpener = Callable[[Host], Hypervisor]
 
 
 def open_libvirt(host: Host) -> Hypervisor:
-    return LibvirtHypervisor(
-        host.meta.name,
-        host.uri,
-        cpu_capacity=host.cpu_capacity,
-        ram_capacity_mib=host.ram_capacity_mib,
-    )
+    """The default HostOpener: the factory's LibvirtHypervisor (capacity overrides, timeouts)."""
+    return hypervisor_for(host)
 
 
 class BackendConnections:
@@ -169,7 +131,7 @@ def build_runtime(
     devices = DeviceEvents()
     triggers = Triggers()
     sink = EventSink(store, devices, triggers, loop.event_coalesce)
-    pool = storage or RbdStorage(config.ceph.conf, config.ceph.pool, config.ceph.user)
+    pool = storage or storage_for(config.ceph)
     conns = BackendConnections(pool, on_event=sink, open_host=open_host)
     engine = Engine(
         source,

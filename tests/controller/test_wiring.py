@@ -1,11 +1,17 @@
-"""Config to plan settings: where guests find Ceph comes from the config or from ceph.conf."""
+"""Config to plan settings: where guests find Ceph comes from the config or from ceph.conf.
+
+The wiring builds its backends with `reconciler.backends.factory`, so the CLI and the
+controller parse monitors and apply Host overrides exactly one way.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from reconciler.backends.factory import monitors_from_conf
 from reconciler.config import CephConfig, Config
-from reconciler.controller.wiring import monitors_from_conf, plan_settings
+from reconciler.controller.wiring import open_libvirt, plan_settings
+from reconciler.model import Host, Meta
 
 
 def test_monitors_prefer_v1_addresses_of_mon_host(tmp_path: Path) -> None:
@@ -40,3 +46,21 @@ def test_plan_settings_from_config_never_hold_a_key(tmp_path: Path) -> None:
     assert s.allow_mass_delete
     explicit = Config(ceph=CephConfig(conf=str(conf), monitors=(("10.1.1.1", 6789),)))
     assert plan_settings(explicit).ceph.monitors == (("10.1.1.1", 6789),)
+
+
+def test_wiring_uses_the_factory_for_monitors_and_hosts(tmp_path: Path) -> None:
+    from reconciler.controller import wiring
+
+    assert not hasattr(wiring, "monitors_from_conf")  # one parser, in the factory
+    conf = tmp_path / "ceph.conf"
+    conf.write_text("[global]\nmon host = v1:127.0.0.1:1\n[client]\nmon host = 10.9.9.9:6790\n")
+    assert plan_settings(Config(ceph=CephConfig(conf=str(conf)))).ceph.monitors == (
+        ("10.9.9.9", 6790),
+    )
+    host = Host(meta=Meta(name="h7"), uri="test:///default", pmid=1, cpu_capacity=3)
+    hv = open_libvirt(host)
+    try:
+        obs = hv.observe()
+        assert (obs.name, obs.reachable, obs.cpus) == ("h7", True, 3)
+    finally:
+        hv.close()
