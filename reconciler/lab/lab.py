@@ -125,6 +125,8 @@ class Lab:
                 f"a different lab ({len(info.hosts)} hosts) runs in {self.dir}; "
                 "run `volctl lab down` first"
             )
+        if self.dir.is_dir() and not any(self.dir.iterdir()):
+            self.dir.rmdir()  # an empty dir the user made for the lab
         if self.dir.exists():
             self.log(f"cleaning up a stale lab in {self.dir}")
             self.down(quiet=True)
@@ -167,7 +169,7 @@ class Lab:
                 raise LabError(f"port {port} is already in use")
         if v1 is None and v2 is None and port_free(6789) and port_free(3300):
             return 6789, 3300
-        picked = iter(free_ports(2))
+        picked = iter(p for p in free_ports(4) if p not in (v1, v2))
         return v1 or next(picked), v2 or next(picked)
 
     def _up(self, state: LabState) -> LabInfo:
