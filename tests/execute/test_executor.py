@@ -181,13 +181,12 @@ def test_bounded_concurrency_per_host_and_overall() -> None:
         for i in range(8)
     ]
     w.executor.limits = Limits(per_host=2, overall=5)
-    t0 = time.monotonic()
     report = w.executor.run(Plan(actions=tuple(actions)))
-    elapsed = time.monotonic() - t0
     assert report.all_ok
     assert len(w.storage.images) == 48
-    assert inject.max_in_flight == 5  # the overall limit is reached and never exceeded
-    assert elapsed < 48 * 0.03 / 2  # really parallel
+    # the overall limit is reached (really parallel) and never exceeded; wall-clock speed is
+    # measured in bench/, not asserted here, so a loaded machine cannot make this flaky
+    assert inject.max_in_flight == 5
 
 
 def test_per_host_limit_holds_on_each_host() -> None:
