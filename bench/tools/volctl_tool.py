@@ -211,7 +211,7 @@ class Volctl:
     def extra_rerun_rows(self, fleet: Fleet) -> list[dict[str, Any]]:
         """B2 beyond `apply` again: one warm resync pass of the running controller, volctl's
         own observe with its backend's rpc_count(), and a cold `volctl reconcile --once`."""
-        rows = [self._resync_row(fleet), self._observe_row(fleet)]
+        rows = [self._resync_row(fleet), self._observe_row(fleet), self._storage_row(fleet)]
         self.stop_controller()
         with DaemonRpcCounter(fleet.lab, fleet.hosts) as counter:
             rc, secs = run_logged(
@@ -260,6 +260,29 @@ class Volctl:
             pass_actions=end.get("actions"),
         )
         return row
+
+    @staticmethod
+    def _storage_row(fleet: Fleet) -> dict[str, Any]:
+        """volctl's RBD observe of the pool (every image: meta, parent, watchers), warm."""
+        from reconciler.backends.rbd_backend import RbdStorage
+
+        info = fleet.lab.info
+        st = RbdStorage(info.ceph_conf, info.pool, info.ceph_user)
+        try:
+            st.observe((fleet.parent,))
+            t0 = time.perf_counter()
+            obs = st.observe((fleet.parent,))
+            secs = time.perf_counter() - t0
+        finally:
+            st.close()
+        return {
+            "tool": "volctl storage observe, warm (RBD, no libvirt)",
+            "ok": obs.reachable,
+            "rerun_s": secs,
+            "rerun_rpcs": 0,
+            "rerun_xml_desc": 0,
+            "images": len(obs.images),
+        }
 
     @staticmethod
     def _observe_row(fleet: Fleet) -> dict[str, Any]:
