@@ -356,10 +356,12 @@ def _two_vms_with_volume(w: World) -> None:
 def test_detach_waits_until_the_disk_is_gone_then_the_move_attaches() -> None:
     w = World()
     _two_vms_with_volume(w)
+    w.backends.detach_poll = 20.0  # so only the DEVICE_REMOVED event can end the wait early
+    w.backends.detach_wait = 30.0
     t0 = time.monotonic()
     r = w.executor.run(move_plan("v1", "a", "b", "h1"))
     assert r.all_ok
-    assert time.monotonic() - t0 < 0.19  # woken by DEVICE_REMOVED, not by the 0.2 s poll
+    assert time.monotonic() - t0 < 10  # woken by DEVICE_REMOVED, not by the 20 s poll
     assert w.hvs["h1"].domains["a"].disks == {}
     assert w.hvs["h1"].domains["b"].disks == {"vol-v1": "vdb"}
 
