@@ -149,7 +149,7 @@ def test_drift_a_domain_removed_behind_our_back_is_recreated(
     assert domains(hosts["h1"])["a"] is True
     assert ours(hosts["h1"], "a")
     assert "DriftCorrected" in [e.reason for e in snap.resources["vm/a"].events]
-    assert elapsed < 20  # event-driven: far below the 30 s periodic resync
+    assert elapsed < 20  # repaired by the running loop, generous for a loaded machine
     assert snap.resources["vm/a"].ids["vmid"] == 1  # the same identity as before
 
 
