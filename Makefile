@@ -1,7 +1,7 @@
 # The two commands a new user needs (see README.md):
 #   make demo   - set up everything, bring up the local lab and run the demo
 #   make test   - set up everything and run the whole test suite (lint, types, tests)
-.PHONY: bootstrap demo test lint
+.PHONY: bootstrap demo test lint lab-image
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -17,5 +17,10 @@ lint: bootstrap
 demo: bootstrap
 	bash scripts/demo.sh
 
-test: lint
+# the lab's guest image (Debian kernel + tiny init) is built once and cached, so no test's
+# timeout pays for it
+lab-image: bootstrap
+	$(VENV)/bin/volctl lab prepare
+
+test: lint lab-image
 	$(PY) -m pytest
