@@ -23,7 +23,10 @@ from reconciler.backends.rbd_backend import RbdStorage
 from reconciler.lab.info import LabInfo
 from reconciler.observe.types import DomainState
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
+# TCG on 2 shared cores: a boot takes 8-15 s idle but minutes when the machine is loaded
+BOOT = 400
+SLOW = 120
 MiB = 1 << 20
 
 
@@ -108,7 +111,7 @@ def guest(lab: LabInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gu
     g.storage.clone(lab.base_image, g.root, 0, {"volctl.kind": "root"})
     g.hv.define(g.spec())
     g.hv.start(g.name)
-    wait_for("the guest to boot", lambda: "VOLCTL-GUEST: ready" in g.console_text(), 90)
+    wait_for("the guest to boot", lambda: "VOLCTL-GUEST: ready" in g.console_text(), BOOT)
     yield g
     g.close()
 
@@ -139,7 +142,7 @@ def test_live_attach_resize_and_detach(guest: Guest, lab: LabInfo) -> None:
     vdb = [x for x in d.disks if x.rbd_image == image]
     assert [(x.target, x.serial, x.persistent) for x in vdb] == [("vdb", serial, True)]
     assert guest.watchers(vol), "qemu should hold the volume open"
-    wait_for("the guest to see the disk", lambda: f":{serial}" in guest.console_text())
+    wait_for("the guest to see the disk", lambda: f":{serial}" in guest.console_text(), SLOW)
 
     # Grow: RBD first, then tell the guest.  qemu's virtio-blk capacity is what the guest's
     # disk reports (the lab guest prints device names and serials, not sizes).
@@ -158,13 +161,13 @@ def test_live_attach_resize_and_detach(guest: Guest, lab: LabInfo) -> None:
     guest.hv.detach_disk(guest.name, image)
     with guest.event_seen:
         assert guest.event_seen.wait_for(
-            lambda: ("h1", EventKind.DEVICE_REMOVED, guest.name) in guest.events, 30
+            lambda: ("h1", EventKind.DEVICE_REMOVED, guest.name) in guest.events, SLOW
         ), f"no DEVICE_REMOVED event, got {guest.events}"
     d = guest.hv.observe().domain(guest.name)
     assert d is not None
     assert [x.rbd_image for x in d.disks] == [f"rbd/{guest.root}"]
-    wait_for("qemu to close the volume", lambda: not guest.watchers(vol), 15)
-    wait_for("the guest to lose the disk", lambda: _last_blocks(guest).find(serial) < 0, 15)
+    wait_for("qemu to close the volume", lambda: not guest.watchers(vol), SLOW)
+    wait_for("the guest to lose the disk", lambda: _last_blocks(guest).find(serial) < 0, SLOW)
     guest.hv.detach_disk(guest.name, image)  # idempotent once gone
 
 
@@ -188,4 +191,4 @@ def test_shutdown_and_destroy_of_a_running_guest(guest: Guest) -> None:
     assert guest.hv.observe().domain(guest.name).state == DomainState.SHUTOFF  # type: ignore[union-attr]
     guest.hv.destroy(guest.name)
     assert guest.hv.observe().domain(guest.name) is None
-    wait_for("qemu to close the root clone", lambda: not guest.watchers(guest.root), 15)
+    wait_for("qemu to close the root clone", lambda: not guest.watchers(guest.root), SLOW)
