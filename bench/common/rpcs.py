@@ -44,6 +44,7 @@ PROC_NAMES = {  # each checked against libvirt 9.0 by calling the API and readin
     212: "DOMAIN_GET_STATE",
     265: "DOMAIN_GET_METADATA",
     273: "CONNECT_LIST_ALL_DOMAINS",
+    344: "CONNECT_GET_ALL_DOMAIN_STATS",  # matches volctl's own rpc_count() of getAllDomainStats
 }
 _RX = re.compile(
     r"^(\S+ \S+): .*RPC_SERVER_CLIENT_MSG_RX: .*?prog=(\d+) vers=\d+ proc=(\d+) type=(\d+)"

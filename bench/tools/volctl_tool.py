@@ -228,6 +228,7 @@ class Volctl:
                 "rerun_rpcs": rpcs.total,
                 "rerun_xml_desc": rpcs.xml_desc,
                 "rerun_rpc_detail": rpcs.as_dict(),
+                "error": "" if rc == 0 else tail(self.cli_log),
             }
         )
         return rows
