@@ -3,7 +3,11 @@
 Where a volume is attached is learned from the live disks of the domains on reachable hosts.
 A disk that is live but gone from the persistent config is *detaching* (a detach was
 requested and the guest has not let go yet): it is never attached anywhere until it is
-gone.  Moving a volume is a DETACH on the old domain and an ATTACH on the new one that
+gone, and its detach is planned again on every pass (with the executor's backoff), because
+a virtio unplug request that reaches a guest which is still booting is silently lost and
+re-issuing it is harmless.  The one exception is a domain this plan destroys anyway:
+destroying it frees the disk, and waiting for a guest that may never answer would stall the
+deletion.  Moving a volume is a DETACH on the old domain and an ATTACH on the new one that
 depends on it; the executor runs the attach only after the detach is complete.  Disks of
 foreign domains are never touched; a volume attached to one cannot be attached by volctl.
 """
@@ -40,6 +44,7 @@ class AttachmentRules:
     volids: dict[str, int]
     detaches: Detaches = field(default_factory=Detaches)
     planned_targets: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    _destroys: set[tuple[str, str]] | None = None  # (host, domain) destroyed by VM rules
 
     def run(self) -> Detaches:
         self._detach_all()
@@ -56,9 +61,26 @@ class AttachmentRules:
             refs = w.disks_of(identity.volume_image_name(vol))
             for ref in sorted(refs, key=lambda r: (w.host_order[r.host], r.domain.name)):
                 mark = ref.domain.mark
-                if mark is None or not ref.disk.persistent or self._wanted_here(vol, ref):
-                    continue  # foreign; already detaching; or where the spec wants it
-                self._detach(vol, ref)
+                if mark is None:
+                    continue  # foreign: never touched
+                if ref.disk.persistent:
+                    if not self._wanted_here(vol, ref):
+                        self._detach(vol, ref)
+                elif not self._destroyed(ref):
+                    self._detach(vol, ref)  # detaching: ask again, the request may be lost
+
+    def _destroyed(self, ref: DiskRef) -> bool:
+        """The plan destroys this domain (VM left the spec, duplicate, replace)."""
+        mark = ref.domain.mark
+        if mark is not None and mark.name not in self.world.desired.vms:
+            return True
+        if self._destroys is None:
+            self._destroys = {
+                (a.host, a.domain.name)
+                for a in self.draft.actions.values()
+                if a.kind == K.DESTROY_DOMAIN and a.host is not None and a.domain is not None
+            }
+        return (ref.host, ref.domain.name) in self._destroys
 
     def _wanted_here(self, vol: str, ref: DiskRef) -> bool:
         att = self.world.attachment_of.get(vol)
@@ -82,6 +104,7 @@ class AttachmentRules:
         ):
             deletes = res
         where = f"{ref.domain.name} on {ref.host} as {ref.disk.target}"
+        state = "attached to" if ref.disk.persistent else "detaching from"
         action_id = self.draft.add(
             act(
                 K.DETACH_VOLUME,
@@ -95,16 +118,18 @@ class AttachmentRules:
                     serial=ref.disk.serial or "",
                     ceph=w.settings.ceph,
                 ),
-                before=f"attached to {where}",
+                before=f"{state} {where}",
                 after="detached",
-                reason="not attached there in the spec",
+                reason="not attached there in the spec"
+                if ref.disk.persistent
+                else "detach requested earlier, still live: asking again",
             ),
             deletes=deletes,
         )
         self.detaches.by_domain.setdefault((ref.host, ref.domain.name), []).append(action_id)
         self.detaches.by_volume.setdefault(vol, []).append(action_id)
         if deletes is None:
-            self.draft.change(res, ChangeOp.UPDATE, f"attached to {where}", "detached")
+            self.draft.change(res, ChangeOp.UPDATE, f"{state} {where}", "detached")
 
     # --- attach ------------------------------------------------------------------------------
 

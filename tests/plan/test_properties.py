@@ -165,3 +165,34 @@ def test_new_placements_fit_and_respect_anti_affinity(s: Scenario) -> None:
             if d.mark and d.mark.name in s.desired.vms
         )
         assert members[group] == 1
+
+
+@PROFILE
+@given(scenarios())
+def test_a_detaching_disk_is_asked_again_and_its_volume_attached_nowhere(s: Scenario) -> None:
+    """A live-only disk (an unplug request the guest may have lost) gets its detach planned
+    again, unless its domain is destroyed by this plan; its volume is never attached in the
+    same plan."""
+    p = plan(s.desired, s.observed, s.settings)
+    destroyed = {
+        (a.host, a.domain.name) for a in p.actions if a.kind == K.DESTROY_DOMAIN and a.domain
+    }
+    detached = {
+        (a.host, a.domain.name, a.disk.rbd_image)
+        for a in p.actions
+        if a.kind == K.DETACH_VOLUME and a.domain and a.disk
+    }
+    attached = {a.disk.rbd_image for a in p.actions if a.kind == K.ATTACH_VOLUME and a.disk}
+    held = {b.resource for b in p.blocked}
+    for name, h in s.observed.hosts.items():
+        for d in h.domains if h.reachable else ():
+            for disk in d.disks:
+                if disk.persistent or d.mark is None or disk.rbd_image is None:
+                    continue
+                assert disk.rbd_image not in attached
+                vol = disk.rbd_image.split("/vol-", 1)[-1]
+                if (name, d.name) in destroyed or f"vm/{d.mark.name}" in held:
+                    continue
+                if f"volume/{vol}" in held and not s.observed.storage.reachable:
+                    continue
+                assert (name, d.name, disk.rbd_image) in detached, (name, d.name, disk)

@@ -11,6 +11,7 @@ from reconciler.plan.actions import ActionKind
 
 from .builders import (
     GIB,
+    SETTINGS,
     attach,
     converge,
     desired,
@@ -139,18 +140,56 @@ def test_move_detaches_first_and_attach_depends_on_it() -> None:
     assert run(d2, w2).empty
 
 
-def test_pending_detach_blocks_reattach_anywhere() -> None:
+def _detaching(w: ObservedWorld, dom: str, image: str = "rbd/vol-v") -> ObservedWorld:
+    root = ObservedDisk("vda", f"rbd/vm-{dom}-root")
+    return _set_disks(w, dom, (root, ObservedDisk("vdb", image, persistent=False)))
+
+
+def test_pending_detach_is_requested_again_and_blocks_reattach_anywhere() -> None:
     d = desired(HOSTS, VMS, [volume("v")], [attach("x", "v", "a")])
-    w = converge(d, base())
-    pending = (
-        ObservedDisk("vda", "rbd/vm-a-root"),
-        ObservedDisk("vdb", "rbd/vol-v", persistent=False),
-    )
-    w = _set_disks(w, "a", pending)
+    w = _detaching(converge(d, base()), "a")
     for target in ("a", "b"):
-        p = run(desired(HOSTS, VMS, [volume("v")], [attach("x", "v", target)]), w)
-        assert p.empty
-        assert reasons(p) == {"attachment/x": "Detaching"}
+        d2 = desired(HOSTS, VMS, [volume("v")], [attach("x", "v", target)])
+        p = run(d2, w)
+        # a lost unplug request (guest still booting) must not leave it stuck: ask again
+        assert [a.id for a in p.actions] == ["detach-volume:volume/v@h1/a"]
+        assert p.actions[0].disk is not None
+        assert p.actions[0].disk.rbd_image == "rbd/vol-v"
+        assert reasons(p) == {"attachment/x": "Detaching"}  # never attached while live
+        w2 = apply(w, p)
+        assert ("vdb", "rbd/vol-v") not in _disks(w2, "a")
+        p2 = run(d2, w2)
+        assert kinds(p2) == [("attach-volume", "attachment/x")]
+        assert p2.actions[0].domain is not None
+        assert p2.actions[0].domain.name == target
+        assert run(d2, apply(w2, p2)).empty
+
+
+def test_pending_detach_without_attachment_is_requested_again() -> None:
+    d = desired(HOSTS, VMS, [volume("v")], [attach("x", "v", "a")])
+    w = _detaching(converge(d, base()), "a")
+    d2 = desired(HOSTS, VMS, [volume("v")])
+    p = run(d2, w)
+    assert kinds(p) == [("detach-volume", "volume/v")]
+    assert run(d2, apply(w, p)).empty
+
+
+def test_pending_detach_is_asked_again_before_a_volume_delete_but_not_a_vm_destroy() -> None:
+    vols = [volume("v", policy=DELETE), volume("keep")]
+    d = desired(HOSTS, VMS, vols, [attach("x", "v", "a")])
+    w = _detaching(converge(d, base()), "a")
+    p = run(desired(HOSTS, VMS, [volume("keep")]), w)
+    assert [a.id for a in p.actions] == ["detach-volume:volume/v@h1/a"]
+    assert reasons(p) == {"volume/v": "Detaching"}  # not deleted while a guest holds it
+    w2 = apply(w, p)
+    assert kinds(run(desired(HOSTS, VMS, [volume("keep")]), w2)) == [("delete-volume", "volume/v")]
+    # the VM leaves the spec: destroying it frees the disk; a guest that never answers the
+    # unplug must not stall the deletion
+    d3 = desired(HOSTS, [vm("b"), vm("c")], vols)
+    p3 = run(d3, w, replace(SETTINGS, allow_mass_delete=True))
+    assert not [a for a in p3.actions if a.kind == K.DETACH_VOLUME]
+    destroy = next(a for a in p3.actions if a.kind == K.DESTROY_DOMAIN)
+    assert destroy.depends_on == ()
 
 
 def test_attachment_removed_from_spec_is_detached_and_volume_kept() -> None:
