@@ -107,9 +107,10 @@ class Controller:
         """Set the timers that decide when the next pass runs."""
         s = self.settings
         self.triggers.replace(RESYNC, s.resync.next_delay(self.triggers.rng.random))
-        due = self.engine.retry.next_due()
+        now = self.engine.clock()
+        due = self.engine.retry.next_due(now)
         if due is not None:
-            self.triggers.replace(RETRY, max(0.0, due - self.engine.clock()))
+            self.triggers.replace(RETRY, max(0.0, due - now))
         else:
             self.triggers.cancel(RETRY)
         remaining = result.remaining

@@ -123,10 +123,20 @@ class RetryTracker:
             for key in [k for k in self._entries if k not in planned]:
                 del self._entries[key]
 
-    def next_due(self) -> float | None:
-        """Earliest time a held transient action may run again."""
+    def next_due(self, now: float | None = None) -> float | None:
+        """Earliest time a held transient action may run again.
+
+        With `now`, only dues still ahead count: an action whose due time has passed and
+        that still has an entry did not run because it waits for something else (a detach
+        still in backoff, a dependency that failed), and a retry timer for it would fire at
+        once after every pass - a hot loop.  Its dependency carries the timer that matters.
+        """
         with self._lock:
-            dues = [e.due for e in self._entries.values() if e.terminal_fp is None and e.due]
+            dues = [
+                e.due
+                for e in self._entries.values()
+                if e.terminal_fp is None and e.due and (now is None or e.due > now)
+            ]
         return min(dues) if dues else None
 
     def failures(self, action_id: str) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from reconciler.model import DesiredState
+from reconciler.model import DesiredState, Kind
 from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import Action, ActionKind, Plan
 from reconciler.status.kinds import Facts, Index, resource_facts
@@ -102,6 +102,14 @@ _BLOCKED_PHASES: Mapping[str, Phase] = {
 _CONVERGED = (Phase.READY, Phase.STOPPED, Phase.RELEASED)
 
 
+def settled(r: ResourceStatus) -> bool:
+    """Nothing is left to happen to this resource: Ready, Stopped, Released, or an image that
+    is imported on first use and not used yet (Pending with nothing planned)."""
+    if r.phase in _CONVERGED:
+        return True
+    return r.kind == Kind.IMAGE.value and r.phase is Phase.PENDING
+
+
 def compute(previous: Snapshot, p: PassInput) -> Snapshot:
     """The snapshot after pass `p` (previous supplies history, transitions and counters)."""
     metrics = _metrics(previous.metrics, p)
@@ -142,6 +150,8 @@ def compute(previous: Snapshot, p: PassInput) -> Snapshot:
         and not p.unverified
         and p.observed.all_hosts_known
         and p.observed.storage.reachable
+        # the plan can be empty while a resource is not settled (e.g. Detaching)
+        and all(settled(r) for r in resources.values())
     )
     return Snapshot(
         generation=previous.generation + 1,

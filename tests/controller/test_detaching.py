@@ -1,0 +1,133 @@
+"""A detach the guest does not acknowledge: asked again with backoff, never a hot loop, and
+the world is never reported converged while a volume is still Detaching.
+
+The fake world's guest ignores unplug requests while `guest_acks_detach` is False (a guest
+still booting); the disk then stays in the live domain but leaves the persistent config,
+exactly what libvirt shows.  The loop runs with the production backoff shape (1 s, 2 s, 4 s
+... jittered) so the number of passes over a time window is what a user would see.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from conftest import Harness, build, spec
+from fakeworld import FakeHypervisor, FakeStorage
+
+from reconciler.errors import Transient
+from reconciler.execute.retry import Backoff, RetryTracker
+from reconciler.model import DesiredState
+from reconciler.observe.types import ObservedWorld
+from reconciler.plan.actions import ActionKind, Plan
+from reconciler.plan.planner import plan
+from reconciler.plan.settings import PlanSettings
+from reconciler.status.types import Phase
+
+HOSTS = {"h1": "fake://h1"}
+VMS = {"a": None, "b": None}
+ONE = spec(HOSTS, vms=VMS, volumes={"v1": 1}, attachments={"att1": ("v1", "a")})
+UNATTACHED = spec(HOSTS, vms=VMS, volumes={"v1": 1})
+MOVED = spec(HOSTS, vms=VMS, volumes={"v1": 1}, attachments={"att1": ("v1", "b")})
+
+
+def make(harnesses: list[Harness], **kw: object) -> tuple[Harness, FakeHypervisor]:
+    storage = FakeStorage()
+    storage.add_base("base")
+    hv = FakeHypervisor("h1", storage, cpus=4, memory_mib=4096)
+    h = build({"h1": hv}, storage, ONE, detach_wait=0.2, resync=30.0, **kw)  # type: ignore[arg-type]
+    # production backoff shape, deterministic jitter
+    h.engine.retry = RetryTracker(Backoff(), random.Random(7))
+    harnesses.append(h)
+    return h, hv
+
+
+def detach_calls(hv: FakeHypervisor) -> int:
+    return int(hv.inject.calls[("detach_disk", "h1/a")])
+
+
+def test_a_lost_detach_request_is_sent_again_and_completes(harnesses: list[Harness]) -> None:
+    h, hv = make(harnesses)
+    assert h.engine.run_pass().snapshot.converged
+    hv.guest_acks_detach = False  # the guest is still booting: the unplug request is lost
+    h.source.set(UNATTACHED)
+    snap = h.engine.run_pass().snapshot
+    assert hv.domains["a"].detaching == {"vol-v1"}
+    assert snap.resources["volume/v1"].phase is Phase.DETACHING
+    assert not snap.converged
+    hv.guest_acks_detach = True  # the guest is up now and would honour a new request
+    h.start()
+    snap = h.converged(timeout=10)
+    assert hv.domains["a"].disks == {}
+    assert "vol-v1" not in hv.storage.watchers or not hv.storage.watchers["vol-v1"]
+    assert snap.resources["volume/v1"].phase is Phase.READY
+    assert detach_calls(hv) == 2
+
+
+def test_a_stuck_detach_backs_off_and_is_never_converged(harnesses: list[Harness]) -> None:
+    h, hv = make(harnesses)
+    assert h.engine.run_pass().snapshot.converged
+    hv.guest_acks_detach = False  # never acknowledged
+    h.source.set(MOVED)
+    gen0 = h.store.snapshot().generation
+    h.start()
+    time.sleep(6.0)
+    snap = h.store.snapshot()
+    passes = snap.generation - gen0
+    # start pass + the source change, then retries at ~1 s and ~3 s (+ the 0.2 s waits):
+    # a handful of passes, not one every few milliseconds
+    assert 2 <= passes <= 6, passes
+    assert 2 <= detach_calls(hv) <= 4, detach_calls(hv)
+    assert not snap.converged
+    assert snap.resources["volume/v1"].phase is Phase.DETACHING
+    assert snap.resources["attachment/att1"].phase is Phase.DETACHING
+    assert hv.domains["b"].disks == {}  # never attached elsewhere while a guest holds it
+    due = h.engine.retry.next_due(h.engine.clock())
+    assert due is not None
+    assert due > h.engine.clock()
+
+
+def test_a_retry_waiting_behind_a_failing_detach_arms_no_hot_timer(
+    harnesses: list[Harness],
+) -> None:
+    """An attach that failed once, then waits behind a detach in backoff: its own past due
+    time must not fire the retry timer after every pass."""
+    h, hv = make(harnesses)
+    h.source.set(UNATTACHED)
+    assert h.engine.run_pass().snapshot.converged
+    hv.inject.errors[("attach_disk", "h1/b")] = [OSError("qemu monitor busy")]
+    h.source.set(MOVED)
+    assert not h.engine.run_pass().snapshot.converged  # attach failed: entry due in ~1 s
+    with hv.lock:  # someone attaches v1 to a behind volctl's back
+        hv.domains["a"].disks["vol-v1"] = "vdb"
+    hv.inject.errors[("detach_disk", "h1/a")] = [Transient("libvirt busy")] * 20
+    time.sleep(1.3)  # the attach's retry is due now; it waits for the detach
+    gen0 = h.store.snapshot().generation
+    h.start()
+    time.sleep(4.0)
+    snap = h.store.snapshot()
+    assert snap.generation - gen0 <= 6, snap.generation - gen0
+    assert 1 <= detach_calls(hv) <= 4, detach_calls(hv)
+    assert hv.domains["b"].disks == {}
+    assert not snap.converged
+
+
+def test_converged_is_false_while_anything_is_detaching(harnesses: list[Harness]) -> None:
+    """Even a planner that has nothing to do cannot make a Detaching volume converged."""
+
+    def no_detach(d: DesiredState, w: ObservedWorld, s: PlanSettings) -> Plan:
+        p = plan(d, w, s)
+        keep = tuple(a for a in p.actions if a.kind != ActionKind.DETACH_VOLUME)
+        return Plan(actions=keep, blocked=p.blocked, placements=p.placements, ids=p.ids)
+
+    h, hv = make(harnesses)
+    assert h.engine.run_pass().snapshot.converged
+    with hv.lock:
+        hv.domains["a"].detaching.add("vol-v1")  # live only: a detach is in flight
+    h.engine.planner = no_detach
+    h.source.set(UNATTACHED)
+    result = h.engine.run_pass()
+    assert result.remaining is not None
+    assert result.remaining.empty
+    assert result.snapshot.resources["volume/v1"].phase is Phase.DETACHING
+    assert not result.snapshot.converged
