@@ -41,6 +41,25 @@ def volume_image_name(volume: str) -> str:
     return f"vol-{volume}"
 
 
+# Reserved RBD names: volctl creates every image under `volctl-tmp.<final-name>.<nonce>`,
+# marks it, then renames it to its final name (atomic), so a crash never leaves an unmarked
+# image at a managed name.  Anything with this prefix is volctl's own scratch (or crash
+# debris) and is never a volume, root disk or base image.
+TMP_PREFIX = "volctl-tmp."
+
+
+def tmp_image_name(final: str, nonce: str) -> str:
+    return f"{TMP_PREFIX}{final}.{nonce}"
+
+
+def tmp_image_target(name: str) -> str | None:
+    """The final name a temporary image was made for, or None for any other name."""
+    if not name.startswith(TMP_PREFIX):
+        return None
+    final, sep, nonce = name[len(TMP_PREFIX) :].rpartition(".")
+    return final if sep and final and nonce else None
+
+
 def domain_name(vm: str) -> str:
     return vm
 

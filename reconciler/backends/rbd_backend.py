@@ -3,11 +3,11 @@
 Why it looks like this:
 
 - **Ownership.**  An image is ours only if its image-meta carries
-  `volctl.managed-by=volctl` (`identity.META_MANAGED_BY`).  Everything we create gets that
-  mark right after creation (before any data is written); every mutation checks it and raises
-  `Conflict` on a foreign image.  (A crash in the milliseconds between `create`/`clone` and
-  the first `metadata_set` leaves an unmarked image at a managed name: it is reported as
-  foreign and left for a human, never adopted by guesswork.)
+  `volctl.managed-by=volctl` (`identity.META_MANAGED_BY`).  Every mutation checks it and
+  raises `Conflict` on a foreign image.  New images are created under a scratch name
+  (`volctl-tmp.<final>.<nonce>`), marked, filled, and only then renamed into place
+  (`rbd_tmp.py`), so no crash ever leaves an unmarked image at a managed name; scratch
+  debris is removed by later calls and never shows up in `observe()`.
 - **Bounded.**  Every librados/librbd call runs on this backend's worker threads with a
   deadline (`calls.Worker`); `connect()` also gets librados' own timeout.  A timeout drops the
   cluster handle so the next call reconnects.
@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import rados
 import rbd
 
+from reconciler.backends import rbd_tmp
 from reconciler.backends.calls import Worker, ceph_connection_lost, translate_ceph
 from reconciler.backends.rbd_import import copy_sparse, raw_source
 from reconciler.errors import BackendError, Conflict, Terminal, Transient
@@ -82,6 +83,7 @@ class RbdStorage:
         connect_timeout: float = 10.0,
         import_timeout: float = 1800.0,
         threads: int = 4,
+        tmp_grace: float = 10.0,
     ) -> None:
         self.conf = conf
         self.pool = pool
@@ -89,6 +91,7 @@ class RbdStorage:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.import_timeout = import_timeout
+        self.tmp_grace = tmp_grace  # scratch images older than this, open by nobody: debris
         self._lock = threading.Lock()
         self._cluster: Any = None
         self._ioctx: dict[str, Any] = {}
@@ -196,9 +199,11 @@ class RbdStorage:
 
     def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage:
         try:
-            listing = self._call(
+            everything = self._call(
                 "list", lambda io: [(e["name"], e["id"]) for e in rbd.RBD().list2(io)]
             )
+            listing = [(n, i) for n, i in everything if not rbd_tmp.is_tmp(n)]
+            scratch = [n for n, _ in everything if rbd_tmp.is_tmp(n)]
             io = self._call("ioctx", lambda io: io)
             calls: list[Callable[[], object]] = [
                 functools.partial(self._read_image, io, n, i) for n, i in listing
@@ -218,6 +223,9 @@ class RbdStorage:
         found = {
             s: bool(r) for s, r in zip(external_snapshots, results[len(listing) :], strict=True)
         }
+        if scratch:  # crash debris of our own (never a volume, root or base image)
+            with contextlib.suppress(Exception):
+                self._call("sweep", lambda io: rbd_tmp.sweep(io, scratch, self.tmp_grace))
         with self._lock:
             live_ids = {i for _, i in listing}
             self._static = {k: v for k, v in self._static.items() if k in live_ids}
@@ -250,17 +258,44 @@ class RbdStorage:
     def _marked(meta: Mapping[str, str]) -> dict[str, str]:
         return {META_MANAGED_BY: MANAGED_BY, **meta}
 
+    # The steps of creating an image (tests call them one by one to simulate a crash between
+    # any two): make a scratch image, mark it, rename it to its final name.
+
+    def _scratch_create(self, io: Any, final: str, size_bytes: int) -> str:
+        rbd_tmp.sweep(io, rbd_tmp.leftovers(io, final), self.tmp_grace)
+        tmp = rbd_tmp.new_name(final)
+        rbd.RBD().create(io, tmp, size_bytes, old_format=False)
+        return tmp
+
+    def _scratch_clone(self, io: Any, parent: str, final: str) -> str:
+        p_pool, p_image, p_snap = split_snapshot(parent)
+        rbd_tmp.sweep(io, rbd_tmp.leftovers(io, final), self.tmp_grace)
+        tmp = rbd_tmp.new_name(final)
+        rbd.RBD().clone(self._ioctx_for(p_pool), p_image, p_snap, io, tmp)
+        return tmp
+
+    def _mark(self, io: Any, tmp: str, meta: Mapping[str, str], size_bytes: int = 0) -> None:
+        with rbd.Image(io, tmp) as im:
+            self._ensure_meta(im, {}, self._marked(meta))
+            if size_bytes > im.size():
+                im.resize(size_bytes)
+
+    def _publish(self, io: Any, tmp: str, final: str) -> None:
+        if not rbd_tmp.publish(io, tmp, final):
+            raise Conflict(f"rbd image {self.pool}/{final} appeared while it was being created")
+
     # -- mutations --------------------------------------------------------------------------
 
     def create(self, name: str, size_bytes: int, meta: dict[str, str]) -> None:
         def work(io: Any) -> None:
             im = self._open(io, name)
-            fresh = im is None
             if im is None:
-                rbd.RBD().create(io, name, size_bytes, old_format=False)
-                im = rbd.Image(io, name)
+                tmp = self._scratch_create(io, name, size_bytes)
+                self._mark(io, tmp, meta)
+                self._publish(io, tmp, name)
+                return
             with im:
-                current = {} if fresh else self._check_ours(im, name)
+                current = self._check_ours(im, name)
                 self._ensure_meta(im, current, self._marked(meta))
 
         self._forget(name)
@@ -313,29 +348,26 @@ class RbdStorage:
         self._call(f"remove {name}", work)
 
     def clone(self, parent: str, name: str, size_bytes: int, meta: dict[str, str]) -> None:
-        p_pool, p_image, p_snap = split_snapshot(parent)
+        split_snapshot(parent)  # a malformed parent is Terminal before any call
 
         def work(io: Any) -> None:
             im = self._open(io, name)
-            fresh = im is None
             if im is None:
-                p_io = self._ioctx_for(p_pool)
-                rbd.RBD().clone(p_io, p_image, p_snap, io, name)
-                im = rbd.Image(io, name)
+                tmp = self._scratch_clone(io, parent, name)
+                self._mark(io, tmp, meta, size_bytes)
+                self._publish(io, tmp, name)
+                return
             with im:
-                current: dict[str, str] = {}
-                if not fresh:
-                    current = self._check_ours(im, name)
-                    try:
-                        spec = im.get_parent_image_spec()
-                        have = f"{spec['pool_name']}/{spec['image_name']}@{spec['snap_name']}"
-                    except rbd.ImageNotFound:
-                        have = None
-                    if have != parent:
-                        raise Conflict(
-                            f"rbd image {self.pool}/{name} exists as a clone of {have}, "
-                            f"not of {parent}"
-                        )
+                current = self._check_ours(im, name)
+                try:
+                    spec = im.get_parent_image_spec()
+                    have = f"{spec['pool_name']}/{spec['image_name']}@{spec['snap_name']}"
+                except rbd.ImageNotFound:
+                    have = None
+                if have != parent:
+                    raise Conflict(
+                        f"rbd image {self.pool}/{name} exists as a clone of {have}, not of {parent}"
+                    )
                 self._ensure_meta(im, current, self._marked(meta))
                 if size_bytes > im.size():
                     im.resize(size_bytes)
@@ -361,14 +393,14 @@ class RbdStorage:
                         return
                 rbd.RBD().remove(io, name)  # a partial import from a crash: start over
             with raw_source(src, self.import_timeout) as raw:
-                size = raw.stat().st_size
-                rbd.RBD().create(io, name, size, old_format=False)
-                with rbd.Image(io, name) as im:
-                    self._ensure_meta(im, {}, self._marked(meta))
+                tmp = self._scratch_create(io, name, raw.stat().st_size)
+                self._mark(io, tmp, meta)
+                with rbd.Image(io, tmp) as im:
                     copy_sparse(raw, im)
                     im.flush()
                     im.create_snap(BASE_SNAPSHOT)
                     im.protect_snap(BASE_SNAPSHOT)
+            self._publish(io, tmp, name)
 
         self._forget(name)
         self._call(f"import {path} -> {name}", work, timeout=self.import_timeout)

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import libvirt
-import pytest
 from engine_support import Controller, by_name, domains, images, wait_for, write_specs
 
-from reconciler.identity import MANAGED_BY, META_ID, META_MANAGED_BY, META_NAME
+from reconciler.identity import MANAGED_BY, META_ID, META_MANAGED_BY, META_NAME, TMP_PREFIX
 from reconciler.lab.info import LabInfo
 from reconciler.lab.testing import LabPool, create_volume, guest_xml
 
@@ -42,12 +41,7 @@ def kill_and_restart(lab: LabInfo, lab_pool: LabPool, killed_when: Callable[[], 
     run = Controller(lab_pool, "--per-host", "1", "--parallel", "2")
     run.start()
     try:
-
-        def partially_applied() -> bool:
-            ours = [d for d in domains(lab) if d.ours]
-            return len(ours) >= 1 and sum(d.active for d in ours) < len(VMS)
-
-        wait_for(partially_applied, 120, "the first domain to be defined", every=0.05)
+        wait_for(killed_when, 120, "the moment to kill", every=0.05)
     finally:
         run.kill()
     killed_at = {d.name: d.active for d in domains(lab) if d.ours}
@@ -61,6 +55,12 @@ def kill_and_restart(lab: LabInfo, lab_pool: LabPool, killed_when: Callable[[], 
     try:
         wait_for(lambda: run.status()["converged"], 180, "the restarted controller to converge")
         converge_s = time.monotonic() - t0
+        # scratch images of the killed run are debris: swept by observe after the grace period
+        wait_for(
+            lambda: not [n for n in images(lab, lab_pool.pool) if n.startswith(TMP_PREFIX)],
+            90,
+            "scratch images of the killed run to be swept",
+        )
     finally:
         code = run.stop()
     assert code == 0, run.log()
@@ -111,16 +111,11 @@ def test_sigkill_while_domains_are_being_created(lab: LabInfo, lab_pool: LabPool
     kill_and_restart(lab, lab_pool, domains_half_done)
 
 
-@pytest.mark.xfail(
-    reason="rbd_backend: a kill between rbd clone/create and its first metadata_set leaves an "
-    "unmarked image at a managed name, which is then (rightly) treated as foreign and blocks "
-    "that VM; needs an intent record written before the create (see docs/engine.md)",
-    strict=False,
-)
 def test_sigkill_while_images_are_being_created(lab: LabInfo, lab_pool: LabPool) -> None:
-    """Killed as soon as the first root clone appears in RBD (marked or not)."""
+    """Killed as soon as the first image appears in RBD: its scratch name (created, maybe not
+    marked yet) or an already renamed root clone."""
 
     def first_clone() -> bool:
-        return any(n.startswith("vm-") for n in images(lab, lab_pool.pool))
+        return any(n.startswith(("vm-", TMP_PREFIX)) for n in images(lab, lab_pool.pool))
 
     kill_and_restart(lab, lab_pool, first_clone)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from reconciler import identity
 from reconciler.model import ReclaimPolicy
-from reconciler.observe.types import ObservedDisk, ObservedWorld
+from reconciler.observe.types import ObservedDisk, ObservedImage, ObservedWorld
 from reconciler.plan.actions import ActionKind
 
 from .builders import (
@@ -268,3 +268,50 @@ def test_targets_skip_used_ones_and_run_out_cleanly() -> None:
     targets = [a.disk.target for a in p.actions if a.kind == K.ATTACH_VOLUME and a.disk]
     assert targets == ["vdb", "vdc"]
     assert reasons(p) == {"attachment/x2": "NoFreeTarget"}
+
+
+def test_scratch_images_are_never_volumes_or_roots() -> None:
+    """`volctl-tmp.<final>.<nonce>` (creation in flight, or crash debris) carries the same
+    meta as the final image, but only the final name counts: the volume is still created,
+    and scratch is never deleted, released or attached by the planner."""
+    meta = {
+        identity.META_MANAGED_BY: identity.MANAGED_BY,
+        identity.META_KIND: "volume",
+        identity.META_NAME: "v",
+        identity.META_ID: "1",
+        identity.META_RECLAIM: DELETE.value,
+    }
+    tmp_vol = identity.tmp_image_name("vol-v", "0badc0de")
+    tmp_old = identity.tmp_image_name("vol-old", "0badc0de")
+    tmp_root = identity.tmp_image_name("vm-a-root", "0badc0de")
+    root_meta = {**meta, identity.META_KIND: "root", identity.META_NAME: "a"}
+    old_meta = {**meta, identity.META_NAME: "old"}
+    w = base()
+    scratch = [
+        ObservedImage(tmp_vol, GIB, meta),
+        ObservedImage(tmp_old, GIB, old_meta),
+        ObservedImage(tmp_root, GIB, root_meta),
+    ]
+    w = replace(
+        w, storage=replace(w.storage, images={**w.storage.images, **{i.name: i for i in scratch}})
+    )
+    d = desired(HOSTS, VMS, [volume("v"), volume("keep")], [attach("x", "v", "a")])
+    p = run(d, w)
+    assert kinds(p) == [
+        ("create-volume", "volume/keep"),
+        ("create-volume", "volume/v"),
+        ("attach-volume", "attachment/x"),
+    ]
+    assert not {a.image_name for a in p.actions} & {tmp_vol, tmp_old, tmp_root}
+    assert p.released == ()
+    w2 = apply(w, p)
+    assert run(d, w2).empty
+    assert {tmp_vol, tmp_old, tmp_root} <= set(w2.storage.images)
+
+
+def test_scratch_name_round_trip() -> None:
+    name = identity.tmp_image_name("vm-web.1-root", "ab12")
+    assert name == "volctl-tmp.vm-web.1-root.ab12"
+    assert identity.tmp_image_target(name) == "vm-web.1-root"
+    for other in ("vol-x", "volctl-tmp-x.y", "volctl-tmp.x", "volctl-tmp..n", "img-volctl-tmp.x.y"):
+        assert identity.tmp_image_target(other) is None
