@@ -85,46 +85,60 @@ def spec_saved(v: Volctl, fleet: Fleet, trials: int, work: Path) -> dict[str, li
     return {"saved": saved, "cmd": cmd}
 
 
-def drift(v: Volctl, fleet: Fleet, trials: int) -> list[float]:
+def drift(v: Volctl, fleet: Fleet, trials: int) -> tuple[list[float], str]:
+    """Samples, and the error that stopped the trials early ("" if none)."""
     vm = fleet.vms[0]
-    out = []
-    for _ in range(trials):
-        _wait_converged(v, fleet)
-        conn = libvirt.open(vm.uri)
-        try:
-            dom = conn.lookupByName(vm.name)
-            v.ctl_log.mark()
-            dom.destroy()
-            dom.undefineFlags(0)
-            t0 = time.time()  # the VM is gone now
-        finally:
-            conn.close()
-        ev = _first_action(v, f"vm/{vm.name}")
-        if ev is None:
-            raise RuntimeError("the destroyed VM was not recreated within 60 s")
-        out.append(action_start(ev) - t0)
-    _wait_converged(v, fleet)
-    return out
-
-
-def _wait_converged(v: Volctl, fleet: Fleet, timeout: float = 120) -> None:
-    """Until the VM runs with its volume attached and volctl reports Ready."""
-    vm = fleet.vms[0]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = v.get(f"/api/v1/vms/{vm.name}")
-        if isinstance(status, dict) and status.get("phase") == "Ready":
+    out: list[float] = []
+    try:
+        for _ in range(trials):
+            _wait_converged(v, fleet)
             conn = libvirt.open(vm.uri)
             try:
                 dom = conn.lookupByName(vm.name)
-                if dom.isActive() and vm.volume_image in dom.XMLDesc(0):
-                    return
-            except libvirt.libvirtError:
-                pass
+                v.ctl_log.mark()
+                dom.destroy()
+                dom.undefineFlags(0)
+                t0 = time.time()  # the VM is gone now
             finally:
                 conn.close()
+            ev = _first_action(v, f"vm/{vm.name}")
+            if ev is None:
+                return out, "the destroyed VM was not recreated within 60 s"
+            out.append(action_start(ev) - t0)
+        _wait_converged(v, fleet)
+    except RuntimeError as exc:
+        return out, str(exc)
+    return out, ""
+
+
+def _wait_converged(v: Volctl, fleet: Fleet, timeout: float = 180) -> None:
+    """Until the VM runs with its volume attached and volctl reports both Ready."""
+    vm = fleet.vms[0]
+    deadline = time.monotonic() + timeout
+    seen: tuple[Any, ...] = ()
+    while time.monotonic() < deadline:
+        status = v.get(f"/api/v1/vms/{vm.name}")
+        att = v.get(f"/api/v1/attachments/{vm.volume}")
+        phases = tuple(x.get("phase") if isinstance(x, dict) else None for x in (status, att))
+        running = attached = False
+        conn = libvirt.open(vm.uri)
+        try:
+            dom = conn.lookupByName(vm.name)
+            running = bool(dom.isActive())
+            attached = vm.volume_image in dom.XMLDesc(0)
+        except libvirt.libvirtError:
+            pass
+        finally:
+            conn.close()
+        seen = (*phases, running, attached)
+        if phases == ("Ready", "Ready") and running and attached:
+            return
         time.sleep(0.2)
-    raise RuntimeError(f"{vm.name} did not converge within {timeout} s")
+    last = att.get("lastError") if isinstance(att, dict) else None
+    raise RuntimeError(
+        f"{vm.name} did not converge within {timeout} s (vm phase, attachment phase, "
+        f"running, volume in live XML = {seen}; attachment lastError: {last})"
+    )
 
 
 def git_commit(v: Volctl, fleet: Fleet, trials: int, repo: Path) -> list[float]:
@@ -222,9 +236,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(_row("spec file saved in the store -> first action", s["saved"]))
             rows.append(_row("`volctl apply -f` started -> first action", s["cmd"]))
             print("bench: B4 VM destroyed out of band -> recreate", flush=True)
-            rows.append(
-                _row("VM destroyed out of band -> recreate started", drift(v, fleet, args.trials))
-            )
+            samples, err = drift(v, fleet, args.trials)
+            row = _row("VM destroyed out of band -> recreate started", samples)
+            if err:
+                row.update(ok=False, error=f"stopped after {len(samples)} trials: {err}")
+            rows.append(row)
         finally:
             v.close()
             clean(fleet)
