@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     snap = snapshot(args.resources)
     build_s = time.perf_counter() - t0
-    vmids = sorted(int(r.ids["vmid"]) for r in snap.resources.values() if "vmid" in r.ids)
+    vms = [r for r in snap.resources.values() if r.kind == "VirtualMachine"]
+    vmids = sorted(int(r.ids["vmid"]) for r in vms if "vmid" in r.ids)
     server = serve(lambda: snap, args.listen, None)
     base = f"http://{args.listen}"
     report = Report(
