@@ -54,6 +54,8 @@ def test_free_ports_are_free_and_distinct() -> None:
     assert len(set(ports)) == 3
     assert all(port_free(p) for p in ports)
     with socket.socket() as s:
+        # daemons bind with SO_REUSEADDR (a port may be in TIME_WAIT after an earlier lab)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", ports[0]))
         s.listen()
         assert not port_free(ports[0])
