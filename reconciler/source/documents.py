@@ -86,4 +86,8 @@ def load_texts(texts: list[tuple[str, str]], *, revision: str | None = None) -> 
 
 def render(data: Any) -> str:
     """The stored form of one document: plain YAML, keys in the user's order."""
-    return "---\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
+    # the C emitter (libyaml) writes the same text ~6x faster than the pure-Python one
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return "---\n" + yaml.dump(
+        data, Dumper=dumper, sort_keys=False, default_flow_style=False, width=100
+    )
