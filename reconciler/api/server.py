@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -86,6 +87,12 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.snapshot_fn = snapshot_fn
         self.token = token
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-reply is normal (load tools, closed tabs): no traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
