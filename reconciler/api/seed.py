@@ -98,20 +98,44 @@ def tid_of(snap: Snapshot, vm: ResourceStatus) -> int | None:
     return _int(itype.ids.get("tid")) if itype is not None else None
 
 
+class _Index:
+    """Lookups by name and by integer id, built once per published snapshot.
+
+    Without it every `/vm/query` scanned all resources (about 5 ms at 10k resources, bench B5).
+    """
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.names: dict[tuple[str, str], ResourceStatus] = {}
+        self.ids: dict[tuple[str, str, int], ResourceStatus] = {}
+        for res in snap.resources.values():
+            self.names.setdefault((res.kind, res.name), res)
+            for key, raw in res.ids.items():
+                value = _int(raw)
+                if value is not None:
+                    self.ids.setdefault((res.kind, key, value), res)
+
+
+_last_index: _Index | None = None
+
+
+def _index(snap: Snapshot) -> _Index:
+    global _last_index  # noqa: PLW0603 - a one-slot cache; snapshots are immutable
+    idx = _last_index
+    if idx is None or idx.snap is not snap:
+        idx = _Index(snap)
+        _last_index = idx
+    return idx
+
+
 def _by_name(snap: Snapshot, kind: str, name: str | None) -> ResourceStatus | None:
     if not name:
         return None
-    for res in snap.resources.values():
-        if res.kind == kind and res.name == name:
-            return res
-    return None
+    return _index(snap).names.get((kind, name))
 
 
 def _by_id(snap: Snapshot, kind: str, key: str, value: int) -> ResourceStatus | None:
-    for res in snap.resources.values():
-        if res.kind == kind and _int(res.ids.get(key)) == value:
-            return res
-    return None
+    return _index(snap).ids.get((kind, key, value))
 
 
 def attached_vm(snap: Snapshot, volume: ResourceStatus) -> ResourceStatus | None:
