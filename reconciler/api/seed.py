@@ -83,9 +83,15 @@ def _int_param(query: Mapping[str, list[str]], name: str) -> int | Reply:
 
 
 def size_gib(vol: ResourceStatus) -> int | None:
-    """The volume's size in GiB, the seed's unit (status details say "2Gi")."""
+    """The volume's size in GiB, the seed's unit (status details say "2Gi").
+
+    A released volume (no longer in the spec) has no desired size: report what RBD holds."""
     raw = vol.details.get("size", "")
-    return _int(raw.removesuffix("Gi")) if isinstance(raw, str) else _int(raw)
+    size = _int(raw.removesuffix("Gi")) if isinstance(raw, str) else _int(raw)
+    if size is None:
+        size_bytes = _int(vol.details.get("sizeBytes"))
+        size = size_bytes >> 30 if size_bytes is not None else None
+    return size
 
 
 def tid_of(snap: Snapshot, vm: ResourceStatus) -> int | None:

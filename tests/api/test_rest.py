@@ -7,14 +7,15 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from reconciler.api.server import ApiServer, parse_listen, serve
-from reconciler.status.types import Snapshot
+from reconciler.status.types import Phase, Snapshot
 
-from .snapshots import world
+from .snapshots import ready, world
 
 
 def call(
@@ -119,6 +120,24 @@ def test_seed_volume_query(server: ApiServer) -> None:
     assert call(server, "/volume/query?volumeid=7")[::2] == (
         404,
         {"error": "volumeid : 7 does not exist"},
+    )
+
+
+def test_seed_volume_query_released_volume_reports_its_rbd_size(
+    server: ApiServer, state: dict[str, Snapshot]
+) -> None:
+    released = ready(
+        "Volume",
+        "old",
+        phase=Phase.RELEASED,
+        ids={"volumeid": 502},
+        details={"sizeBytes": str(3 << 30), "reclaimPolicy": "Retain"},
+    )
+    snap = state["snap"]
+    state["snap"] = replace(snap, resources={**snap.resources, "volume/old": released})
+    assert call(server, "/volume/query?volumeid=502")[::2] == (
+        200,
+        {"volumeid": 502, "name": "old", "size": 3, "status": "available"},
     )
 
 
