@@ -239,6 +239,20 @@ def test_apply_wait_seed_endpoints_get_describe_delete(lab_pool: LabPool, tmp_pa
         )
         assert "data_1" not in _disks_of(lab_pool, host, "test_vm")
 
+        # secrets stay secret: the cephx key is in no REST answer, CLI output or log line
+        key = subprocess.run(
+            ["ceph", "-c", lab_pool.info.ceph_conf, "auth", "get-key", "client.admin"],
+            check=True, capture_output=True, text=True, timeout=30,
+        ).stdout.strip()  # fmt: skip
+        assert len(key) > 20
+        seen = [
+            json.dumps(http(base, path)[1])
+            for path in ("/api/v1/snapshot", "/api/v1/hosts", "/api/v1/source", "/metrics")
+        ]
+        seen += [described.stdout, volctl(lab_pool, "get", "vms", "-o", "yaml").stdout]
+        seen.append(log.read_text())
+        assert all(key not in text for text in seen)
+
 
 def _disks_of(pool: LabPool, host: str, name: str) -> str:
     uri = next(h.uri for h in pool.info.hosts if h.name == host)
