@@ -42,6 +42,7 @@ STATIC_TYPES = {
 }
 OPEN_PATHS = {"/", "/index.html", "/healthz", "/favicon.ico"}
 READ_METHODS = {"GET", "HEAD"}
+CACHE_ENTRIES = 256  # distinct /api/v1 requests cached per snapshot
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -87,6 +88,31 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.snapshot_fn = snapshot_fn
         self.token = token
+        # encoded /api/v1 answers of the current snapshot: a snapshot never changes, so the
+        # same request gets the same bytes until the controller publishes the next one
+        self._cache_lock = threading.Lock()
+        self._cache_snap: Snapshot | None = None
+        self._cache: dict[str, Reply] = {}
+
+    def cached(self, snap: Snapshot, key: str, build: Callable[[], Reply | None]) -> Reply | None:
+        with self._cache_lock:
+            if self._cache_snap is not snap:
+                self._cache_snap, self._cache = snap, {}
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        reply = build()
+        if reply is None or reply.status != 200 or not isinstance(reply.body, dict | list):
+            return reply
+        encoded = Reply(
+            reply.status,
+            (json.dumps(reply.body, indent=None, separators=(",", ":")) + "\n").encode(),
+            (("Content-Type", "application/json"), *reply.headers),
+        )
+        with self._cache_lock:
+            if self._cache_snap is snap and len(self._cache) < CACHE_ENTRIES:
+                self._cache[key] = encoded
+        return encoded
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up mid-reply is normal (load tools, closed tabs): no traceback."""
@@ -178,7 +204,9 @@ class _Handler(BaseHTTPRequestHandler):
             return Reply(503, {"status": "not ready: the first reconcile pass has not finished"})
         if path == "/metrics":
             return Reply(200, metrics.render(snap), (("Content-Type", metrics.CONTENT_TYPE),))
-        reply = seed.route(snap, path, query) or v1.route(snap, path, query)
+        reply = seed.route(snap, path, query) or self.server.cached(
+            snap, f"{path}?{url.query}", lambda: v1.route(snap, path, query)
+        )
         if reply is None:
             return Reply(404, {"error": f"no such endpoint: {path}"})
         return reply

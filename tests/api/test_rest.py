@@ -162,6 +162,22 @@ def test_mutating_seed_endpoints_explain_the_declarative_way(
     assert "GitOps" in body["error"]
 
 
+def test_api_v1_answers_follow_each_new_snapshot(
+    server: ApiServer, state: dict[str, Snapshot]
+) -> None:
+    first = call(server, "/api/v1/vms")
+    assert call(server, "/api/v1/vms") == first  # same snapshot, same answer
+    snap = state["snap"]
+    state["snap"] = replace(
+        snap, resources={k: v for k, v in snap.resources.items() if k != "vm/web"}
+    )
+    status, headers, body = call(server, "/api/v1/vms")
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/json")
+    assert [i["name"] for i in body["items"]] == ["pending_vm", "test_vm"]
+    assert call(server, "/api/v1/vms/web")[0] == 404
+
+
 def test_api_v1_collections_and_items(server: ApiServer) -> None:
     status, _, body = call(server, "/api/v1/vms")
     assert status == 200
