@@ -19,8 +19,8 @@ import yaml
 
 from bench.common.lab import Lab
 from reconciler.backends.domxml import render_disk, render_domain
-from reconciler.backends.protocols import CephAccess, DiskSpec, DomainSpec
 from reconciler.identity import root_disk_name, volume_image_name
+from reconciler.payload import CephAccess, DiskSpec, DomainSpec
 
 GIB = 1024**3
 

@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from reconciler.backends.domxml import render_domain
-from reconciler.backends.protocols import CephAccess, DomainSpec
 from reconciler.model import (
     DesiredState,
     Host,
@@ -36,6 +35,7 @@ from reconciler.observe.types import (
     ObservedWorld,
     OwnerMark,
 )
+from reconciler.payload import CephAccess, DomainSpec
 from reconciler.plan.actions import ActionKind, Plan
 from reconciler.plan.settings import PlanSettings
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.api.seed import Reply, attached_vm, tid_of
-from reconciler.status.types import Event, HostStatus, ResourceStatus, Snapshot, SourceStatus
+from reconciler.source.protocol import SourceStatus
+from reconciler.status.types import Event, HostStatus, ResourceStatus, Snapshot
 
 # collection name -> ResourceStatus.kind
 COLLECTIONS: dict[str, str] = {

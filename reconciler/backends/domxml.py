@@ -17,9 +17,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-from reconciler.backends.protocols import CephAccess, DiskSpec, DomainSpec
 from reconciler.identity import XMLNS, XMLNS_PREFIX
 from reconciler.observe.types import ObservedDisk, OwnerMark
+from reconciler.payload import CephAccess, DiskSpec, DomainSpec
 
 ET.register_namespace(XMLNS_PREFIX, XMLNS)
 

@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass
 
 from reconciler.backends.libvirt_backend import LibvirtHypervisor
-from reconciler.backends.protocols import CephAccess
 from reconciler.backends.rbd_backend import RbdStorage
 from reconciler.config import CephConfig
 from reconciler.model import Host
+from reconciler.payload import CephAccess
 
 DEFAULT_MON_PORT = 6789  # msgr v1; what librbd in qemu reaches with a plain host:port
 _ADDR = re.compile(r"^(?:(v[12]):)?\[?([0-9A-Za-z.\-:]+?)\]?(?::(\d+))?(?:/\d+)?$")

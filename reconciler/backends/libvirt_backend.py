@@ -36,10 +36,11 @@ import libvirt
 
 from reconciler.backends import domxml
 from reconciler.backends.libvirt_conn import LibvirtConnection
-from reconciler.backends.protocols import DiskSpec, DomainEventCallback, DomainSpec, EventKind
+from reconciler.backends.protocols import DomainEventCallback, EventKind
 from reconciler.errors import BackendError, Conflict, NotFound
 from reconciler.identity import XMLNS
 from reconciler.observe.types import DomainState, ObservedDomain, ObservedHost
+from reconciler.payload import DiskSpec, DomainSpec
 
 _STATE = {
     libvirt.VIR_DOMAIN_RUNNING: DomainState.RUNNING,

@@ -9,48 +9,10 @@ implementation bounds each call with a timeout.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from reconciler.observe.types import ObservedHost, ObservedStorage
-
-
-@dataclass(frozen=True)
-class CephAccess:
-    """How a guest reaches Ceph: monitor addresses and the libvirt secret holding the key.
-
-    The key itself is never part of this (or of any status): it lives in the libvirt secret.
-    """
-
-    monitors: tuple[tuple[str, int], ...]  # (host, port)
-    auth_user: str  # e.g. "admin"
-    secret_uuid: str
-    pool: str = "rbd"
-
-
-@dataclass(frozen=True)
-class DomainSpec:
-    """Everything needed to render a managed domain's XML."""
-
-    name: str
-    vmid: int
-    spec_hash: str
-    vcpus: int
-    memory_mib: int
-    root_image: str  # "pool/image"
-    console_log: str  # path of the serial console log file on the host
-    ceph: CephAccess
-    running: bool = True
-
-
-@dataclass(frozen=True)
-class DiskSpec:
-    """An RBD volume to attach to a domain."""
-
-    rbd_image: str  # "pool/image"
-    target: str  # "vdb", ...
-    serial: str  # stable id the guest can see, e.g. "vol-<volumeid>"
-    ceph: CephAccess
+from reconciler.payload import DiskSpec, DomainSpec
 
 
 class EventKind:

@@ -8,27 +8,41 @@ table of contents.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Sequence
 
+from reconciler.cli import (
+    apply_cmd,
+    completion_cmd,
+    delete_cmd,
+    describe_cmd,
+    diff_cmd,
+    get_cmd,
+    lab_cmd,
+    legacy_cmd,
+    plan_cmd,
+    reconcile_cmd,
+    run_cmd,
+    validate,
+)
 from reconciler.errors import VolctlError
 
-# module names under reconciler.cli; each has register(subparsers)
-COMMAND_MODULES: tuple[str, ...] = (
-    "validate",
-    "legacy_cmd",
-    "lab_cmd",
-    "run_cmd",
-    "reconcile_cmd",
-    "plan_cmd",
-    "apply_cmd",
-    "diff_cmd",
-    "delete_cmd",
-    "get_cmd",
-    "describe_cmd",
-    "completion_cmd",
+# one module per command group, each with register(subparsers); their heavy imports happen
+# inside the command functions, so `volctl --help` starts fast
+COMMANDS = (
+    validate,
+    legacy_cmd,
+    lab_cmd,
+    run_cmd,
+    reconcile_cmd,
+    plan_cmd,
+    apply_cmd,
+    diff_cmd,
+    delete_cmd,
+    get_cmd,
+    describe_cmd,
+    completion_cmd,
 )
 
 
@@ -44,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for mod in COMMAND_MODULES:
-        importlib.import_module(f"reconciler.cli.{mod}").register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 

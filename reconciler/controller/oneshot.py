@@ -2,13 +2,12 @@
 
 `volctl plan` and `volctl reconcile --once` read desired state either from files given with
 `-f` (through the loader, like `kubectl diff -f`) or from the configured source (the apply
-store directory, or git), exactly as `volctl run` would.  `FileSource` makes files look like
-any other source so the engine code path is the same.
+store directory, or git), exactly as `volctl run` would (`source.files.FileSource` makes files
+look like any other source, so the engine code path is the same).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,38 +15,13 @@ from reconciler.backends.factory import storage_for
 from reconciler.config import Config
 from reconciler.controller.passes import Planner, default_planner
 from reconciler.controller.wiring import BackendConnections, HostOpener, open_libvirt
-from reconciler.loading import check_paths
 from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import Plan
 from reconciler.plan.settings import PlanSettings
 from reconciler.source.factory import build_source
-from reconciler.source.protocol import Revision, Source
-
-
-class FileSource:
-    """Spec files and directories given on the command line, as a Source."""
-
-    kind = "files"
-
-    def __init__(self, paths: Sequence[str]) -> None:
-        self.paths = list(paths)
-        self.url = ",".join(self.paths)
-
-    def fetch(self) -> Revision:
-        result = check_paths(self.paths)
-        digest = hashlib.sha256(repr(sorted(self.paths)).encode())
-        if result.state is None:
-            return Revision(
-                digest.hexdigest()[:12], None, tuple(str(d) for d in result.diagnostics)
-            )
-        return Revision(result.state.revision or digest.hexdigest()[:12], result.state)
-
-    def watch(self, on_change: Callable[[], None]) -> None:
-        del on_change  # files given once; `volctl run` watches the store or git instead
-
-    def close(self) -> None:
-        pass
+from reconciler.source.files import FileSource
+from reconciler.source.protocol import Source
 
 
 def source_for(

@@ -27,10 +27,10 @@ from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import Plan
 from reconciler.plan.settings import PlanSettings
-from reconciler.source.protocol import Revision, Source
+from reconciler.source.protocol import Revision, Source, SourceStatus
 from reconciler.status.compute import PassInput, compute
 from reconciler.status.store import StatusStore
-from reconciler.status.types import Snapshot, SourceStatus
+from reconciler.status.types import Snapshot
 
 log = structlog.get_logger("volctl.controller")
 
@@ -157,19 +157,10 @@ class Engine:
             self.last_good_revision = rev.revision
         elif err:
             bound.warning("source.invalid", revision=rev.revision if rev else None, error=err)
-        status_fn = getattr(self.source, "status", None)
-        if callable(status_fn):
-            status: SourceStatus = status_fn()
-            if err and not status.error:
-                status = replace(status, error=err)
-            return status
-        return SourceStatus(
-            kind=self.source.kind,
-            url=self.source.url,
-            last_applied_revision=self.last_good_revision,
-            last_attempted_revision=rev.revision if rev else None,
-            error=err,
-        )
+        status = self.source.status()
+        if err and not status.error:
+            status = replace(status, error=err)
+        return status
 
     def _executor(self) -> Executor:
         backends = Backends(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from reconciler.backends.protocols import DiskSpec, DomainSpec
+from reconciler.payload import DiskSpec, DomainSpec
 
 
 class ActionKind(StrEnum):

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reconciler import identity
-from reconciler.backends.protocols import DiskSpec
 from reconciler.model import ReclaimPolicy, VolumeAttachment
+from reconciler.payload import DiskSpec
 from reconciler.plan.actions import ActionKind, ChangeOp
 from reconciler.plan.draft import Draft
 from reconciler.plan.specs import act, observed_domain

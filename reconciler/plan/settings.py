@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler.backends.protocols import CephAccess
+from reconciler.payload import CephAccess
 
 # vda is the root disk; volumes go to the first free of vdb..vdz.
 DEFAULT_MAX_TARGETS = 25

@@ -10,9 +10,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from reconciler import identity
-from reconciler.backends.protocols import DomainSpec
 from reconciler.model import Image, InstanceType, VirtualMachine, Volume
 from reconciler.observe.types import ObservedDomain, ObservedImage
+from reconciler.payload import DomainSpec
 from reconciler.plan.actions import Action, ActionKind
 from reconciler.plan.settings import PlanSettings
 from reconciler.plan.world import active

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reconciler import identity
-from reconciler.backends.protocols import DomainSpec
 from reconciler.model import Image, InstanceType, VirtualMachine
 from reconciler.observe.types import ObservedImage
+from reconciler.payload import DomainSpec
 from reconciler.plan.actions import ActionKind, Blocked
 from reconciler.plan.draft import Draft
 from reconciler.plan.images import Images

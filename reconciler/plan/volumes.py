@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reconciler import identity
-from reconciler.backends.protocols import DomainSpec
 from reconciler.model import ReclaimPolicy, Volume
+from reconciler.payload import DomainSpec
 from reconciler.plan.actions import ActionKind, ChangeOp
 from reconciler.plan.draft import Draft
 from reconciler.plan.specs import GIB, act, gib, volume_hash, volume_meta

@@ -18,9 +18,8 @@ from collections.abc import Callable
 from reconciler.errors import SpecError
 from reconciler.loading.diagnostics import SpecValidationError
 from reconciler.source.git import GitSource
-from reconciler.source.protocol import Revision
+from reconciler.source.protocol import Revision, SourceStatus
 from reconciler.source.store import SpecStore, documents_of, load_texts
-from reconciler.status.types import SourceStatus
 
 
 class CompositeSource:

@@ -26,9 +26,8 @@ from pathlib import Path
 from reconciler.errors import SpecError
 from reconciler.loading import sources as spec_sources
 from reconciler.loading.diagnostics import SpecValidationError
-from reconciler.source.protocol import Revision
+from reconciler.source.protocol import Revision, SourceStatus
 from reconciler.source.store import documents_of, load_texts, short_key
-from reconciler.status.types import SourceStatus
 
 GIT_TIMEOUT = 120.0
 _CRED = re.compile(r"(?<=://)[^/@]+@")

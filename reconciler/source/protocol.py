@@ -6,8 +6,8 @@ model.  The controller keeps reconciling the last good revision while a newer on
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from reconciler.model import DesiredState
@@ -20,6 +20,22 @@ class Revision:
     errors: tuple[str, ...] = ()  # "file:line: field: message", with the commit for git
 
 
+@dataclass(frozen=True)
+class SourceStatus:
+    """Where the desired state came from (store directory or git) and how that went."""
+
+    kind: str  # "store" | "git"
+    url: str
+    path: str = ""
+    branch: str | None = None
+    last_applied_revision: str | None = None
+    last_attempted_revision: str | None = None
+    error: str | None = None  # validation error of the last attempted revision, with file:line
+    # resources this source defines at its last applied revision: "vm/NAME" -> "path:line"
+    # (lets `volctl apply` refuse to write a resource that git owns, naming repo and path)
+    owned: Mapping[str, str] = field(default_factory=dict)
+
+
 class Source(Protocol):
     kind: str  # "store" | "git"
     url: str
@@ -30,6 +46,10 @@ class Source(Protocol):
 
     def watch(self, on_change: Callable[[], None]) -> None:
         """Call on_change (debounced) when a new revision may be available."""
+        ...
+
+    def status(self) -> SourceStatus:
+        """Where this source reads from and how its last fetch went (shown in status)."""
         ...
 
     def close(self) -> None: ...

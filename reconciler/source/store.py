@@ -41,8 +41,7 @@ from reconciler.source.documents import (
     render,
     short_key,
 )
-from reconciler.source.protocol import Revision
-from reconciler.status.types import SourceStatus
+from reconciler.source.protocol import Revision, SourceStatus
 
 __all__ = [
     "SHORT_KINDS",

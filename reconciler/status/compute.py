@@ -20,6 +20,7 @@ from typing import Protocol
 from reconciler.model import DesiredState, Kind
 from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import Action, ActionKind, Plan
+from reconciler.source.protocol import SourceStatus
 from reconciler.status.kinds import Facts, Index, resource_facts
 from reconciler.status.types import (
     PASS_BUCKETS,
@@ -30,7 +31,6 @@ from reconciler.status.types import (
     Phase,
     ResourceStatus,
     Snapshot,
-    SourceStatus,
 )
 
 MAX_RESOURCE_EVENTS = 20

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from reconciler.source.protocol import SourceStatus
+
 
 class Phase(StrEnum):
     PENDING = "Pending"
@@ -83,22 +85,6 @@ class HostStatus:
     ram_used_foreign_mib: int = 0
     domains_ours: int = 0
     domains_foreign: int = 0
-
-
-@dataclass(frozen=True)
-class SourceStatus:
-    """Where the desired state came from (store directory or git) and how that went."""
-
-    kind: str  # "store" | "git"
-    url: str
-    path: str = ""
-    branch: str | None = None
-    last_applied_revision: str | None = None
-    last_attempted_revision: str | None = None
-    error: str | None = None  # validation error of the last attempted revision, with file:line
-    # resources this source defines at its last applied revision: "vm/NAME" -> "path:line"
-    # (lets `volctl apply` refuse to write a resource that git owns, naming repo and path)
-    owned: Mapping[str, str] = field(default_factory=dict)
 
 
 # Histogram bucket upper bounds (seconds) for reconcile pass durations.

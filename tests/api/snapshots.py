@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reconciler.source.protocol import SourceStatus
 from reconciler.status.types import (
     Condition,
     ConditionType,
@@ -11,7 +12,6 @@ from reconciler.status.types import (
     Phase,
     ResourceStatus,
     Snapshot,
-    SourceStatus,
 )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.backends.libvirt_backend import LibvirtHypervisor
-from reconciler.backends.protocols import CephAccess, DomainSpec
+from reconciler.payload import CephAccess, DomainSpec
 
 CEPH = CephAccess(
     monitors=(("127.0.0.1", 6789),),

@@ -11,11 +11,11 @@ from reconciler.backends.factory import (
     monitors_from_conf,
     parse_mon_host,
 )
-from reconciler.backends.protocols import DiskSpec
 from reconciler.config import CephConfig
 from reconciler.identity import XMLNS
 from reconciler.model import Host, Meta
 from reconciler.observe.types import OwnerMark
+from reconciler.payload import DiskSpec
 
 from .conftest import CEPH, spec
 

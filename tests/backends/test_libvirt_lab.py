@@ -18,10 +18,11 @@ import rados
 import rbd
 
 from reconciler.backends.libvirt_backend import LibvirtHypervisor
-from reconciler.backends.protocols import CephAccess, DiskSpec, DomainSpec, EventKind
+from reconciler.backends.protocols import EventKind
 from reconciler.backends.rbd_backend import RbdStorage
 from reconciler.lab.info import LabInfo
 from reconciler.observe.types import DomainState
+from reconciler.payload import CephAccess, DiskSpec, DomainSpec
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 # TCG on 2 shared cores: a boot takes 8-15 s idle but minutes when the machine is loaded

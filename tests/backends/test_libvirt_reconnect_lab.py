@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.backends.libvirt_backend import LibvirtHypervisor
-from reconciler.backends.protocols import CephAccess, DomainSpec, EventKind
+from reconciler.backends.protocols import EventKind
 from reconciler.lab.info import LabInfo
 from reconciler.lab.lab import Lab
+from reconciler.payload import CephAccess, DomainSpec
 
 pytestmark = pytest.mark.lab
 

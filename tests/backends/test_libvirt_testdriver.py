@@ -5,9 +5,9 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from reconciler.backends.protocols import DiskSpec
 from reconciler.errors import Conflict, NotFound
 from reconciler.observe.types import DomainState, OwnerMark
+from reconciler.payload import DiskSpec
 
 from .conftest import CEPH, HostFactory, spec
 

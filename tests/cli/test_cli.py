@@ -17,8 +17,9 @@ from source.specs import BASE, attachment, vm, volume
 from reconciler.api.server import ApiServer, serve
 from reconciler.cli.completion_cmd import script
 from reconciler.cli.main import main
+from reconciler.source.protocol import SourceStatus
 from reconciler.source.store import SpecStore
-from reconciler.status.types import Phase, Snapshot, SourceStatus
+from reconciler.status.types import Phase, Snapshot
 
 
 @pytest.fixture

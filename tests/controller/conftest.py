@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "execute"))
 
-from reconciler.backends.protocols import CephAccess, Hypervisor, Storage
+from reconciler.backends.protocols import Hypervisor, Storage
 from reconciler.controller.connections import StaticConnections
 from reconciler.controller.loop import Controller, EventSink, LoopSettings
 from reconciler.controller.passes import Engine, EngineSettings, Planner
@@ -33,8 +33,9 @@ from reconciler.model import (
     Volume,
     VolumeAttachment,
 )
+from reconciler.payload import CephAccess
 from reconciler.plan.settings import PlanSettings
-from reconciler.source.protocol import Revision
+from reconciler.source.protocol import Revision, SourceStatus
 from reconciler.status.store import StatusStore
 from reconciler.status.types import Snapshot
 
@@ -57,6 +58,7 @@ class MemorySource:
         self._n = 0
         self._rev = Revision("r0", state)
         self._cb: Callable[[], None] | None = None
+        self._good: str | None = None  # the last revision that had a desired state
         self._lock = threading.Lock()
         self.fetches = 0
         if state is not None:
@@ -66,6 +68,8 @@ class MemorySource:
         with self._lock:
             self._n += 1
             self._rev = Revision(f"r{self._n}", state, errors)
+            if state is not None:
+                self._good = self._rev.revision
         if self._cb is not None:
             self._cb()
 
@@ -76,6 +80,17 @@ class MemorySource:
 
     def watch(self, on_change: Callable[[], None]) -> None:
         self._cb = on_change
+
+    def status(self) -> SourceStatus:
+        with self._lock:
+            rev = self._rev
+        return SourceStatus(
+            self.kind,
+            self.url,
+            last_applied_revision=self._good,
+            last_attempted_revision=rev.revision,
+            error="\n".join(rev.errors) or None,
+        )
 
     def close(self) -> None:
         pass

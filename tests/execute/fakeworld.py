@@ -13,13 +13,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from reconciler.backends.protocols import (
-    CephAccess,
-    DiskSpec,
-    DomainEventCallback,
-    DomainSpec,
-    EventKind,
-)
+from reconciler.backends.protocols import DomainEventCallback, EventKind
 from reconciler.errors import Conflict, NotFound, Transient
 from reconciler.identity import MANAGED_BY, META_MANAGED_BY
 from reconciler.observe.types import (
@@ -31,6 +25,7 @@ from reconciler.observe.types import (
     ObservedStorage,
     OwnerMark,
 )
+from reconciler.payload import CephAccess, DiskSpec, DomainSpec
 
 CEPH = CephAccess(monitors=(("127.0.0.1", 6789),), auth_user="admin", secret_uuid="u-1")
 

@@ -13,7 +13,6 @@ import pytest
 from fakeworld import CEPH, FakeHypervisor, FakeStorage, Injector
 from structlog.testing import capture_logs
 
-from reconciler.backends.protocols import DiskSpec, DomainSpec
 from reconciler.errors import Terminal, Transient
 from reconciler.execute.executor import Executor, Limits
 from reconciler.execute.handlers import Backends
@@ -27,6 +26,7 @@ from reconciler.identity import (
     META_NAME,
 )
 from reconciler.observe.types import ObservedImage
+from reconciler.payload import DiskSpec, DomainSpec
 from reconciler.plan.actions import Action, ActionKind, Plan
 
 GIB = 1 << 30

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from reconciler import identity
-from reconciler.backends.protocols import CephAccess
 from reconciler.model import (
     DesiredState,
     Host,
@@ -27,6 +26,7 @@ from reconciler.observe.types import (
     ObservedStorage,
     ObservedWorld,
 )
+from reconciler.payload import CephAccess
 from reconciler.plan.actions import ActionKind, Plan
 from reconciler.plan.planner import plan
 from reconciler.plan.settings import PlanSettings
