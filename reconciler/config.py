@@ -10,6 +10,7 @@ The config holds the *path* of a Ceph conf/keyring and the libvirt secret uuid, 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import yaml
 from reconciler.errors import SpecError
 
 DEFAULT_API = "http://127.0.0.1:8470"
+# a browser origin as sent in `Origin:`; `null` (sandboxed pages, file://) is not one on purpose
+_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Config:
     console_dir: str = "/var/log/volctl/consoles"  # serial console logs, on each host
     ceph: CephConfig = field(default_factory=CephConfig)
     git: dict[str, Any] | None = None  # {url, branch, path, interval}
+    cors_origins: tuple[str, ...] = ()  # `cors: {origins: [...]}`: browser origins that may read
     path: str | None = None  # the file this came from
 
 
@@ -101,5 +105,22 @@ def _parse(path: Path) -> Config:
         console_dir=str(raw.get("consoleDir", base.console_dir)),
         ceph=ceph,
         git=raw.get("git"),
+        cors_origins=_cors_origins(path, raw.get("cors")),
         path=str(path),
     )
+
+
+def _cors_origins(path: Path, raw: Any) -> tuple[str, ...]:
+    """`cors: {origins: [ORIGIN, ...]}`; absent means no CORS (only same-origin pages)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or set(raw) != {"origins"} or not isinstance(raw["origins"], list):
+        raise SpecError(f"{path}: cors: must be a mapping with one key, origins: [ORIGIN, ...]")
+    for i, origin in enumerate(raw["origins"]):
+        if origin != "*" and not (isinstance(origin, str) and _ORIGIN.fullmatch(origin)):
+            raise SpecError(
+                f"{path}: cors.origins[{i}]: {origin!r} is not an origin: write "
+                "scheme://host[:port] as the browser sends it, e.g. http://dash.example:8080 "
+                "(no path, no trailing slash), or '*'"
+            )
+    return tuple(raw["origins"])

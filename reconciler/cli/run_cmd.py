@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_api:
         from reconciler.api.server import serve  # noqa: PLC0415 - only when serving
 
-        server = serve(rt.store.snapshot, args.listen or config.listen, config.token)
+        server = serve(
+            rt.store.snapshot, args.listen or config.listen, config.token, config.cors_origins
+        )
     try:
         if args.once:
             result = rt.controller.run_until_converged()
