@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.api import jsonp, seed
 from reconciler.api.server import ApiServer, serve
 from reconciler.config import load_config
 from reconciler.errors import SpecError
@@ -234,3 +235,8 @@ def test_cors_config_key(tmp_path: Path) -> None:
         cfg.write_text(bad)
         with pytest.raises(SpecError, match=re.escape(f"{cfg}: {field}")):
             load_config(str(cfg))
+
+
+def test_every_seed_endpoint_speaks_jsonp() -> None:
+    assert set(jsonp.FAILURE_KEY) == set(seed.MUTATING)
+    assert {"/vm/query", "/vm/types", "/image/list", "/volume/query", *seed.MUTATING} == jsonp.PATHS
