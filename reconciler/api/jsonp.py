@@ -53,6 +53,7 @@ FAILURE_KEY = {
     "/volume/detach": "status",
 }
 QUERY_PATHS = frozenset({"/vm/query", "/vm/types", "/image/list", "/volume/query"})
+ID_PARAM = {"/vm/query": "vmid", "/volume/query": "volumeid"}
 PATHS = QUERY_PATHS | frozenset(FAILURE_KEY)
 NO_HEADER_ERROR = (
     "a bearer token is required: this volctl has a token configured and a JSONP request "
@@ -99,6 +100,16 @@ def refused(path: str) -> Reply:
 
 def token_required(path: str) -> Reply:
     return Reply(200, failure(path, NO_HEADER_ERROR))
+
+
+def answer(path: str, reply: Reply) -> Reply:
+    """A query endpoint's reply as JSONP sends it: the same body, except that a 400 (which
+    quotes the malformed value in the plain mode) says what is expected without quoting it,
+    so that nothing from the request but the validated callback name reaches the script."""
+    if reply.status != 400:
+        return reply
+    param = ID_PARAM.get(path, "the query")
+    return Reply(400, {"error": f"{path} needs {param}=N, a non-negative integer, given once"})
 
 
 def wrap(name: str, reply: Reply) -> Reply:

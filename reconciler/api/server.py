@@ -261,7 +261,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path in seed.MUTATING:
             return jsonp.wrap(name, jsonp.refused(path))
         reply = seed.route(self.server.snapshot_fn(), path, query)
-        return jsonp.wrap(name, reply or Reply(404, {"error": f"no such endpoint: {path}"}))
+        if reply is None:  # cannot happen: every jsonp.PATHS entry is a seed endpoint
+            reply = Reply(404, {"error": f"no such endpoint: {path}"})
+        return jsonp.wrap(name, jsonp.answer(path, reply))
 
     def _drain(self) -> None:
         """Read (and ignore) a request body so keep-alive connections stay in sync."""

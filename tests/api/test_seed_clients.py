@@ -34,7 +34,6 @@ MUTATING = {
 QUERIES = {  # path: its status in the plain mode
     "/vm/query?vmid=100": 200,
     "/vm/query?vmid=999": 404,
-    "/vm/query?vmid=abc": 400,
     "/vm/types": 200,
     "/image/list": 200,
     "/volume/query?volumeid=500": 200,
@@ -95,6 +94,26 @@ def test_jsonp_wraps_exactly_the_plain_body_with_200(
     assert headers["Content-Type"] == "application/javascript; charset=utf-8"
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert script_call(body, "jQuery36101_17000") == json.loads(plain)
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/vm/query?vmid=%3Cimg%20src%3Dx%3E", "vmid"),
+        ("/vm/query", "vmid"),
+        ("/volume/query?volumeid=1&volumeid=2", "volumeid"),
+        ("/volume/query?volumeid=%E2%80%A8", "volumeid"),
+    ],
+)
+def test_jsonp_bad_parameters_are_explained_without_echo(
+    server: ApiServer, path: str, param: str
+) -> None:
+    assert raw(server, path)[0] == 400  # the plain mode
+    status, _, body = raw(server, with_callback(path, "cb"))
+    assert status == 200
+    endpoint = path.split("?", maxsplit=1)[0]
+    expected = f"{endpoint} needs {param}=N, a non-negative integer, given once"
+    assert script_call(body, "cb") == {"error": expected}
 
 
 def test_jsonp_unknown_id_is_the_seed_error_body(server: ApiServer) -> None:
