@@ -19,6 +19,7 @@ from reconciler.loading.yamldoc import Document
 from reconciler.model import Kind
 
 _MAX_SUGGESTION_POOL = 5000
+_MAX_LISTED = 8  # names listed per source in a "not defined" message
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,15 @@ def index(entries: Iterable[Entry]) -> tuple[dict[Kind, dict[str, Entry]], list[
     return by_kind, problems
 
 
-def check(by_kind: Mapping[Kind, Mapping[str, Entry]]) -> list[Diagnostic]:
-    """Diagnostics for ids, references and attachments across all documents."""
+def check(
+    by_kind: Mapping[Kind, Mapping[str, Entry]], origins: Mapping[str, str] | None = None
+) -> list[Diagnostic]:
+    """Diagnostics for ids, references and attachments across all documents.
+
+    With `origins` (display file name -> source, for merged sources) an unresolved reference
+    also says what each source defines, so "not defined" is never ambiguous about where the
+    loader looked.
+    """
     problems: list[Diagnostic] = []
     for kind, field, label in UNIQUE_IDS:
         seen: dict[Any, Entry] = {}
@@ -108,6 +116,8 @@ def check(by_kind: Mapping[Kind, Mapping[str, Entry]]) -> list[Diagnostic]:
             ref = entry.spec.get(field)
             if ref is not None and ref not in targets:
                 hint = _suggest(ref, target, targets)
+                if origins:
+                    hint = _defined_by_source(target, targets, origins, hint)
                 problems.append(
                     entry.problem(
                         ("spec", field),
@@ -146,6 +156,24 @@ def assign_pmids(hosts: Mapping[str, Entry]) -> dict[str, int]:
 
 def _valid(entries: Mapping[str, Entry]) -> Iterable[Entry]:
     return (entry for entry in entries.values() if entry.valid)
+
+
+def _defined_by_source(
+    target: Kind, targets: Mapping[str, Entry], origins: Mapping[str, str], hint: str
+) -> str:
+    """ "; did you mean 'a'? (Images defined: git 1a2b3c4d5e6f: c; store: a, b)": every
+    source is named, also one that defines none."""
+    by_source: dict[str, list[str]] = {source: [] for source in sorted(set(origins.values()))}
+    for name, entry in sorted(targets.items()):
+        by_source.setdefault(origins.get(entry.document.file, "?"), []).append(name)
+    if not targets:
+        return f" (no {target.value} is defined at all; looked in {' and '.join(by_source)})"
+    shown = []
+    for source, names in by_source.items():
+        listed = ", ".join(names[:_MAX_LISTED]) if names else "none"
+        more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
+        shown.append(f"{source}: {listed}{more}")
+    return f"{hint} ({target.value}s defined: {'; '.join(shown)})"
 
 
 def _suggest(ref: str, target: Kind, targets: Mapping[str, Entry]) -> str:

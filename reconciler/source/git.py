@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from pathlib import Path
 from reconciler.errors import SpecError
 from reconciler.loading import sources as spec_sources
 from reconciler.loading.diagnostics import SpecValidationError
+from reconciler.model import DesiredState
 from reconciler.source.protocol import Revision, SourceStatus
 from reconciler.source.store import documents_of, load_texts, short_key
 
@@ -42,8 +44,35 @@ class GitError(SpecError):
     """git itself failed (unreachable remote, unknown branch)."""
 
 
+Validate = Callable[[str, list[tuple[str, str]]], DesiredState]
+"""(commit sha, repository-relative texts under the path) -> desired state; raises SpecError.
+The git source alone validates the commit by itself; `CompositeSource` merges the store in."""
+
+_HEX = re.compile(r"[0-9a-fA-F]{4,40}")
+_SCP = re.compile(r"^[\w.-]+@[\w.-]+:")
+
+
+def label(sha: str, name: str) -> str:
+    """How a file of a commit is named in diagnostics: "git 1a2b3c4d5e6f:specs/vm.yaml"."""
+    return f"git {sha[:12]}:{name}"
+
+
+def _local_path(url: str) -> str:
+    """A relative local path (`--git .`) made absolute: git runs inside the cache clone."""
+    if "://" in url or _SCP.match(url) or not Path(url).exists():
+        return url
+    return str(Path(url).resolve())
+
+
 class GitSource:
-    """A branch of a git repository; implements the `Source` protocol."""
+    """A branch of a git repository (or one pinned revision); implements `Source`.
+
+    With `rev` the source is pinned to that one revision (sha, branch, tag or any ref such
+    as `refs/pull/7/head`), fetched even when it is on no branch: that is what `volctl plan
+    --rev` reviews.  A pinned source never falls back to another commit and leaves the
+    controller's last-applied marker alone.  Without `cache_root` the clone lives in a
+    temporary directory removed by `close()` (CI runners rarely own /var/lib/volctl).
+    """
 
     kind = "git"
 
@@ -51,30 +80,39 @@ class GitSource:
         self,
         url: str,
         *,
-        cache_root: str | os.PathLike[str],
+        cache_root: str | os.PathLike[str] | None,
         branch: str = "main",
         path: str = ".",
         interval: float = 60.0,
+        rev: str | None = None,
     ) -> None:
-        self.raw_url = url
+        self.raw_url = _local_path(url)
         self.url = redact(url)
         self.branch = branch
+        self.rev = rev
         self.path = path.strip("/") or "."
         self.interval = interval
-        key = hashlib.sha256(f"{url}\0{branch}".encode()).hexdigest()[:12]
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if cache_root is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="volctl-git-")
+            cache_root = self._tmp.name
+        which = f"rev\0{self.raw_url}" if rev is not None else f"{self.raw_url}\0{branch}"
+        key = hashlib.sha256(which.encode()).hexdigest()[:12]
         self.cache = Path(cache_root) / "git" / key
         self.repo = self.cache / "repo"
         self._ref = f"refs/volctl/{branch}"
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._head: str | GitError | None = None  # newest commit (or why it is unknown)
+        self._fetched_at = 0.0
+        self._dirty = False
+        self._texts_cache: dict[str, list[tuple[str, str]]] = {}
+        self._verdict: tuple[tuple[str | None, str], Revision] | None = None
         self._last_attempted: str | None = None
         self._last_error: str | None = None
         self._good: Revision | None = None
-        self._bad: Revision | None = None
-        self._last: Revision | None = None
-        self._fetched_at = 0.0
-        self._dirty = False
+        self._good_sha: str | None = None
         self._good_texts: list[tuple[str, str]] = []
         if ".." in Path(self.path).parts or Path(self.path).is_absolute():
             raise SpecError(f"git path {path!r} must be relative to the repository root")
@@ -110,6 +148,8 @@ class GitSource:
 
     def _fetch_sha(self) -> str:
         self._ensure_repo()
+        if self.rev is not None:
+            return self._fetch_rev(self.rev)
         self._git(
             "fetch",
             "-q",
@@ -119,6 +159,47 @@ class GitSource:
             f"+refs/heads/{self.branch}:{self._ref}",
         )
         return self._git("rev-parse", "--verify", f"{self._ref}^{{commit}}").strip()
+
+    def _fetch_rev(self, rev: str) -> str:
+        """The commit `rev` names in the remote: a ref or tag is fetched by name (so a pull
+        request head that is on no branch works); a sha that was not advertised is looked
+        for after fetching every branch and tag."""
+        if re.fullmatch(r"[0-9a-fA-F]{40}", rev) and self._has_commit(rev):
+            return rev.lower()
+        try:
+            self._git("fetch", "-q", "--no-tags", "--force", self.raw_url, rev)
+            return self._git("rev-parse", "--verify", "FETCH_HEAD^{commit}").strip()
+        except GitError as exc:
+            if not _HEX.fullmatch(rev):
+                raise GitError(f"revision {rev!r} not found in {self.url}: {exc}") from exc
+        self._git(
+            "fetch",
+            "-q",
+            "--force",
+            self.raw_url,
+            "+refs/heads/*:refs/volctl-review/heads/*",
+            "+refs/tags/*:refs/volctl-review/tags/*",
+        )
+        if not self._has_commit(rev):
+            raise GitError(f"revision {rev!r} not found in {self.url}")
+        return self._git("rev-parse", "--verify", f"{rev}^{{commit}}").strip()
+
+    def _has_commit(self, rev: str) -> bool:
+        try:
+            self._git("rev-parse", "--verify", "-q", f"{rev}^{{commit}}")
+        except GitError:
+            return False
+        return True
+
+    def texts_at(self, sha: str) -> list[tuple[str, str]]:
+        """`_texts_at`, remembered for the last few commits (a commit never changes)."""
+        hit = self._texts_cache.get(sha)
+        if hit is None:
+            hit = self._texts_at(sha)
+            if len(self._texts_cache) >= 4:
+                self._texts_cache.pop(next(iter(self._texts_cache)))
+            self._texts_cache[sha] = hit
+        return list(hit)
 
     def _texts_at(self, sha: str) -> list[tuple[str, str]]:
         """The YAML files under the path at `sha`, named relative to the repository root.
@@ -149,7 +230,7 @@ class GitSource:
         problems = []
         for name in sorted(names):
             raw = self._git_bytes("cat-file", "blob", f"{sha}:{name}")
-            text, problem = spec_sources.decode(name, raw)
+            text, problem = spec_sources.decode(label(sha, name), raw)
             if problem is not None:
                 problems.append(problem)
             elif text is not None:
@@ -190,70 +271,100 @@ class GitSource:
     # ---- Source --------------------------------------------------------------------------
 
     def fetch(self) -> Revision:
-        """The newest revision; the remote is asked at most once per `interval` unless the
-        poller saw a new head, so frequent passes (resyncs, retries) cost no network."""
-        with self._lock:
-            now = time.monotonic()
-            fresh = now - self._fetched_at < self.interval
-            if self._last is not None and fresh and not self._dirty:
-                return self._last
-            self._dirty = False
-            self._fetched_at = now
-            self._last = self._fetch_locked()
-            return self._last
+        """The newest commit validated on its own (see `evaluate`)."""
+        return self.evaluate(self._alone)
 
-    def _fetch_locked(self) -> Revision:
-        try:
-            sha = self._fetch_sha()
-        except GitError as exc:
-            self._last_error = str(exc)
-            return Revision(self._last_attempted or "unknown", None, (str(exc),))
-        if self._good is None:
-            self._restore_good(sha)
-        if self._good is not None and sha == self._good.revision:
+    def _alone(self, sha: str, texts: list[tuple[str, str]]) -> DesiredState:
+        return load_texts([(label(sha, n), t) for n, t in texts], revision=sha)
+
+    def refresh(self) -> None:
+        """Ask the remote at the next fetch, whatever the interval (webhook, poller)."""
+        self._dirty = True
+
+    def evaluate(self, validate: Validate, key: str = "") -> Revision:
+        """The newest commit as `validate` judges it.
+
+        A commit that fails is rejected as a whole: the result then carries its errors and
+        the state of the last good commit (also the one remembered from before a restart),
+        judged again by `validate` because what it is merged with may have changed; no state
+        at all when there is none.  `key` names what else the verdict depends on (the
+        store's digest), so a pass that changed nothing re-validates nothing.
+        """
+        with self._lock:
+            sha, failure = self._newest()
+            if self._verdict is not None and self._verdict[0] == (sha, key):
+                return self._verdict[1]
+            result = self._judge_newest(sha, failure, validate)
+            self._verdict = ((sha, key), result)
+            return result
+
+    def _newest(self) -> tuple[str | None, tuple[str, ...]]:
+        """The newest commit; the remote is asked at most once per `interval` unless the
+        poller or a webhook saw a new head, so frequent passes cost no network."""
+        fresh = time.monotonic() - self._fetched_at < self.interval
+        if self._head is None or self._dirty or not (fresh or self.rev is not None):
+            self._dirty = False
+            self._fetched_at = time.monotonic()
+            try:
+                self._head = self._fetch_sha()
+            except GitError as exc:
+                self._head = exc
+        if isinstance(self._head, GitError):
+            self._last_error = str(self._head)
+            return None, (str(self._head),)
+        return self._head, ()
+
+    def _judge_newest(
+        self, sha: str | None, failure: tuple[str, ...], validate: Validate
+    ) -> Revision:
+        errors = failure
+        if sha is not None:
             self._last_attempted = sha
-            self._last_error = None
-            return self._good
-        if self._bad is not None and sha == self._bad.revision:
-            return self._bad
-        self._last_attempted = sha
-        rev = self._load(sha)
-        if rev.state is not None:
-            self._good = rev
-            self._last_error = None
-            self._bad = None
-            self._remember(sha)
-        else:
-            self._bad = rev
-            self._last_error = "\n".join(rev.errors)
+            rev, texts = self._judge(sha, validate)
+            self._last_error = "\n".join(rev.errors) or None
+            if rev.state is not None:
+                self._accept(sha, rev, texts)
+                return rev
+            errors = rev.errors
+        fallback = self._fallback(sha, validate)
+        if fallback is not None:
+            return Revision(fallback.revision, fallback.state, errors)
+        return Revision(sha or self._last_attempted or "unknown", None, errors)
+
+    def _judge(self, sha: str, validate: Validate) -> tuple[Revision, list[tuple[str, str]]]:
+        try:
+            texts = self.texts_at(sha)
+            state = validate(sha, texts)
+        except SpecValidationError as exc:
+            return Revision(sha, None, tuple(str(d) for d in exc.diagnostics)), []
+        except SpecError as exc:
+            return Revision(sha, None, (f"git {sha[:12]}: {exc}",)), []
+        return Revision(state.revision or sha, state), texts
+
+    def _fallback(self, newest: str | None, validate: Validate) -> Revision | None:
+        """The last good commit (or the one remembered across a restart), if still valid."""
+        if self.rev is not None:
+            return None  # a review judges exactly the commit asked for
+        good = self._good_sha or self._remembered()
+        if good is None or good == newest:
+            return None
+        rev, texts = self._judge(good, validate)
+        if rev.state is None:
+            return None
+        self._accept(good, rev, texts)
         return rev
 
-    def _load(self, sha: str) -> Revision:
-        short = sha[:12]
-        try:
-            texts = self._texts_at(sha)
-            state = load_texts(texts, revision=sha)
-        except SpecValidationError as exc:
-            errs = tuple(f"commit {short}: {d}" for d in exc.diagnostics)
-            return Revision(sha, None, errs)
-        except SpecError as exc:
-            return Revision(sha, None, (f"commit {short}: {exc}",))
-        self._good_texts = texts
-        return Revision(sha, state)
+    def _accept(self, sha: str, rev: Revision, texts: list[tuple[str, str]]) -> None:
+        changed = sha != self._good_sha
+        self._good, self._good_sha, self._good_texts = rev, sha, texts
+        if changed and self.rev is None:
+            self._remember(sha)
 
-    def _restore_good(self, newest: str) -> None:
-        """After a restart, the last applied commit from before (if still valid) is in force
-        until a newer commit validates."""
-        marker = self.cache / "last-applied"
+    def _remembered(self) -> str | None:
         try:
-            sha = marker.read_text().strip()
+            return (self.cache / "last-applied").read_text().strip() or None
         except OSError:
-            return
-        if not sha or sha == newest:
-            return
-        rev = self._load(sha)
-        if rev.state is not None:
-            self._good = rev
+            return None
 
     def _remember(self, sha: str) -> None:
         marker = self.cache / "last-applied"
@@ -280,14 +391,16 @@ class GitSource:
             url=self.url,
             path=self.path,
             branch=self.branch,
-            last_applied_revision=self._good.revision if self._good else None,
+            last_applied_revision=self._good_sha,
             last_attempted_revision=self._last_attempted,
             error=self._last_error,
             owned=self.owned(),
         )
 
     def watch(self, on_change: Callable[[], None]) -> None:
-        """Poll the remote every `interval` seconds (git has no push channel to us)."""
+        """Poll the remote every `interval` seconds (`refresh()` is the push channel)."""
+        if self.rev is not None:
+            return  # a pinned revision never changes
 
         def loop() -> None:
             while not self._stop.wait(self.interval):
@@ -310,3 +423,6 @@ class GitSource:
         if self._thread is not None:
             self._thread.join(timeout=GIT_TIMEOUT)
             self._thread = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
