@@ -277,6 +277,14 @@ class GitSource:
     def _alone(self, sha: str, texts: list[tuple[str, str]]) -> DesiredState:
         return load_texts([(label(sha, n), t) for n, t in texts], revision=sha)
 
+    def head(self) -> str:
+        """The newest commit of the branch (or the pinned revision); raises GitError."""
+        with self._lock:
+            sha, failure = self._newest()
+        if sha is None:
+            raise GitError(failure[0])
+        return sha
+
     def refresh(self) -> None:
         """Ask the remote at the next fetch, whatever the interval (webhook, poller)."""
         self._dirty = True
