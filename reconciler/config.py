@@ -44,6 +44,7 @@ class Config:
     ceph: CephConfig = field(default_factory=CephConfig)
     git: dict[str, Any] | None = None  # {url, branch, path, interval}
     cors_origins: tuple[str, ...] = ()  # `cors: {origins: [...]}`: browser origins that may read
+    webhook: dict[str, Any] | None = None  # {token} or {tokenFile}: enables POST /hooks/git
     path: str | None = None  # the file this came from
 
 
@@ -106,6 +107,7 @@ def _parse(path: Path) -> Config:
         ceph=ceph,
         git=raw.get("git"),
         cors_origins=_cors_origins(path, raw.get("cors")),
+        webhook=raw.get("webhook"),
         path=str(path),
     )
 

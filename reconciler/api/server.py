@@ -32,8 +32,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from reconciler.api import jsonp, metrics, seed, v1
+from reconciler.api import hooks, jsonp, metrics, seed, v1
 from reconciler.api.cors import Cors, not_configured
+from reconciler.api.hooks import GitHook
 from reconciler.api.seed import Reply
 from reconciler.status.types import Snapshot
 
@@ -92,6 +93,7 @@ class _Server(ThreadingHTTPServer):
         snapshot_fn: Callable[[], Snapshot],
         token: str | None,
         cors: Cors | None = None,
+        git_hook: GitHook | None = None,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -99,6 +101,7 @@ class _Server(ThreadingHTTPServer):
         self.snapshot_fn = snapshot_fn
         self.token = token
         self.cors = cors
+        self.git_hook = git_hook
         # encoded /api/v1 answers of the current snapshot: a snapshot never changes, so the
         # same request gets the same bytes until the controller publishes the next one
         self._cache_lock = threading.Lock()
@@ -188,9 +191,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _dispatch(self, method: str) -> Reply:
-        self._drain()
+        body = self._drain()
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
+        if path == hooks.PATH:  # its own token: a forge calls it, not a REST client
+            return hooks.receive(self.server.git_hook, method, self.headers, body)
         if method == "OPTIONS":
             return self._preflight()
         scripted = self._jsonp(method, path, url.query)
@@ -265,13 +270,15 @@ class _Handler(BaseHTTPRequestHandler):
             reply = Reply(404, {"error": f"no such endpoint: {path}"})
         return jsonp.wrap(name, jsonp.answer(path, reply))
 
-    def _drain(self) -> None:
-        """Read (and ignore) a request body so keep-alive connections stay in sync."""
+    def _drain(self) -> bytes:
+        """Read a request body (only a webhook signature looks at it) so keep-alive
+        connections stay in sync."""
         length = self.headers.get("Content-Length")
         if length and length.isdigit() and 0 < int(length) <= 1 << 20:
-            self.rfile.read(int(length))
-        elif (length and length != "0") or self.headers.get("Transfer-Encoding"):
+            return self.rfile.read(int(length))
+        if (length and length != "0") or self.headers.get("Transfer-Encoding"):
             self.close_connection = True  # a body we will not read: do not reuse the stream
+        return b""
 
     def _static(self, path: str) -> Reply | None:
         if path in {"/", "/index.html"}:
@@ -314,10 +321,12 @@ def serve(
     listen: str = "127.0.0.1:8470",
     token: str | None = None,
     cors_origins: Iterable[str] = (),
+    git_hook: GitHook | None = None,
 ) -> ApiServer:
-    """Start serving in a daemon thread and return at once."""
+    """Start serving in a daemon thread and return at once; `git_hook` enables
+    `POST /hooks/git` (see `api/hooks.py`)."""
     cors = Cors.of(cors_origins)
-    httpd = _Server(parse_listen(listen), snapshot_fn, token or None, cors)
+    httpd = _Server(parse_listen(listen), snapshot_fn, token or None, cors, git_hook)
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="volctl-api", daemon=True
     )
