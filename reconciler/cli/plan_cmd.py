@@ -32,11 +32,11 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "plan",
         help="show what volctl would change now (exit 0: none, 2: changes, 1: error)",
-        description="Observe the hosts and the RBD pool, plan against the desired state and "
-        "print the pending changes. Reads the configured source (store directory or git) "
-        "unless -f is given; with --git/--rev, plans that git revision merged with the apply "
-        "store (review a change before merging it). Exit 0 when in sync, 2 when there are "
-        "changes, 1 on error.",
+        description="Exit 0 when in sync, 2 when there are changes, 1 on error. Observe the "
+        "hosts and the RBD pool, plan against the desired state and print the pending "
+        "changes. Reads the configured source (store directory or git) unless -f is given; "
+        "with --git/--rev, plans that git revision merged with the apply store (review a "
+        "change before merging it).",
     )
     parser.add_argument(
         "-f",
