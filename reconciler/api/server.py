@@ -333,5 +333,11 @@ def serve(
     thread.start()
     server = ApiServer(httpd, thread)
     origins = sorted(cors.origins) if cors else []
-    log.info("api_listening", url=server.url, auth=bool(token), cors=origins)
+    log.info(
+        "api_listening",
+        url=server.url,
+        auth=bool(token),
+        cors=origins,
+        git_hook=git_hook is not None,
+    )
     return server

@@ -116,6 +116,10 @@ class GitSource:
         self._good_texts: list[tuple[str, str]] = []
         if ".." in Path(self.path).parts or Path(self.path).is_absolute():
             raise SpecError(f"git path {path!r} must be relative to the repository root")
+        for what, value in (("url", url), ("branch", branch), ("revision", rev or "x")):
+            # git would read a leading "-" as an option (--upload-pack=...)
+            if not value or value.startswith("-") or any(c.isspace() for c in value):
+                raise SpecError(f"git {what} {value!r} is not valid")
 
     # ---- git plumbing --------------------------------------------------------------------
 

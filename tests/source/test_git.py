@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.config import Config
+from reconciler.errors import SpecError
 from reconciler.loading.diagnostics import SpecValidationError
 from reconciler.source.composite import CompositeSource
 from reconciler.source.factory import build_source
@@ -163,3 +164,19 @@ def test_remote_is_asked_once_per_interval_and_the_poller_notices_commits(
         assert fast.fetch().revision == newest
     finally:
         fast.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "branch", "rev"),
+    [
+        ("--upload-pack=touch /tmp/x", "main", None),
+        ("file:///r", "-x", None),
+        ("file:///r", "main", "--upload-pack=touch /tmp/x"),
+        ("file:///r", "main", "a b"),
+    ],
+)
+def test_arguments_that_git_would_read_as_options_are_refused(
+    url: str, branch: str, rev: str | None, tmp_path: Path
+) -> None:
+    with pytest.raises(SpecError, match="is not valid"):
+        GitSource(url, cache_root=tmp_path, branch=branch, rev=rev)
