@@ -4,7 +4,7 @@ Why real git through subprocess: users point volctl at the repositories they alr
 (file://, ssh, https); only the git binary speaks all of those with the user's own
 credentials helpers and known_hosts.  The fetch is into a private cache clone under the state
 directory, the fetched commit of the branch is checked out there and the documents under the
-configured path are handed to the loader as one revision.
+configured path are handed to the loader as one revision (the plumbing is `gitrepo.py`).
 
 A revision that fails validation is rejected as a whole: the last good revision stays in
 force (also across restarts: its sha is remembered in the cache), and the error names the
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import subprocess
 import tempfile
 import threading
 import time
@@ -25,43 +23,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reconciler.errors import SpecError
-from reconciler.loading import sources as spec_sources
 from reconciler.loading.diagnostics import SpecValidationError
 from reconciler.model import DesiredState
+from reconciler.source.gitrepo import GIT_TIMEOUT, GitCache, GitError, label, local_path, redact
 from reconciler.source.protocol import Revision, SourceStatus
 from reconciler.source.store import documents_of, load_texts, short_key
 
-GIT_TIMEOUT = 120.0
-_CRED = re.compile(r"(?<=://)[^/@]+@")
-
-
-def redact(url: str) -> str:
-    """The URL without any user:password part, for status, logs and REST."""
-    return _CRED.sub("***@", url)
-
-
-class GitError(SpecError):
-    """git itself failed (unreachable remote, unknown branch)."""
-
+__all__ = ["GitError", "GitSource", "Validate", "label", "redact"]
 
 Validate = Callable[[str, list[tuple[str, str]]], DesiredState]
 """(commit sha, repository-relative texts under the path) -> desired state; raises SpecError.
 The git source alone validates the commit by itself; `CompositeSource` merges the store in."""
-
-_HEX = re.compile(r"[0-9a-fA-F]{4,40}")
-_SCP = re.compile(r"^[\w.-]+@[\w.-]+:")
-
-
-def label(sha: str, name: str) -> str:
-    """How a file of a commit is named in diagnostics: "git 1a2b3c4d5e6f:specs/vm.yaml"."""
-    return f"git {sha[:12]}:{name}"
-
-
-def _local_path(url: str) -> str:
-    """A relative local path (`--git .`) made absolute: git runs inside the cache clone."""
-    if "://" in url or _SCP.match(url) or not Path(url).exists():
-        return url
-    return str(Path(url).resolve())
 
 
 class GitSource:
@@ -86,7 +58,7 @@ class GitSource:
         interval: float = 60.0,
         rev: str | None = None,
     ) -> None:
-        self.raw_url = _local_path(url)
+        self.raw_url = local_path(url)
         self.url = redact(url)
         self.branch = branch
         self.rev = rev
@@ -100,7 +72,7 @@ class GitSource:
         key = hashlib.sha256(which.encode()).hexdigest()[:12]
         self.cache = Path(cache_root) / "git" / key
         self.repo = self.cache / "repo"
-        self._ref = f"refs/volctl/{branch}"
+        self._repo = GitCache(self.repo, self.raw_url, self.url)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -121,142 +93,21 @@ class GitSource:
             if not value or value.startswith("-") or any(c.isspace() for c in value):
                 raise SpecError(f"git {what} {value!r} is not valid")
 
-    # ---- git plumbing --------------------------------------------------------------------
-
-    def _git(self, *args: str, cwd: Path | None = None) -> str:
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-        try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=cwd or self.repo,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=GIT_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT:.0f}s") from exc
-        except OSError as exc:
-            raise GitError(f"cannot run git: {exc}") from exc
-        if done.returncode != 0:
-            msg = redact(done.stderr.strip() or done.stdout.strip())
-            raise GitError(f"git {args[0]} failed: {msg}")
-        return done.stdout
-
-    def _ensure_repo(self) -> None:
-        if (self.repo / ".git").is_dir():
-            return
-        self.repo.mkdir(parents=True, exist_ok=True)
-        self._git("init", "-q")
-
     def _fetch_sha(self) -> str:
-        self._ensure_repo()
         if self.rev is not None:
-            return self._fetch_rev(self.rev)
-        self._git(
-            "fetch",
-            "-q",
-            "--no-tags",
-            "--force",
-            self.raw_url,
-            f"+refs/heads/{self.branch}:{self._ref}",
-        )
-        return self._git("rev-parse", "--verify", f"{self._ref}^{{commit}}").strip()
-
-    def _fetch_rev(self, rev: str) -> str:
-        """The commit `rev` names in the remote: a ref or tag is fetched by name (so a pull
-        request head that is on no branch works); a sha that was not advertised is looked
-        for after fetching every branch and tag."""
-        if re.fullmatch(r"[0-9a-fA-F]{40}", rev) and self._has_commit(rev):
-            return rev.lower()
-        try:
-            self._git("fetch", "-q", "--no-tags", "--force", self.raw_url, rev)
-            return self._git("rev-parse", "--verify", "FETCH_HEAD^{commit}").strip()
-        except GitError as exc:
-            if not _HEX.fullmatch(rev):
-                raise GitError(f"revision {rev!r} not found in {self.url}: {exc}") from exc
-        self._git(
-            "fetch",
-            "-q",
-            "--force",
-            self.raw_url,
-            "+refs/heads/*:refs/volctl-review/heads/*",
-            "+refs/tags/*:refs/volctl-review/tags/*",
-        )
-        if not self._has_commit(rev):
-            raise GitError(f"revision {rev!r} not found in {self.url}")
-        return self._git("rev-parse", "--verify", f"{rev}^{{commit}}").strip()
-
-    def _has_commit(self, rev: str) -> bool:
-        try:
-            self._git("rev-parse", "--verify", "-q", f"{rev}^{{commit}}")
-        except GitError:
-            return False
-        return True
+            return self._repo.fetch_rev(self.rev)
+        return self._repo.fetch_branch(self.branch)
 
     def texts_at(self, sha: str) -> list[tuple[str, str]]:
-        """`_texts_at`, remembered for the last few commits (a commit never changes)."""
+        """The YAML files under the path at `sha` (repository-relative names), remembered
+        for the last few commits (a commit never changes)."""
         hit = self._texts_cache.get(sha)
         if hit is None:
-            hit = self._texts_at(sha)
+            hit = self._repo.texts_at(sha, self.path)
             if len(self._texts_cache) >= 4:
                 self._texts_cache.pop(next(iter(self._texts_cache)))
             self._texts_cache[sha] = hit
         return list(hit)
-
-    def _texts_at(self, sha: str) -> list[tuple[str, str]]:
-        """The YAML files under the path at `sha`, named relative to the repository root.
-
-        Read from the object store (`ls-tree` + `cat-file`), which is the checked-out
-        revision without a working tree: the CLI can read the same cache while the
-        controller fetches, and no stray local file can ever sneak into a revision.
-        """
-        prefix = "" if self.path == "." else self.path.rstrip("/") + "/"
-        listing = self._git("ls-tree", "-r", "-z", "--full-tree", sha, "--", prefix or ".")
-        names: list[str] = []
-        for entry in listing.split("\0"):
-            if not entry.strip():
-                continue
-            meta, _, name = entry.partition("\t")
-            if meta.split()[1] != "blob":
-                continue
-            rel = name[len(prefix) :] if prefix and name.startswith(prefix) else name
-            parts = rel.split("/")
-            if any(p.startswith(".") for p in parts) or not name.endswith(spec_sources.SUFFIXES):
-                continue
-            names.append(name)
-        if not names:
-            if prefix and not self._git("ls-tree", sha, "--", prefix.rstrip("/")).strip():
-                raise GitError(f"path {self.path!r} does not exist in commit {sha[:12]}")
-            return []
-        out: list[tuple[str, str]] = []
-        problems = []
-        for name in sorted(names):
-            raw = self._git_bytes("cat-file", "blob", f"{sha}:{name}")
-            text, problem = spec_sources.decode(label(sha, name), raw)
-            if problem is not None:
-                problems.append(problem)
-            elif text is not None:
-                out.append((name, text))
-        if problems:
-            raise SpecValidationError(problems)
-        return out
-
-    def _git_bytes(self, *args: str) -> bytes:
-        try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=self.repo,
-                capture_output=True,
-                timeout=GIT_TIMEOUT,
-                check=False,
-            )
-        except (subprocess.TimeoutExpired, OSError) as exc:
-            raise GitError(f"git {args[0]} failed: {exc}") from exc
-        if done.returncode != 0:
-            raise GitError(f"git {args[0]} failed: {done.stderr.decode(errors='replace')}")
-        return done.stdout
 
     def cached_texts(self) -> list[tuple[str, str]]:
         """Texts of the last applied commit from the cache, without fetching (for the CLI,
@@ -265,10 +116,10 @@ class GitSource:
             sha = (self.cache / "last-applied").read_text().strip()
         except OSError:
             return []
-        if not sha or not (self.repo / ".git").is_dir():
+        if not sha or not self._repo.exists():
             return []
         try:
-            return self._texts_at(sha)
+            return self._repo.texts_at(sha, self.path)
         except (GitError, SpecValidationError):
             return []
 
@@ -417,7 +268,7 @@ class GitSource:
         def loop() -> None:
             while not self._stop.wait(self.interval):
                 try:
-                    out = self._git("ls-remote", self.raw_url, f"refs/heads/{self.branch}")
+                    out = self._repo.git("ls-remote", self.raw_url, f"refs/heads/{self.branch}")
                 except GitError:
                     self._dirty = True
                     on_change()  # let the pass record the error
