@@ -236,11 +236,6 @@ class GitSource:
         tmp.replace(marker)
 
     @property
-    def good_texts(self) -> list[tuple[str, str]]:
-        """Texts of the last applied revision (empty before the first good one)."""
-        return list(self._good_texts)
-
-    @property
     def good_revision(self) -> Revision | None:
         return self._good
 
