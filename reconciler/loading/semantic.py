@@ -110,20 +110,7 @@ def check(
                         f"({first.where()})",
                     )
                 )
-    for kind, field, target in REFERENCES:
-        targets = by_kind[target]
-        for entry in _valid(by_kind[kind]):
-            ref = entry.spec.get(field)
-            if ref is not None and ref not in targets:
-                hint = _suggest(ref, target, targets)
-                if origins:
-                    hint = _defined_by_source(target, targets, origins, hint)
-                problems.append(
-                    entry.problem(
-                        ("spec", field),
-                        f"refers to {target.value} {show(ref)}, which is not defined{hint}",
-                    )
-                )
+    problems.extend(_unresolved(by_kind, origins or {}))
     attached: dict[str, Entry] = {}
     for entry in _valid(by_kind[Kind.VOLUME_ATTACHMENT]):
         volume = entry.spec.get("volume")
@@ -158,22 +145,55 @@ def _valid(entries: Mapping[str, Entry]) -> Iterable[Entry]:
     return (entry for entry in entries.values() if entry.valid)
 
 
+def _unresolved(
+    by_kind: Mapping[Kind, Mapping[str, Entry]], origins: Mapping[str, str]
+) -> list[Diagnostic]:
+    """A diagnostic for every reference to a name its kind does not define."""
+    problems: list[Diagnostic] = []
+    listed: dict[Kind, str] = {}  # once per kind: a big state has many names
+    for kind, field, target in REFERENCES:
+        targets = by_kind[target]
+        for entry in _valid(by_kind[kind]):
+            ref = entry.spec.get(field)
+            if ref is None or ref in targets:
+                continue
+            if not origins:
+                hint = _suggest(ref, target, targets)
+            elif not targets:
+                hint = _nowhere(target, origins)
+            else:
+                if target not in listed:
+                    listed[target] = _defined_by_source(target, targets, origins)
+                hint = _suggest(ref, target, targets) + listed[target]
+            problems.append(
+                entry.problem(
+                    ("spec", field),
+                    f"refers to {target.value} {show(ref)}, which is not defined{hint}",
+                )
+            )
+    return problems
+
+
+def _nowhere(target: Kind, origins: Mapping[str, str]) -> str:
+    """ " (no Image is defined at all; looked in git 1a2b3c4d5e6f and store)"."""
+    sources = " and ".join(sorted(set(origins.values())))
+    return f" (no {target.value} is defined at all; looked in {sources})"
+
+
 def _defined_by_source(
-    target: Kind, targets: Mapping[str, Entry], origins: Mapping[str, str], hint: str
+    target: Kind, targets: Mapping[str, Entry], origins: Mapping[str, str]
 ) -> str:
-    """ "; did you mean 'a'? (Images defined: git 1a2b3c4d5e6f: c; store: a, b)": every
-    source is named, also one that defines none."""
+    """ " (Images defined: git 1a2b3c4d5e6f: c; store: a, b)": every source is named, also
+    one that defines none."""
     by_source: dict[str, list[str]] = {source: [] for source in sorted(set(origins.values()))}
     for name, entry in sorted(targets.items()):
         by_source.setdefault(origins.get(entry.document.file, "?"), []).append(name)
-    if not targets:
-        return f" (no {target.value} is defined at all; looked in {' and '.join(by_source)})"
     shown = []
     for source, names in by_source.items():
         listed = ", ".join(names[:_MAX_LISTED]) if names else "none"
         more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
         shown.append(f"{source}: {listed}{more}")
-    return f"{hint} ({target.value}s defined: {'; '.join(shown)})"
+    return f" ({target.value}s defined: {'; '.join(shown)})"
 
 
 def _suggest(ref: str, target: Kind, targets: Mapping[str, Entry]) -> str:
