@@ -109,19 +109,23 @@ class GitSource:
             self._texts_cache[sha] = hit
         return list(hit)
 
-    def cached_texts(self) -> list[tuple[str, str]]:
-        """Texts of the last applied commit from the cache, without fetching (for the CLI,
-        which validates `apply` against what git defines).  Empty when there is none."""
+    def cached(self) -> tuple[str | None, list[tuple[str, str]]]:
+        """The last applied commit and its texts from the cache, without fetching (for the
+        CLI, which validates `apply` and `delete` against what git defines).  (None, []) when
+        there is none."""
+        sha = self._remembered()
+        if sha is None or not self._repo.exists():
+            return None, []
         try:
-            sha = (self.cache / "last-applied").read_text().strip()
-        except OSError:
-            return []
-        if not sha or not self._repo.exists():
-            return []
-        try:
-            return self._repo.texts_at(sha, self.path)
+            return sha, self._repo.texts_at(sha, self.path)
         except (GitError, SpecValidationError):
-            return []
+            return None, []
+
+    def cached_texts(self) -> list[tuple[str, str]]:
+        """`cached()` named as diagnostics name git files ("git 1a2b3c4d5e6f:specs/vm.yaml"),
+        so an error in a git document is never mistaken for one in the user's own files."""
+        sha, texts = self.cached()
+        return [(label(sha, n), t) for n, t in texts] if sha else []
 
     # ---- Source --------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.config import Config
+from reconciler.loading.diagnostics import SpecValidationError
 from reconciler.source.composite import CompositeSource
 from reconciler.source.factory import build_source
 from reconciler.source.store import SpecStore
@@ -137,3 +138,19 @@ def test_no_state_before_the_first_good_merge_and_the_store_stays_live(
     rev = src.fetch()
     assert rev.state is not None
     assert set(rev.state.vms) == {"web"}
+
+
+def test_deleting_from_the_store_what_a_commit_uses_names_the_git_file(
+    workloads: Path, tmp_path: Path
+) -> None:
+    src, store = composite(tmp_path, workloads)
+    store.apply([("inventory.yaml", BASE)])
+    sha = commit(workloads, {"specs/web.yaml": vm("web")}, "web uses the store's image")
+    assert src.fetch().state is not None
+    with pytest.raises(SpecValidationError) as refused:
+        store.delete([("Image", "cirros")], context=src.git.cached_texts())
+    assert (
+        f"git {sha[:12]}:specs/web.yaml:4: VirtualMachine/web: spec.image: refers to Image "
+        "'cirros', which is not defined" in str(refused.value)
+    ), refused.value
+    assert store.read("Image", "cirros") is not None
