@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler.api.seed import Reply, attached_vm, tid_of
 from reconciler.source.protocol import SourceStatus
-from reconciler.status.types import Event, HostStatus, ResourceStatus, Snapshot
+from reconciler.status.types import Event, HostStatus, Phase, ResourceStatus, Snapshot
 
 # collection name -> ResourceStatus.kind
 COLLECTIONS: dict[str, str] = {
@@ -86,7 +86,7 @@ def host_json(h: HostStatus) -> dict[str, Any]:
         "ramUsedForeignMiB": h.ram_used_foreign_mib,
         "domainsOurs": h.domains_ours,
         "domainsForeign": h.domains_foreign,
-        "phase": "Ready" if h.reachable else "Unknown",
+        "phase": str(Phase.READY if h.reachable else Phase.UNKNOWN),
     }
 
 
