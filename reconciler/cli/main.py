@@ -18,6 +18,7 @@ from reconciler.cli import (
     delete_cmd,
     describe_cmd,
     diff_cmd,
+    doctor_cmd,
     get_cmd,
     lab_cmd,
     legacy_cmd,
@@ -43,6 +44,7 @@ COMMANDS = (
     get_cmd,
     describe_cmd,
     completion_cmd,
+    doctor_cmd,
 )
 
 

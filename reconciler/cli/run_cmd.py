@@ -4,6 +4,11 @@ Desired state comes from the apply store directory (always) and, with `--git` or
 section in the config, from a git repository.  The loop runs until SIGINT/SIGTERM; status
 is served by `reconciler.api.server` on `--listen`.  `--once` runs passes until the world
 converges or stops making progress and exits 0 only if it converged.
+
+Under systemd (`Type=notify`, contrib/systemd/volctl.service) it sends READY=1 after the
+first pass, a STATUS= line after every pass and STOPPING=1 on SIGTERM/SIGINT.  A signal lets
+the pass in progress finish its running calls, start nothing new and write status; the
+process then exits 0.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from reconciler.cli.reconcile_cmd import summary
 from reconciler.config import load_config
 from reconciler.controller.loop import LoopSettings
 from reconciler.controller.oneshot import source_for
-from reconciler.controller.passes import EngineSettings
+from reconciler.controller.passes import EngineSettings, PassResult
+from reconciler.controller.sdnotify import notify
 from reconciler.controller.triggers import Resync
 from reconciler.controller.wiring import build_runtime
 from reconciler.execute.executor import Limits
@@ -101,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         _stop_on_signals(rt.controller.stop)
         rt.controller.watch_source()
         log.info("controller.start", source=source.kind, url=source.url)
-        rt.controller.run()
+        rt.controller.run(after_pass=_Readiness())
         log.info("controller.stop")
         return 0
     finally:
@@ -116,7 +122,25 @@ def _stop_on_signals(stop: Any) -> None:
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         log.info("signal", signal=signal.Signals(signum).name)
+        notify("STOPPING=1", "STATUS=stopping: finishing the running calls")
         stop()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+class _Readiness:
+    """After each pass: STATUS= for `systemctl status`; READY=1 once, after the first."""
+
+    def __init__(self) -> None:
+        self.ready = False
+
+    def __call__(self, result: PassResult) -> None:
+        snap = result.snapshot
+        state = "converged" if snap.converged else f"{snap.pending_actions} action(s) pending"
+        lines = [f"STATUS=pass {result.reconcile_id}: {state}"]
+        if not self.ready:
+            lines.insert(0, "READY=1")
+            log.info("controller.ready", reconcile_id=result.reconcile_id)
+        notify(*lines)
+        self.ready = True

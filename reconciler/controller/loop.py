@@ -6,11 +6,13 @@ After each pass the loop arms: the resync timer; a retry timer for the earliest 
 action; and, when the pass made progress but work remains (a step that needs a fresh
 observation, like attaching after a detach completed), a short requeue that backs off if
 progress keeps not converging (a guest that dies right after every start cannot spin the
-loop).  `stop()` ends the loop after the current pass.
+loop).  `stop()` ends the loop: the pass in progress lets its running calls finish (each
+has a timeout), starts no new action, writes status and returns (see Engine.stop).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -85,8 +87,16 @@ class Controller:
         self.engine.source.refresh()
         self.triggers.kick(SOURCE)
 
-    def run(self, *, max_passes: int | None = None) -> Snapshot:
-        """Run passes until stop() (or max_passes); returns the last snapshot."""
+    def run(
+        self,
+        *,
+        max_passes: int | None = None,
+        after_pass: Callable[[PassResult], None] | None = None,
+    ) -> Snapshot:
+        """Run passes until stop() (or max_passes); returns the last snapshot.
+
+        AFTER_PASS is called with each finished pass (the service reports readiness to
+        systemd after the first one)."""
         self.triggers.kick(START)
         while not self.triggers.stopped:
             reasons = self.triggers.wait()
@@ -94,7 +104,11 @@ class Controller:
                 break
             result = self.engine.run_pass(frozenset(reasons))
             self.passes += 1
+            if self.engine.stopping.is_set():  # stop() arrived during the pass
+                break
             self.arm(result)
+            if after_pass is not None:
+                after_pass(result)
             if max_passes is not None and self.passes >= max_passes:
                 break
         return self.store.snapshot()
@@ -127,7 +141,9 @@ class Controller:
             self._requeues = 0
 
     def stop(self) -> None:
+        """End the loop; a pass in progress starts no new action and returns soon."""
         self.triggers.stop()
+        self.engine.stop()
 
 
 __all__ = ["EVENT", "Controller", "EventSink", "LoopSettings"]

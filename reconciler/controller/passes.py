@@ -12,6 +12,7 @@ reconciliation: the last good desired state stays in force and the error goes to
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -92,6 +93,13 @@ class Engine:
         self.clock = clock
         self.last_good: DesiredState | None = None
         self.last_good_revision: str | None = None
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Wind down (SIGTERM): the pass in progress lets running calls finish, starts no
+        new action (they end SKIPPED and are planned again by the next controller), skips the
+        verifying observation and still writes status."""
+        self.stopping.set()
 
     def run_pass(self, reasons: frozenset[str] = frozenset()) -> PassResult:
         """One full pass; never raises (except KeyboardInterrupt/SystemExit)."""
@@ -134,7 +142,7 @@ class Engine:
         if st.plan.empty:
             return
         st.report = self._executor().run(st.plan, reconcile_id=rid)
-        if st.report.ran and self.settings.verify:
+        if st.report.ran and self.settings.verify and not self.stopping.is_set():
             st.observed = self.connections.observe(desired)
             st.remaining = self.planner(desired, st.observed, self.plan_settings)
         elif st.report.ran:
@@ -171,7 +179,13 @@ class Engine:
             detach_poll=self.settings.detach_poll,
             pool=self.plan_settings.pool,
         )
-        return Executor(backends, limits=self.settings.limits, retry=self.retry, clock=self.clock)
+        return Executor(
+            backends,
+            limits=self.settings.limits,
+            retry=self.retry,
+            clock=self.clock,
+            stopping=self.stopping,
+        )
 
     def _finalize(self, st: _PassState, rid: str, seconds: float) -> Snapshot:
         p = PassInput(

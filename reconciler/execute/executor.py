@@ -6,11 +6,14 @@ one libvirt host and `Limits.overall` in total.  A failed action blocks only the
 that depend on it (they end SKIPPED); independent work goes on.  Nothing raises out of
 `Executor.run`: every action ends as an `Outcome`, and transient failures come back with the
 delay after which the controller should try again.  The executor does not believe its own
-success: the controller re-observes before it reports anything as done.
+success: the controller re-observes before it reports anything as done.  When `stopping`
+is set (the controller got SIGTERM), actions not yet started end SKIPPED while the running
+ones finish: every backend call has a timeout, so stopping never cuts a call in half.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -81,11 +84,13 @@ class Executor:
         limits: Limits | None = None,
         retry: RetryTracker | None = None,
         clock: Callable[[], float] = time.time,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.backends = backends
         self.limits = limits or Limits()
         self.retry = retry or RetryTracker()
         self.clock = clock
+        self.stopping = stopping or threading.Event()
 
     def run(self, plan: Plan, *, reconcile_id: str = "") -> ExecutionReport:
         t0 = time.monotonic()
@@ -118,6 +123,13 @@ class Executor:
 
     def _schedule(self, st: _RunState, pool: ThreadPoolExecutor, bound: _Log) -> bool:
         """Resolve skips and holds, start what may start; True if anything moved."""
+        if self.stopping.is_set() and st.pending:
+            for action in st.pending:
+                st.done[action.id] = Outcome(
+                    action, Result.SKIPPED, "controller stopping", retry_after=0.0, ran=False
+                )
+            st.pending.clear()
+            return True
         changed = False
         for action in list(st.pending):
             deps = [d for d in action.depends_on if d in st.in_plan]

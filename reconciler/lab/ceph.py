@@ -5,8 +5,12 @@ block device; `paxos propose interval = 0.02` makes every map change (pool creat
 take milliseconds instead of a second; `osd fast shutdown = false` keeps memstore's data over
 an OSD restart; client settings live only in [client] so daemons keep their own keyrings and
 logs.  All keys are generated offline with ceph-authtool and imported at mon mkfs, so no auth
-round trips are needed.  Daemons are stopped by their pid files (mgr and OSD first, then the
-mon, so the OSD gets its "mark me down" ack at once).
+round trips are needed.  The controller does not use client.admin: `client.volctl` gets the
+least privilege it needs (`mon 'profile rbd'`, which includes the `osd blocklist` fencing
+needs, and `osd 'profile rbd'`), with no pool restriction because the tests make a fresh pool
+per test; a real site restricts it to its pool (docs/deploy.md).  Daemons are stopped by
+their pid files (mgr and OSD first, then the mon, so the OSD gets its "mark me down" ack at
+once).
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ MGR_DISABLED = (
     "prometheus restful selftest snap_schedule stats telegraf test_orchestrator zabbix "
     "diskprediction_local"
 )
+CONTROLLER_USER = "volctl"
+# the caps of client.volctl in the lab, in ceph-authtool --cap order (docs/deploy.md gives a
+# real site's line, restricted to its pool)
+CONTROLLER_CAPS = (("mon", "profile rbd"), ("osd", "profile rbd"))
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,8 @@ class CephCluster:
     mon_port: int = 6789  # msgr v1 (what guests and the config use)
     mon_v2_port: int = 3300
     pool: str = "rbd"
-    user: str = "admin"
+    user: str = "admin"  # the lab's own administration (pools, users, the base image)
+    controller_user: str = CONTROLLER_USER  # what volctl and the guests use
 
     @property
     def conf(self) -> Path:
@@ -48,7 +57,11 @@ class CephCluster:
 
     @property
     def keyring(self) -> Path:
-        return self.root / f"ceph.client.{self.user}.keyring"
+        return self.keyring_of(self.user)
+
+    def keyring_of(self, user: str) -> Path:
+        """Where the conf's `[client] keyring = ROOT/$cluster.$name.keyring` finds USER's key."""
+        return self.root / f"ceph.client.{user}.keyring"
 
     @property
     def monitors(self) -> tuple[tuple[str, int], ...]:
@@ -114,6 +127,10 @@ class CephCluster:
                 self.keyring,
                 ["--cap", "mon", "allow *", "--cap", "osd", "allow *",
                  "--cap", "mgr", "allow *", "--cap", "mds", "allow *"],
+            ),
+            f"client.{self.controller_user}": (
+                self.keyring_of(self.controller_user),
+                [arg for daemon, cap in CONTROLLER_CAPS for arg in ("--cap", daemon, cap)],
             ),
             "osd.0": (
                 r / "osd" / "ceph-0" / "keyring",
@@ -185,15 +202,28 @@ class CephCluster:
     def connect(self, timeout: float = 10) -> _Connection:
         return _Connection(self.conf, self.user, timeout)
 
-    def admin_key(self) -> bytes:
-        """The raw cephx key (for the libvirt secret).  Never print or log it."""
+    def key_of(self, user: str) -> bytes:
+        """USER's raw cephx key (for the libvirt secret).  Never print or log it."""
         import base64  # noqa: PLC0415 - kept next to the only place the key is decoded
 
-        for line in self.keyring.read_text().splitlines():
+        keyring = self.keyring_of(user)
+        for line in keyring.read_text().splitlines():
             key, _, value = line.strip().partition("=")
             if key.strip() == "key":
                 return base64.b64decode(value.strip())
-        raise LabError(f"{self.keyring}: no key")
+        raise LabError(f"{keyring}: no key")
+
+    def create_user(self, user: str, caps: dict[str, str]) -> Path:
+        """`ceph auth get-or-create client.USER` with CAPS ({daemon: cap}); writes its keyring
+        where the conf finds it (mode 0600) and returns the path."""
+        with self.connect(timeout=30) as cluster:
+            cmd = {"prefix": "auth get-or-create", "entity": f"client.{user}",
+                   "caps": [x for daemon, cap in caps.items() for x in (daemon, cap)]}  # fmt: skip
+            keyring_text = _mon_command(cluster, cmd)
+        path = self.keyring_of(user)
+        path.touch(mode=0o600)
+        path.write_text(keyring_text if keyring_text.endswith("\n") else keyring_text + "\n")
+        return path
 
     # ---- status and teardown ----------------------------------------------------------
 

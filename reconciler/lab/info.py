@@ -23,9 +23,9 @@ class LabHost:
 class LabInfo:
     dir: str
     hosts: tuple[LabHost, ...]
-    ceph_conf: str  # conf whose [client] section names the admin keyring
+    ceph_conf: str  # conf whose [client] section finds ROOT/ceph.client.$id.keyring
     pool: str
-    ceph_user: str  # cephx id, e.g. "admin"
+    ceph_user: str  # cephx id volctl and the guests use: "volctl" (mon/osd 'profile rbd')
     secret_uuid: str  # libvirt secret with the cephx key, defined on every host
     monitors: tuple[tuple[str, int], ...]
     base_image: str  # "pool/image@snap": the bootable base image, protected snapshot
@@ -33,6 +33,7 @@ class LabInfo:
     config_path: str  # a volctl config pointing at this lab
     inventory_path: str  # YAML: Host + Image + the seed's three InstanceType documents
     netns: bool = False  # hosts in own network namespaces (uri is qemu+tcp); cut/heal links
+    admin_user: str = "admin"  # cephx id for the lab's own administration (pools, users)
 
     @staticmethod
     def load(lab_dir: str | Path) -> LabInfo:

@@ -218,7 +218,7 @@ class Lab:
         write_config(
             config,
             config_doc(
-                lab_dir=self.dir, ceph_conf=ceph.conf, pool=ceph.pool, user=ceph.user,
+                lab_dir=self.dir, ceph_conf=ceph.conf, pool=ceph.pool, user=ceph.controller_user,
                 secret_uuid=secret_uuid, monitors=ceph.monitors,
             ),
         )  # fmt: skip
@@ -227,7 +227,8 @@ class Lab:
             hosts=tuple(LabHost(h.name, h.uri, h.reaper_pid() or 0) for h in hosts),
             ceph_conf=str(ceph.conf),
             pool=ceph.pool,
-            ceph_user=ceph.user,
+            ceph_user=ceph.controller_user,
+            admin_user=ceph.user,
             secret_uuid=secret_uuid,
             monitors=ceph.monitors,
             base_image=base,
@@ -252,9 +253,10 @@ class Lab:
         self.log(f"network namespaces on {net.bridge} 10.231.{net.subnet}.0/24, ceph relayed")
 
     def _define_secrets(self, ceph: CephCluster, hosts: list[LibvirtHost], uuid_: str) -> None:
-        """The cephx key goes from the keyring straight into each host's secret, nowhere else."""
-        key = ceph.admin_key()
-        usage = f"client.{ceph.user} {self.dir}"
+        """client.volctl's cephx key goes from its keyring straight into each host's secret,
+        nowhere else (guests open their RBD disks as client.volctl, like the controller)."""
+        key = ceph.key_of(ceph.controller_user)
+        usage = f"client.{ceph.controller_user} {self.dir}"
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             list(pool.map(lambda h: h.define_secret(uuid_, usage, key), hosts))
 

@@ -55,13 +55,19 @@ def session_lab_dir(base: Path, name: str) -> Path:
 
 
 def _cluster(info: LabInfo) -> CephCluster:
+    """The lab's Ceph as volctl's own user (client.volctl): what the tests' RBD helpers use."""
     return CephCluster(Path(info.ceph_conf).parent, user=info.ceph_user)
+
+
+def admin_cluster(info: LabInfo) -> CephCluster:
+    """The lab's Ceph as client.admin: pools and users are the operator's job, not volctl's."""
+    return CephCluster(Path(info.ceph_conf).parent, user=info.admin_user)
 
 
 def make_pool(info: LabInfo, root: Path, prefix: str = "t") -> LabPool:
     """Create pool PREFIX-<random>, and ROOT/volctl.yaml pointing at it (free API port)."""
     pool = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    with _cluster(info).connect(timeout=30) as cluster:
+    with admin_cluster(info).connect(timeout=30) as cluster:
         create_pool(cluster, pool)
         wait_writable(cluster, pool, timeout=30)
     root.mkdir(parents=True, exist_ok=True)
@@ -88,7 +94,7 @@ def make_pool(info: LabInfo, root: Path, prefix: str = "t") -> LabPool:
 def drop_pool(lab_pool: LabPool) -> None:
     """Remove the domains with disks in the pool from every lab host, then the pool."""
     clean_hosts(lab_pool.info, pool=lab_pool.pool)
-    with _cluster(lab_pool.info).connect(timeout=30) as cluster:
+    with admin_cluster(lab_pool.info).connect(timeout=30) as cluster:
         delete_pool(cluster, lab_pool.pool)
 
 

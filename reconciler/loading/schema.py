@@ -55,11 +55,17 @@ _NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting and ending with a 
 
 
 def schema_dir() -> Path:
-    """`schemas/` of the source tree; $VOLCTL_SCHEMA_DIR overrides it."""
+    """Where the schemas are: $VOLCTL_SCHEMA_DIR, else `reconciler/schemas/` of an installed
+    wheel (setup.py copies the top-level `schemas/` there at build time), else `schemas/` of
+    the source tree (a checkout or an editable install)."""
     override = os.environ.get("VOLCTL_SCHEMA_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "schemas"
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "schemas"
+    if (installed / TOP_SCHEMA).is_file():
+        return installed
+    return package.parent / "schemas"
 
 
 @cache

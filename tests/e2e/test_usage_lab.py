@@ -240,8 +240,9 @@ def test_apply_wait_seed_endpoints_get_describe_delete(lab_pool: LabPool, tmp_pa
         assert "data_1" not in _disks_of(lab_pool, host, "test_vm")
 
         # secrets stay secret: the cephx key is in no REST answer, CLI output or log line
+        user = f"client.{lab_pool.info.ceph_user}"
         key = subprocess.run(
-            ["ceph", "-c", lab_pool.info.ceph_conf, "auth", "get-key", "client.admin"],
+            ["ceph", "-c", lab_pool.info.ceph_conf, "auth", "get-key", user],
             check=True, capture_output=True, text=True, timeout=30,
         ).stdout.strip()  # fmt: skip
         assert len(key) > 20

@@ -7,6 +7,7 @@ without the volume), so these tests assert the resulting world, not the calls.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import replace
 
@@ -417,3 +418,26 @@ def test_overall_limit_one_or_two_still_completes(limit: int) -> None:
     assert w.executor.run(plan).all_ok
     assert w.running("h1") == {"a"}
     assert w.running("h2") == {"b"}
+
+
+def test_stopping_lets_running_calls_finish_and_starts_nothing_new() -> None:
+    """SIGTERM mid-pass: the call in flight completes (no half-made resource), the actions
+    that had not started end SKIPPED and are not in the world; a later pass plans them."""
+    w = World()
+    w.inject.delay = 0.3
+    w.executor = Executor(w.backends, limits=Limits(per_host=1, overall=1), retry=w.retry)
+    actions = [IMPORT, *vm_actions("a", "h1")]
+    timer = threading.Timer(0.1, w.executor.stopping.set)  # while the import runs
+    timer.start()
+    try:
+        report = w.executor.run(Plan(actions=tuple(actions)))
+    finally:
+        timer.cancel()
+    results = {k: o.result for k, o in report.outcomes.items()}
+    assert results["import-image:image/base"] is Result.OK
+    assert set(w.storage.images) == {"img-base"}  # finished, nothing after it started
+    for action in vm_actions("a", "h1"):
+        assert results[action.id] is Result.SKIPPED
+        assert report.outcomes[action.id].message == "controller stopping"
+        assert not report.outcomes[action.id].ran
+    assert w.hvs["h1"].domains == {}

@@ -3,6 +3,7 @@ live virtio hot-plug of an RBD volume, and a libvirtd restart under a running gu
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -77,14 +78,16 @@ def test_lab_json_matches_the_running_world(lab: LabInfo) -> None:
         2: (2, 1024, 2),
         3: (4, 2048, 3),
     }
-    # the key is in the keyring only, never in what the lab hands out
-    key_line = next(
-        line for line in Path(lab.ceph_conf).with_name("ceph.client.admin.keyring").read_text()
-        .splitlines() if "key =" in line
-    )  # fmt: skip
-    key = key_line.split("=", 1)[1].strip()
-    for path in (lab.config_path, lab.inventory_path, Path(lab.dir) / "lab.json"):
-        assert key not in Path(path).read_text()
+    # the keys are in the keyrings only, never in what the lab hands out
+    for user in (lab.admin_user, lab.ceph_user):
+        key_line = next(
+            line
+            for line in Path(lab.ceph_conf).with_name(f"ceph.client.{user}.keyring").read_text()
+            .splitlines() if "key =" in line
+        )  # fmt: skip
+        key = key_line.split("=", 1)[1].strip()
+        for path in (lab.config_path, lab.inventory_path, Path(lab.dir) / "lab.json"):
+            assert key not in Path(path).read_text()
 
 
 @boots
@@ -188,3 +191,38 @@ def test_drop_pool_removes_only_domains_using_that_pool(lab: LabInfo, tmp_path: 
         conn.close()
     with pytest.raises(rados.ObjectNotFound):  # the pool itself is gone
         watchers(lab, f"{mine.pool}/root")
+
+
+def test_volctl_runs_as_client_volctl_with_profile_rbd_caps_only(lab: LabInfo) -> None:
+    """The lab's config, lab.json and each host's secret use client.volctl, whose caps are
+    `profile rbd` on mon and osd: enough for RBD, not for administering the cluster."""
+    cfg = load_config(lab.config_path)
+    assert cfg.ceph.user == lab.ceph_user == "volctl"
+    admin = rados.Rados(conffile=lab.ceph_conf, rados_id=lab.admin_user)
+    admin.connect(timeout=30)
+    try:
+        ret, out, err = admin.mon_command(
+            '{"prefix": "auth get", "entity": "client.volctl", "format": "json"}', b""
+        )
+        assert ret == 0, err
+        (entity,) = json.loads(out)
+        assert entity["caps"] == {"mon": "profile rbd", "osd": "profile rbd"}
+    finally:
+        admin.shutdown()
+    for host in lab.hosts:
+        conn = libvirt.open(host.uri)
+        try:
+            usage = conn.secretLookupByUUIDString(lab.secret_uuid).usageID()
+            assert usage.startswith("client.volctl ")
+        finally:
+            conn.close()
+    volctl = rados.Rados(conffile=lab.ceph_conf, rados_id=lab.ceph_user)
+    volctl.connect(timeout=30)
+    try:
+        ret, _out, err = volctl.mon_command(
+            '{"prefix": "osd pool create", "pool": "not-allowed", "pg_num": 8}', b""
+        )
+        assert ret != 0, err
+        assert "denied" in err.lower(), err
+    finally:
+        volctl.shutdown()
