@@ -225,6 +225,16 @@ class CephCluster:
         path.write_text(keyring_text if keyring_text.endswith("\n") else keyring_text + "\n")
         return path
 
+    def delete_user(self, user: str) -> None:
+        """`ceph auth del client.USER` and remove its keyring (idempotent)."""
+        with self.connect(timeout=30) as cluster:
+            ret, _out, err = cluster.mon_command(
+                json.dumps({"prefix": "auth del", "entity": f"client.{user}"}), b"", timeout=30
+            )
+        if ret not in (0, -2):  # -ENOENT: already gone
+            raise LabError(f"ceph auth del client.{user}: {err} (ret {ret})")
+        self.keyring_of(user).unlink(missing_ok=True)
+
     # ---- status and teardown ----------------------------------------------------------
 
     def health(self, timeout: float = 5) -> str:
