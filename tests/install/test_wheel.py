@@ -10,15 +10,15 @@ Debian's rados/rbd), and runs the installed entry point in a directory with no c
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+Run = Callable[..., subprocess.CompletedProcess[str]]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 BAD_VM = """apiVersion: volctl.io/v1
@@ -32,34 +32,6 @@ spec:
 """
 
 
-def _run(cmd: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOLCTL_", "PYTHON"))}
-    return subprocess.run(
-        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    built = _run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)], out, 480)
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    (whl,) = out.glob("volctl-*.whl")
-    assert list(out.glob("volctl-*.tar.gz")), "no sdist"
-    return whl
-
-
-@pytest.fixture(scope="module")
-def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """bin/ of a fresh venv with the wheel installed (deps from the configured index)."""
-    venv = tmp_path_factory.mktemp("venv") / "v"
-    made = _run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)], REPO)
-    assert made.returncode == 0, made.stderr
-    pip = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], REPO)
-    assert pip.returncode == 0, pip.stderr[-3000:]
-    return venv / "bin"
-
-
 def test_the_wheel_carries_schemas_dashboard_and_guest_sources(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for schema in sorted((REPO / "schemas").glob("*.json")):
@@ -71,23 +43,23 @@ def test_the_wheel_carries_schemas_dashboard_and_guest_sources(wheel: Path) -> N
 
 
 def test_installed_volctl_validates_specs_outside_the_checkout(
-    installed: Path, tmp_path: Path
+    installed: Path, tmp_path: Path, runner: Run
 ) -> None:
-    good = _run([str(installed / "volctl"), "validate", "-f", str(REPO / "specs")], tmp_path)
+    good = runner([str(installed / "volctl"), "validate", "-f", str(REPO / "specs")], tmp_path)
     assert good.returncode == 0, good.stdout + good.stderr
     assert "documents valid" in good.stdout
     # the schemas really are in use: a schema-level error is found, with file and line
     (tmp_path / "bad.yaml").write_text(BAD_VM)
-    bad = _run([str(installed / "volctl"), "validate", "-f", "bad.yaml"], tmp_path)
+    bad = runner([str(installed / "volctl"), "validate", "-f", "bad.yaml"], tmp_path)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "bad.yaml:8" in bad.stdout + bad.stderr
     assert "running" in bad.stdout + bad.stderr
 
 
 def test_installed_package_is_the_wheel_and_runs_its_commands(
-    installed: Path, tmp_path: Path
+    installed: Path, tmp_path: Path, runner: Run
 ) -> None:
-    where = _run(
+    where = runner(
         [str(installed / "python"), "-c",
          "import reconciler, rados, rbd, libvirt\n"
          "from reconciler.api.server import STATIC\n"
@@ -103,15 +75,15 @@ def test_installed_package_is_the_wheel_and_runs_its_commands(
     assert schemas.startswith(str(installed.parent)), schemas
     legacy = REPO / "specs" / "legacy"
     out = tmp_path / "converted"
-    conv = _run(
+    conv = runner(
         [str(installed / "volctl"), "import-legacy", "--machines", str(legacy / "machines"),
          "--images", str(legacy / "images"), "--types", str(legacy / "types.json"),
          "-o", str(out)],
         tmp_path,
     )  # fmt: skip
     assert conv.returncode == 0, conv.stdout + conv.stderr
-    check = _run([str(installed / "volctl"), "validate", "-f", str(out)], tmp_path)
+    check = runner([str(installed / "volctl"), "validate", "-f", str(out)], tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
     for command in ("run", "doctor", "apply", "get"):
-        helped = _run([str(installed / "volctl"), command, "--help"], tmp_path)
+        helped = runner([str(installed / "volctl"), command, "--help"], tmp_path)
         assert helped.returncode == 0, helped.stderr
