@@ -34,13 +34,13 @@ from typing import Any
 
 import libvirt
 
-from reconciler.backends import domxml
+from reconciler.backends import capabilities, domxml
 from reconciler.backends.libvirt_conn import LibvirtConnection
 from reconciler.backends.protocols import DomainEventCallback, EventKind
-from reconciler.errors import BackendError, Conflict, NotFound
+from reconciler.errors import BackendError, Conflict, NotFound, Terminal
 from reconciler.identity import XMLNS
 from reconciler.observe.types import DomainState, ObservedDomain, ObservedHost
-from reconciler.payload import DiskSpec, DomainSpec
+from reconciler.payload import DiskSpec, DomainSpec, NicSpec
 
 _STATE = {
     libvirt.VIR_DOMAIN_RUNNING: DomainState.RUNNING,
@@ -55,6 +55,14 @@ _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 
 
 @dataclass(frozen=True)
+class _HostInfo:
+    cpus: int
+    memory_mib: int
+    hostname: str
+    guests: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
 class _Entry:
     parsed: domxml.ParsedDomain
     state: int
@@ -63,7 +71,10 @@ class _Entry:
 
     @property
     def detaching(self) -> bool:
-        return any(not d.persistent for d in self.parsed.disks)
+        parsed = self.parsed
+        return any(not d.persistent for d in parsed.disks) or any(
+            not n.persistent for n in parsed.nics
+        )
 
 
 class LibvirtHypervisor:
@@ -90,7 +101,7 @@ class LibvirtHypervisor:
         self._cache: dict[str, _Entry] = {}
         self._epoch: dict[str, int] = {}
         self._callbacks: list[DomainEventCallback] = []
-        self._info: tuple[int, tuple[int, int, str]] | None = None  # (generation, info)
+        self._info: tuple[int, _HostInfo] | None = None  # (generation, info)
         self._conn = LibvirtConnection(
             name,
             uri,
@@ -152,13 +163,20 @@ class LibvirtHypervisor:
         """True on libvirt's test driver (test:///..., test+unix://...): no hot-plug there."""
         return self.uri.split(":", 1)[0].split("+", 1)[0] == "test"
 
-    def _host_info(self) -> tuple[int, int, str]:
+    def _host_info(self) -> _HostInfo:
+        """Size, name and capabilities: read once per connection (they change with a reboot
+        or a daemon restart, and either breaks the connection)."""
         gen = self._conn.generation
         if self._info is not None and self._info[0] == gen:
             return self._info[1]
         info = self._conn.call("getInfo", lambda c: c.getInfo())
         hostname = self._conn.call("getHostname", lambda c: c.getHostname())
-        value = (int(info[2]), int(info[1]), str(hostname))
+        try:
+            caps = str(self._conn.call("getCapabilities", lambda c: c.getCapabilities()))
+        except Terminal:
+            caps = ""  # a driver without capabilities: nothing is filtered on them
+        guests = capabilities.parse_guests(caps, str(info[0]) if self._emulated() else None)
+        value = _HostInfo(int(info[2]), int(info[1]), str(hostname), guests)
         self._info = (self._conn.generation, value)
         return value
 
@@ -181,7 +199,7 @@ class LibvirtHypervisor:
 
     def observe(self) -> ObservedHost:
         try:
-            cpus, mem, hostname = self._host_info()
+            host = self._host_info()
             stats = self._conn.call(
                 "getAllDomainStats",
                 lambda c: c.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE),
@@ -216,6 +234,9 @@ class LibvirtHypervisor:
                         memory_mib=p.memory_mib,
                         mark=p.mark,
                         disks=p.disks,
+                        nics=p.nics,
+                        virt_type=p.virt_type,
+                        vnc=p.vnc,
                     )
                 )
             with self._lock:
@@ -228,10 +249,11 @@ class LibvirtHypervisor:
         return ObservedHost(
             name=self.name,
             reachable=True,
-            cpus=self._cpu_override or cpus,
-            memory_mib=self._ram_override or mem,
+            cpus=self._cpu_override or host.cpus,
+            memory_mib=self._ram_override or host.memory_mib,
             domains=tuple(sorted(domains, key=lambda d: d.name)),
-            hostname=hostname,
+            hostname=host.hostname,
+            guests=host.guests,
         )
 
     # -- helpers for mutations --------------------------------------------------------------
@@ -273,7 +295,7 @@ class LibvirtHypervisor:
     # -- mutations --------------------------------------------------------------------------
 
     def define(self, spec: DomainSpec) -> None:
-        dtype = "test" if self._emulated() else "qemu"
+        dtype = "test" if self._emulated() else None  # None: spec.virt_type
         try:
             dom = self._lookup(spec.name)
         except NotFound:
@@ -394,3 +416,40 @@ class LibvirtHypervisor:
             return
         flags = libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES
         self._conn.call("blockResize", lambda _c: dom.blockResize(target, size_bytes, flags))
+
+    def attach_nic(self, domain: str, nic: NicSpec) -> None:
+        dom = self._lookup_ours(domain)
+        nic_xml = domxml.render_nic(nic)
+        cfg = self._xml(dom, _INACTIVE)
+        in_cfg = domxml.find_nic(cfg, nic.mac) is not None
+        if self._emulated():
+            if not in_cfg:
+                self._define_xml(domxml.with_nic(cfg, nic_xml))
+            return
+        active = self._is_active(dom)
+        in_live = active and domxml.find_nic(self._xml(dom, 0), nic.mac) is not None
+        flags = (_LIVE if active and not in_live else 0) | (0 if in_cfg else _CONFIG)
+        if flags:
+            self._conn.call("attachDeviceFlags", lambda _c: dom.attachDeviceFlags(nic_xml, flags))
+            self._changed(dom)
+
+    def detach_nic(self, domain: str, mac: str) -> None:
+        dom = self._lookup_ours(domain)
+        cfg = self._xml(dom, _INACTIVE)
+        cfg_nic = domxml.find_nic(cfg, mac)
+        if self._emulated():
+            if cfg_nic is not None:
+                self._define_xml(domxml.without_nic(cfg, mac))
+            return
+        live_nic = domxml.find_nic(self._xml(dom, 0), mac) if self._is_active(dom) else None
+        if cfg_nic is not None:
+            self._conn.call("detachDeviceFlags", lambda _c: dom.detachDeviceFlags(cfg_nic, _CONFIG))
+        if live_nic is not None:
+            alias = domxml.disk_alias(live_nic)
+            if alias:  # asynchronous: the guest acknowledges, DEVICE_REMOVED tells completion
+                self._conn.call("detachDeviceAlias", lambda _c: dom.detachDeviceAlias(alias, _LIVE))
+            else:
+                self._conn.call(
+                    "detachDeviceFlags", lambda _c: dom.detachDeviceFlags(live_nic, _LIVE)
+                )
+        self._changed(dom)

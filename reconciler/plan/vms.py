@@ -18,7 +18,6 @@ from reconciler.plan.images import parent_of
 from reconciler.plan.specs import (
     GIB,
     act,
-    desired_domain,
     domain_text,
     gib,
     observed_domain,
@@ -61,7 +60,7 @@ class VmRules(VmBase):
             self._block(info, name, "InvalidSpec", types)
             return
         itype, image = types
-        spec = desired_domain(self.world.settings, vm, itype, image, self.vmids[name])
+        spec = self._spec(vm, itype, image, ref.host)
         spec = replace(spec, name=dom.name)
         info.spec = spec
         self.infos[name] = info
@@ -77,7 +76,9 @@ class VmRules(VmBase):
         is_active = active(dom)
         resized = dom.vcpus != itype.cpu or dom.memory_mib != itype.ram
         assert dom.mark is not None
-        rehash = dom.mark.spec_hash != spec.spec_hash
+        rehash = dom.mark.spec_hash != spec.spec_hash or (
+            dom.virt_type in ("kvm", "qemu") and dom.virt_type != spec.virt_type.value
+        )
         ok = self.world.storage_ok
         root_name = identity.root_disk_name(name)
         need_clone = ok and root is None
@@ -313,20 +314,22 @@ class VmRules(VmBase):
             self._block(info, name, "InvalidSpec", types)
             return
         itype, image = types
-        info.spec = desired_domain(w.settings, vm, itype, image, self.vmids[name])
         reclone = root is not None and root.parent not in (None, parent_of(w, image))
         if root is None or reclone:
             src = self.images.ensure(image.meta.name, plan_import=False)
             if src.parent is None:
                 self._block(info, name, src.reason, src.message)
                 return
-        host, why = self.ledger.place(name, itype.cpu, itype.ram, vm.anti_affinity_group, vm.host)
+        host, why = self.ledger.place(
+            name, itype.cpu, itype.ram, vm.anti_affinity_group, vm.host, arch=image.arch
+        )
         if host is None:
             self._block(
                 info, name, "Unschedulable", f"no host fits {itype.cpu} CPU, {itype.ram} MiB: {why}"
             )
             return
         info.host = host
+        info.spec = self._spec(vm, itype, image, host)
         self.draft.placements[res] = host
         after: tuple[str, ...] = ()
         if reclone:
