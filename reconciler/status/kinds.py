@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from reconciler import identity
 from reconciler.model import DesiredState, Kind
 from reconciler.observe.types import ObservedDisk, ObservedDomain, ObservedImage, ObservedWorld
 from reconciler.plan.actions import Action, Blocked, Plan
+from reconciler.plan.specs import virt_type
 from reconciler.status.types import HostStatus, Phase
 
 
@@ -115,6 +117,9 @@ class Index:
                 ram_used_foreign_mib=ram_foreign,
                 domains_ours=n_ours,
                 domains_foreign=n_foreign,
+                virt_type=virt_type(spec, obs, "x86_64").value,
+                virt_type_forced=spec.virt_type is not None,
+                arches=obs.arches,
             )
         return out
 
@@ -242,6 +247,9 @@ def _vm(idx: Index, name: str) -> Facts:
         ids["pmid"] = pmid
     if dom is not None:
         details.update(state=str(dom.state), cpu=str(dom.vcpus), ram=str(dom.memory_mib))
+        details.update(virtType=dom.virt_type or "", macs=" ".join(n.mac for n in dom.nics))
+        if dom.vnc:
+            details["vnc"] = _vnc_address(idx, host, dom.vnc)
     observed = dom.mark.spec_hash if dom and dom.mark else None
     if vm is None:
         phase, msg = Phase.DELETING, "no longer in the spec"
@@ -270,6 +278,16 @@ def _vm(idx: Index, name: str) -> Facts:
         pmid=pmid,
         details=details,
     )
+
+
+def _vnc_address(idx: Index, host: str | None, listen: str) -> str:
+    """`vnc://ADDR:PORT`; a display listening on all addresses is shown at its host."""
+    addr, _, port = listen.rpartition(":")
+    if addr in ("0.0.0.0", "::", "") and host is not None:  # noqa: S104 - parsing, not binding
+        spec = idx.desired.hosts.get(host)
+        obs = idx.observed.hosts.get(host)
+        addr = (urlsplit(spec.uri).hostname if spec else None) or (obs and obs.hostname) or ""
+    return f"vnc://{addr}:{port}"
 
 
 def _released(idx: Index) -> set[str]:
