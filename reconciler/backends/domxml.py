@@ -62,6 +62,7 @@ class ParsedDomain:
     nics: tuple[ObservedNic, ...] = ()
     virt_type: str | None = None
     vnc: str | None = None  # "listen:port" of a live VNC display
+    console_log: str | None = None  # <serial><log file>
 
 
 def _rbd_source(ceph: CephAccess, image: str) -> str:
@@ -248,6 +249,14 @@ def _vnc(root: ET.Element) -> str | None:
     return None
 
 
+def _console_log(root: ET.Element) -> str | None:
+    log = root.find("devices/serial/log")
+    if log is None:  # a file-backed serial port (volctl before pty consoles) is its own log
+        source = root.find("devices/serial[@type='file']/source")
+        return None if source is None else source.get("path")
+    return log.get("file")
+
+
 def parse_domain(live_xml: str, inactive_xml: str | None = None) -> ParsedDomain:
     """Parse a domain's XML; `inactive_xml` decides which live disks and NICs are persistent.
 
@@ -289,6 +298,7 @@ def parse_domain(live_xml: str, inactive_xml: str | None = None) -> ParsedDomain
         nics=tuple(nics),
         virt_type=cfg_root.get("type"),
         vnc=_vnc(root) if inactive_xml is not None else None,
+        console_log=_console_log(cfg_root),
     )
 
 

@@ -237,6 +237,7 @@ class LibvirtHypervisor:
                         nics=p.nics,
                         virt_type=p.virt_type,
                         vnc=p.vnc,
+                        console_log=p.console_log,
                     )
                 )
             with self._lock:

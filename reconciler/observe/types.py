@@ -65,6 +65,7 @@ class ObservedDomain:
     nics: tuple[ObservedNic, ...] = ()  # live NICs (persistent config for inactive domains)
     virt_type: str | None = None  # <domain type>: "kvm", "qemu", "test" (persistent config)
     vnc: str | None = None  # "host:port" of a live VNC display, if any
+    console_log: str | None = None  # the serial port's log file on the host
 
     @property
     def ours(self) -> bool:

@@ -250,6 +250,8 @@ def _vm(idx: Index, name: str) -> Facts:
         details.update(virtType=dom.virt_type or "", macs=" ".join(n.mac for n in dom.nics))
         if dom.vnc:
             details["vnc"] = _vnc_address(idx, host, dom.vnc)
+        if dom.console_log:
+            details["consoleLog"] = dom.console_log
     observed = dom.mark.spec_hash if dom and dom.mark else None
     if vm is None:
         phase, msg = Phase.DELETING, "no longer in the spec"
