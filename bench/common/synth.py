@@ -36,7 +36,14 @@ from reconciler.observe.types import (
     OwnerMark,
 )
 from reconciler.payload import CephAccess, DomainSpec
-from reconciler.plan.actions import ActionKind, Plan
+from reconciler.plan.actions import (
+    AttachVolume,
+    CloneRoot,
+    CreateVolume,
+    DefineDomain,
+    Plan,
+    StartDomain,
+)
 from reconciler.plan.settings import PlanSettings
 
 BASE = "rbd/bench-base@base"
@@ -101,16 +108,13 @@ def converged_world(observed: ObservedWorld, plan: Plan) -> ObservedWorld:
     images = dict(observed.storage.images)
     domains: dict[tuple[str, str], ObservedDomain] = {}
     for a in plan.actions:
-        if a.kind in (ActionKind.CLONE_ROOT, ActionKind.CREATE_VOLUME):
-            assert a.image_name is not None
-            assert a.size_bytes is not None
+        if isinstance(a, CloneRoot | CreateVolume):
+            parent = a.parent if isinstance(a, CloneRoot) else None
             images[a.image_name] = ObservedImage(
-                a.image_name, a.size_bytes, meta=dict(a.meta), parent=a.parent
+                a.image_name, a.size_bytes, meta=dict(a.meta), parent=parent
             )
-        elif a.kind == ActionKind.DEFINE_DOMAIN:
+        elif isinstance(a, DefineDomain):
             spec = a.domain
-            assert spec is not None
-            assert a.host is not None
             domains[(a.host, spec.name)] = ObservedDomain(
                 name=spec.name,
                 uuid=f"u-{spec.vmid}",
@@ -121,13 +125,12 @@ def converged_world(observed: ObservedWorld, plan: Plan) -> ObservedWorld:
                 disks=(ObservedDisk("vda", spec.root_image),),
             )
     for a in plan.actions:
-        if a.kind == ActionKind.START_DOMAIN and a.domain is not None and a.host:
+        if isinstance(a, StartDomain):
             key = (a.host, a.domain.name)
             domains[key] = replace(domains[key], state=DomainState.RUNNING)
     for a in plan.actions:
-        if a.kind == ActionKind.ATTACH_VOLUME and a.disk is not None and a.host:
-            name = a.domain.name if a.domain is not None else (a.resource.split("/", 1)[1])
-            key = next(k for k in domains if k[0] == a.host and k[1] == name)
+        if isinstance(a, AttachVolume):
+            key = (a.host, a.domain.name)
             d = domains[key]
             domains[key] = replace(
                 d,

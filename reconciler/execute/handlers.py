@@ -14,15 +14,29 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar, assert_never
+from typing import assert_never
 
 from reconciler.backends.protocols import Hypervisor, Storage
 from reconciler.errors import Conflict, NotFound, Terminal, Transient
 from reconciler.identity import META_NAME
 from reconciler.observe.types import ObservedHost
-from reconciler.plan.actions import Action, ActionKind
-
-_T = TypeVar("_T")
+from reconciler.plan.actions import (
+    Action,
+    AttachVolume,
+    CloneRoot,
+    CreateVolume,
+    DefineDomain,
+    DeleteRoot,
+    DeleteVolume,
+    DestroyDomain,
+    DetachVolume,
+    ImportImage,
+    Meta,
+    ResizeVolume,
+    SetVolumeMeta,
+    StartDomain,
+    StopDomain,
+)
 
 
 class DetachPending(Transient):
@@ -70,61 +84,45 @@ class Backends:
 
 def run_action(action: Action, b: Backends) -> None:
     """Make `action` true in the world, or raise a typed error."""
-    kind = action.kind
-    match kind:
-        case ActionKind.IMPORT_IMAGE:
-            _ensure_image(
-                action,
-                b.storage,
-                lambda: b.storage.import_image(
-                    _image(action), _req(action.source_path), _meta(action)
-                ),
-            )
-        case ActionKind.CLONE_ROOT:
-            _ensure_image(
-                action,
-                b.storage,
-                lambda: b.storage.clone(
-                    _req(action.parent), _image(action), _req(action.size_bytes), _meta(action)
-                ),
-            )
-        case ActionKind.CREATE_VOLUME:
-            _ensure_image(
-                action,
-                b.storage,
-                lambda: b.storage.create(_image(action), _req(action.size_bytes), _meta(action)),
-            )
-        case ActionKind.RESIZE_VOLUME:
-            b.storage.resize(_image(action), _req(action.size_bytes))
-            if action.host is not None and action.domain is not None:
-                hv = _hv(action, b)
-                hv.resize_disk(action.domain.name, _rbd(action, b), _req(action.size_bytes))
-        case ActionKind.SET_VOLUME_META:
-            b.storage.set_meta(_image(action), _meta(action))
-        case ActionKind.DELETE_ROOT | ActionKind.DELETE_VOLUME:
-            _gone_is_done(lambda: b.storage.remove(_image(action)))
-        case ActionKind.DEFINE_DOMAIN:
-            _hv(action, b).define(_req(action.domain))
-        case ActionKind.START_DOMAIN:
+    st = b.storage
+    match action:
+        case ImportImage(image_name=name, source_path=path, meta=meta):
+            _ensure_image(name, meta, st, lambda: st.import_image(name, path, dict(meta)))
+        case CloneRoot(image_name=name, parent=parent, size_bytes=size, meta=meta):
+            _ensure_image(name, meta, st, lambda: st.clone(parent, name, size, dict(meta)))
+        case CreateVolume(image_name=name, size_bytes=size, meta=meta):
+            _ensure_image(name, meta, st, lambda: st.create(name, size, dict(meta)))
+        case ResizeVolume(image_name=name, size_bytes=size):
+            st.resize(name, size)
+            if action.host is not None and action.domain is not None:  # tell the running guest
+                hv = _hv(action.host, b)
+                hv.resize_disk(action.domain.name, _qualified(name, b), size)
+        case SetVolumeMeta(image_name=name, meta=meta):
+            st.set_meta(name, dict(meta))
+        case DeleteRoot(image_name=name) | DeleteVolume(image_name=name):
+            _gone_is_done(lambda: st.remove(name))
+        case DefineDomain(host=host, domain=domain):
+            _hv(host, b).define(domain)
+        case StartDomain(host=host, domain=domain):
             with contextlib.suppress(Conflict):  # already running
-                _hv(action, b).start(_domain_name(action))
-        case ActionKind.STOP_DOMAIN:
+                _hv(host, b).start(domain.name)
+        case StopDomain(host=host, domain=domain):
             with contextlib.suppress(Conflict, NotFound):  # already off, or gone
-                _hv(action, b).shutdown(_domain_name(action))
-        case ActionKind.DESTROY_DOMAIN:
-            _gone_is_done(lambda: _hv(action, b).destroy(_domain_name(action)))
-        case ActionKind.ATTACH_VOLUME:
-            _hv(action, b).attach_disk(_domain_name(action), _req(action.disk))
-        case ActionKind.DETACH_VOLUME:
+                _hv(host, b).shutdown(domain.name)
+        case DestroyDomain(host=host, domain=domain):
+            _gone_is_done(lambda: _hv(host, b).destroy(domain.name))
+        case AttachVolume(host=host, domain=domain, disk=disk):
+            _hv(host, b).attach_disk(domain.name, disk)
+        case DetachVolume():
             _detach(action, b)
         case _:
-            assert_never(kind)
+            assert_never(action)
 
 
-def _detach(action: Action, b: Backends) -> None:
-    hv = _hv(action, b)
-    domain = _domain_name(action)
-    rbd = _rbd(action, b)
+def _detach(action: DetachVolume, b: Backends) -> None:
+    hv = _hv(action.host, b)
+    domain = action.domain.name
+    rbd = action.disk.rbd_image
     try:
         hv.detach_disk(domain, rbd)
     except NotFound:
@@ -149,14 +147,13 @@ def disk_present(host: ObservedHost, domain: str, rbd_image: str) -> bool:
     return any(d.rbd_image == rbd_image for d in dom.disks)
 
 
-def _ensure_image(action: Action, storage: Storage, create: Callable[[], None]) -> None:
+def _ensure_image(name: str, meta: Meta, storage: Storage, create: Callable[[], None]) -> None:
     """Create an RBD image; an existing image carrying our mark for this resource is done."""
     try:
         create()
     except Conflict as exc:
-        name = _image(action)
         img = storage.observe().images.get(name)
-        want = dict(action.meta).get(META_NAME)
+        want = dict(meta).get(META_NAME)
         if img is not None and img.ours and (want is None or img.meta.get(META_NAME) == want):
             return
         raise Terminal(f"image {name} exists and is not ours: {exc}") from exc
@@ -169,38 +166,13 @@ def _gone_is_done(call: Callable[[], None]) -> None:
         return
 
 
-def _hv(action: Action, b: Backends) -> Hypervisor:
-    if action.host is None:
-        raise Terminal(f"{action.id}: no host in the action")
-    hv = b.hypervisors.get(action.host)
+def _hv(host: str, b: Backends) -> Hypervisor:
+    hv = b.hypervisors.get(host)
     if hv is None:
-        raise Transient(f"no connection to host {action.host}")
+        raise Transient(f"no connection to host {host}")
     return hv
 
 
-def _domain_name(action: Action) -> str:
-    if action.domain is not None:
-        return action.domain.name
-    raise Terminal(f"{action.id}: no domain in the action")
-
-
-def _rbd(action: Action, b: Backends) -> str:
-    """ "pool/image" of the disk an attach/detach/resize is about."""
-    if action.disk is not None:
-        return action.disk.rbd_image
-    name = _image(action)
+def _qualified(name: str, b: Backends) -> str:
+    """ "pool/image" of an image given by name in the managed pool."""
     return name if "/" in name else f"{b.pool}/{name}"
-
-
-def _image(action: Action) -> str:
-    return _req(action.image_name)
-
-
-def _meta(action: Action) -> dict[str, str]:
-    return dict(action.meta)
-
-
-def _req(value: _T | None) -> _T:
-    if value is None:
-        raise Terminal("action is missing a required field")
-    return value

@@ -9,22 +9,11 @@ half of a move) do not run, and the next pass tries again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from reconciler.plan.actions import Action
+from reconciler.plan.results import Result
 
-
-class Result(StrEnum):
-    OK = "ok"
-    REQUESTED = "requested"  # detach asked for; the disk is still in the live domain
-    TRANSIENT = "transient"  # failed, retried after `retry_after`
-    TERMINAL = "terminal"  # failed, not retried until the planned action changes
-    DEFERRED = "deferred"  # not run: still backing off from an earlier failure
-    SKIPPED = "skipped"  # not run: a dependency did not succeed
-
-    @property
-    def failed(self) -> bool:
-        return self in (Result.TRANSIENT, Result.TERMINAL)
+__all__ = ["Outcome", "Result"]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from reconciler.plan.actions import Action
 
@@ -40,19 +40,15 @@ class Backoff:
         return max(0.0, base * factor)
 
 
+# Fields that say nothing about what an action does (display, ordering, the derived id).
+_NOT_DOING = frozenset({"id", "depends_on", "before", "after", "reason"})
+
+
 def fingerprint(action: Action) -> tuple[object, ...]:
-    """What the action would do, without display fields or dependencies."""
+    """What the action would do: its kind and payload, without display fields or dependencies."""
     return (
         action.kind,
-        action.resource,
-        action.host,
-        action.domain,
-        action.disk,
-        action.image_name,
-        action.parent,
-        action.source_path,
-        action.size_bytes,
-        action.meta,
+        *((f.name, getattr(action, f.name)) for f in fields(action) if f.name not in _NOT_DOING),
     )
 
 

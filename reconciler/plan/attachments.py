@@ -18,21 +18,35 @@ from dataclasses import dataclass, field
 
 from reconciler import identity
 from reconciler.model import ReclaimPolicy, VolumeAttachment
-from reconciler.payload import DiskSpec
-from reconciler.plan.actions import ActionKind, ChangeOp
+from reconciler.observe.types import OwnerMark
+from reconciler.payload import DiskSpec, DomainSpec
+from reconciler.plan.actions import AttachVolume, ChangeOp, DestroyDomain, DetachVolume
 from reconciler.plan.draft import Draft
-from reconciler.plan.specs import act, observed_domain
+from reconciler.plan.reasons import BlockReason
+from reconciler.plan.specs import observed_domain
 from reconciler.plan.vms import VmInfo
 from reconciler.plan.volumes import VolInfo
 from reconciler.plan.world import DiskRef, World
 
-K = ActionKind
+R = BlockReason
 
 
 @dataclass
 class Detaches:
     by_domain: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (host, dom)
     by_volume: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """An attachment whose volume and VM can be used: what its attach is built from."""
+
+    att: VolumeAttachment
+    vol: VolInfo
+    vm: VmInfo
+    host: str  # the VM's host
+    spec: DomainSpec  # the VM's desired domain
+    refs: list[DiskRef]  # where the volume is attached now
 
 
 @dataclass
@@ -65,9 +79,9 @@ class AttachmentRules:
                     continue  # foreign: never touched
                 if ref.disk.persistent:
                     if not self._wanted_here(vol, ref):
-                        self._detach(vol, ref)
+                        self._detach(vol, ref, mark)
                 elif not self._destroyed(ref):
-                    self._detach(vol, ref)  # detaching: ask again, the request may be lost
+                    self._detach(vol, ref, mark)  # detaching: ask again, the request may be lost
 
     def _destroyed(self, ref: DiskRef) -> bool:
         """The plan destroys this domain (VM left the spec, duplicate, replace)."""
@@ -78,7 +92,7 @@ class AttachmentRules:
             self._destroys = {
                 (a.host, a.domain.name)
                 for a in self.draft.actions.values()
-                if a.kind == K.DESTROY_DOMAIN and a.host is not None and a.domain is not None
+                if isinstance(a, DestroyDomain)
             }
         return (ref.host, ref.domain.name) in self._destroys
 
@@ -91,10 +105,8 @@ class AttachmentRules:
         kept = info.kept if info is not None else None
         return kept is not None and kept.host == ref.host and kept.domain.name == ref.domain.name
 
-    def _detach(self, vol: str, ref: DiskRef) -> None:
+    def _detach(self, vol: str, ref: DiskRef, mark: OwnerMark) -> None:
         w = self.world
-        mark = ref.domain.mark
-        assert mark is not None
         res = f"volume/{vol}"
         deletes = None
         if mark.name not in w.desired.vms:
@@ -106,12 +118,11 @@ class AttachmentRules:
         where = f"{ref.domain.name} on {ref.host} as {ref.disk.target}"
         state = "attached to" if ref.disk.persistent else "detaching from"
         action_id = self.draft.add(
-            act(
-                K.DETACH_VOLUME,
-                res,
-                f"{ref.host}/{ref.domain.name}",
+            DetachVolume(
+                resource=res,
+                qualifier=f"{ref.host}/{ref.domain.name}",
                 host=ref.host,
-                domain=observed_domain(w.settings, ref.domain),
+                domain=observed_domain(w.settings, ref.domain, mark),
                 disk=DiskSpec(
                     rbd_image=ref.disk.rbd_image or w.settings.rbd(identity.volume_image_name(vol)),
                     target=ref.disk.target,
@@ -133,74 +144,84 @@ class AttachmentRules:
 
     # --- attach ------------------------------------------------------------------------------
 
-    def _block(self, att: VolumeAttachment, reason: str, message: str) -> None:
+    def _block(self, att: VolumeAttachment, reason: BlockReason, message: str) -> None:
         self.draft.block(f"attachment/{att.meta.name}", reason, message)
 
     def _attach(self, att: VolumeAttachment) -> None:
-        w = self.world
-        name = att.meta.name
-        vol = att.volume
+        """Attach the volume where the spec wants it, unless it is there or cannot be yet."""
+        ready = self._ready(att)
+        if isinstance(ready, tuple):
+            self._block(att, *ready)
+            return
+        if ready is None:
+            return  # attached where the spec wants it
+        key = (ready.host, ready.spec.name)
+        used = ready.vm.targets | self.planned_targets.setdefault(key, set())
+        target = next((t for t in self.world.settings.targets() if t not in used), None)
+        if target is None:
+            self._block(att, R.NO_FREE_TARGET, f"{ready.spec.name} has no free disk target")
+            return
+        self.planned_targets[key].add(target)
+        self._add_attach(ready, target)
+
+    def _ready(self, att: VolumeAttachment) -> _Ready | tuple[BlockReason, str] | None:
+        """What an attach is built from; else why it is blocked; None when nothing is to do."""
+        w, vol = self.world, att.volume
         if vol not in w.desired.volumes or att.vm not in w.desired.vms:
-            self._block(att, "InvalidSpec", f"volume {vol} or VM {att.vm} is not in the spec")
-            return
+            return R.INVALID_SPEC, f"volume {vol} or VM {att.vm} is not in the spec"
         first = w.attachment_of.get(vol)
-        if first is not None and first.meta.name != name:
-            self._block(att, "InvalidSpec", f"volume {vol} is attached by {first.meta.name}")
-            return
+        if first is not None and first.meta.name != att.meta.name:
+            return R.INVALID_SPEC, f"volume {vol} is attached by {first.meta.name}"
         if not w.storage_ok:
-            self._block(att, "StorageUnknown", "storage unreachable")
-            return
+            return R.STORAGE_UNKNOWN, "storage unreachable"
         vinfo = self.vols.get(vol)
         minfo = self.vms[att.vm]
         refs = w.disks_of(identity.volume_image_name(vol))
         here = [r for r in refs if self._wanted_here(vol, r)]
         if here and here[0].disk.persistent and not minfo.fresh:
-            return  # attached where the spec wants it
-        pending = [r for r in refs if not r.disk.persistent]
-        if pending:
-            p = pending[0]
-            self._block(att, "Detaching", f"{vol} is still detaching from {p.domain.name}")
-            return
-        foreign = [r for r in refs if r.domain.mark is None]
-        if foreign:
-            f = foreign[0]
-            self._block(att, "VolumeInUse", f"{vol} is attached to foreign domain {f.domain.name}")
-            return
+            return None
+        in_use = self._in_use(vol, refs)
+        if in_use is not None:
+            return in_use
         if vinfo is None or vinfo.blocked is not None:
-            self._block(att, "VolumeNotReady", f"volume/{vol}: {vinfo.blocked if vinfo else ''}")
-            return
+            return R.VOLUME_NOT_READY, f"volume/{vol}: {vinfo.blocked if vinfo else ''}"
         if minfo.blocked is not None or minfo.host is None or minfo.spec is None:
             why = f"{minfo.blocked.reason}: {minfo.blocked.message}" if minfo.blocked else ""
-            self._block(att, "VMNotReady", f"vm/{att.vm}: {why}")
-            return
+            return R.VM_NOT_READY, f"vm/{att.vm}: {why}"
         img = w.volumes.get(vol)
         if w.unknown and img is not None and not refs and img.watchers:
-            self._block(
-                att,
-                "HostUnknown",
+            return (
+                R.HOST_UNKNOWN,
                 f"{vol} is open by a client volctl cannot see (watchers: "
                 f"{', '.join(img.watchers)}) while host(s) {w.unknown_text()} are unreachable",
             )
-            return
-        key = (minfo.host, minfo.spec.name)
-        used = minfo.targets | self.planned_targets.setdefault(key, set())
-        target = next((t for t in w.settings.targets() if t not in used), None)
-        if target is None:
-            self._block(att, "NoFreeTarget", f"{minfo.spec.name} has no free disk target")
-            return
-        self.planned_targets[key].add(target)
-        deps = [d for d in (vinfo.create, vinfo.resize) if d is not None]
+        return _Ready(att, vinfo, minfo, minfo.host, minfo.spec, refs)
+
+    @staticmethod
+    def _in_use(vol: str, refs: list[DiskRef]) -> tuple[BlockReason, str] | None:
+        """A volume still leaving a domain, or held by a foreign one, cannot be attached."""
+        pending = [r for r in refs if not r.disk.persistent]
+        if pending:
+            return R.DETACHING, f"{vol} is still detaching from {pending[0].domain.name}"
+        foreign = [r for r in refs if r.domain.mark is None]
+        if foreign:
+            return R.VOLUME_IN_USE, f"{vol} is attached to foreign domain {foreign[0].domain.name}"
+        return None
+
+    def _add_attach(self, ready: _Ready, target: str) -> None:
+        """The attach (after the volume's create/resize, its detaches and the VM's lifecycle)."""
+        w, att, vol = self.world, ready.att, ready.att.volume
+        deps = [d for d in (ready.vol.create, ready.vol.resize) if d is not None]
         deps += self.detaches.by_volume.get(vol, [])
-        deps += minfo.ready
-        moved = [r for r in refs if r.domain.mark is not None]
+        deps += ready.vm.ready
+        moved = [r for r in ready.refs if r.domain.mark is not None]
         before = f"attached to {moved[0].domain.name}" if moved else None
-        res = f"attachment/{name}"
+        res = f"attachment/{att.meta.name}"
         self.draft.add(
-            act(
-                K.ATTACH_VOLUME,
-                res,
-                host=minfo.host,
-                domain=minfo.spec,
+            AttachVolume(
+                resource=res,
+                host=ready.host,
+                domain=ready.spec,
                 disk=DiskSpec(
                     rbd_image=w.settings.rbd(identity.volume_image_name(vol)),
                     target=target,
@@ -214,4 +235,4 @@ class AttachmentRules:
             )
         )
         op = ChangeOp.UPDATE if moved else ChangeOp.CREATE
-        self.draft.change(res, op, before, f"{vol} on {att.vm} ({minfo.host}) as {target}")
+        self.draft.change(res, op, before, f"{vol} on {att.vm} ({ready.host}) as {target}")

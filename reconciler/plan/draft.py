@@ -13,6 +13,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from reconciler.plan.actions import Action, ActionKind, Blocked, Change, ChangeOp, Plan
+from reconciler.plan.reasons import BlockReason
 
 # tie-break order among actions that are ready at the same time (display only)
 _KIND_ORDER = {
@@ -41,7 +42,7 @@ _OP_RANK = {ChangeOp.UPDATE: 0, ChangeOp.CREATE: 1, ChangeOp.DELETE: 2, ChangeOp
 @dataclass
 class Draft:
     actions: dict[str, Action] = field(default_factory=dict)
-    blocked: dict[tuple[str, str], Blocked] = field(default_factory=dict)
+    blocked: dict[tuple[str, BlockReason], Blocked] = field(default_factory=dict)
     first_block: dict[str, Blocked] = field(default_factory=dict)  # resource -> first reason
     changes: dict[str, Change] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)  # deleted resource -> ids
@@ -61,7 +62,7 @@ class Draft:
     def has(self, action_id: str | None) -> bool:
         return action_id is not None and action_id in self.actions
 
-    def block(self, resource: str, reason: str, message: str) -> None:
+    def block(self, resource: str, reason: BlockReason, message: str) -> None:
         b = self.blocked.setdefault((resource, reason), Blocked(resource, reason, message))
         self.first_block.setdefault(resource, b)
 
@@ -79,7 +80,7 @@ class Draft:
         """The display change of a deletion group (dropped with the group if it is held)."""
         self.group_changes[resource] = Change(resource, ChangeOp.DELETE, before, None, reason)
 
-    def hold_group(self, resource: str, reason: str, message: str) -> None:
+    def hold_group(self, resource: str, reason: BlockReason, message: str) -> None:
         for action_id in self.groups.pop(resource, []):
             self.actions.pop(action_id, None)
         self.group_changes.pop(resource, None)
@@ -126,12 +127,12 @@ class Draft:
                     f"{action.kind.value} waits for {missing[0]}, which is not planned: {why[1]}",
                 )
 
-    def _reason_for(self, action_id: str) -> tuple[str, str]:
+    def _reason_for(self, action_id: str) -> tuple[BlockReason, str]:
         resource = action_id.split(":", 1)[-1].split("@", 1)[0]
         b = self.is_blocked(resource)
         if b is not None:
             return b.reason, b.message
-        return "DependencyBlocked", "see the blocked resources"
+        return BlockReason.DEPENDENCY_BLOCKED, "see the blocked resources"
 
 
 def _toposort(actions: dict[str, Action]) -> tuple[Action, ...]:

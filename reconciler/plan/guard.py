@@ -11,6 +11,7 @@ held group is reported as Blocked with the reason and, for the guard, the overri
 from __future__ import annotations
 
 from reconciler.plan.draft import Draft
+from reconciler.plan.reasons import BlockReason
 from reconciler.plan.settings import PlanSettings
 from reconciler.plan.world import World
 
@@ -25,20 +26,20 @@ def hold_deletions(world: World, draft: Draft, settings: PlanSettings) -> None:
     if not groups:
         return
     if not world.all_known:
-        reason = "DeferredWhileUnknown"
+        reason = BlockReason.DEFERRED_WHILE_UNKNOWN
         message = (
             f"host(s) {world.unknown_text()} cannot be observed; nothing is deleted until "
             "every host is known"
         )
     elif not world.storage_ok:
-        reason = "DeferredWhileUnknown"
+        reason = BlockReason.DEFERRED_WHILE_UNKNOWN
         message = "Ceph cannot be observed; nothing is deleted until it can"
     else:
         total = managed_count(world)
         count = len(groups)
         if settings.allow_mass_delete or count <= 1 or count <= settings.delete_guard_ratio * total:
             return
-        reason = "DeleteGuard"
+        reason = BlockReason.DELETE_GUARD
         message = (
             f"this plan would delete {count} of {total} managed resources, more than "
             f"{settings.delete_guard_ratio:.0%}; nothing is deleted. If the spec is right, "

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 from reconciler import identity
 from reconciler.model import Image
-from reconciler.plan.actions import Action, ActionKind, ChangeOp
+from reconciler.plan.actions import ChangeOp, ImportImage
 from reconciler.plan.draft import Draft
+from reconciler.plan.reasons import BlockReason
 from reconciler.plan.world import World
 
 IMPORTED_KIND = "image"
@@ -21,11 +22,19 @@ IMPORTED_KIND = "image"
 
 @dataclass(frozen=True)
 class Source:
-    parent: str | None  # "pool/image@snap" to clone from
+    """Where a root disk is cloned from."""
+
+    parent: str  # "pool/image@snap" to clone from
     size_bytes: int | None = None  # size of the parent, if known
     dep: str | None = None  # IMPORT_IMAGE action the clone must wait for
-    reason: str = ""  # why there is no usable parent ("ImageMissing", ...)
-    message: str = ""
+
+
+@dataclass(frozen=True)
+class NoSource:
+    """Why there is no usable clone source (the VMs that need it are blocked with this)."""
+
+    reason: BlockReason
+    message: str
 
 
 def parent_of(world: World, image: Image) -> str:
@@ -43,9 +52,9 @@ def image_hash(image: Image) -> str:
 class Images:
     world: World
     draft: Draft
-    _memo: dict[str, Source] = field(default_factory=dict)
+    _memo: dict[str, Source | NoSource] = field(default_factory=dict)
 
-    def ensure(self, name: str, *, plan_import: bool = True) -> Source:
+    def ensure(self, name: str, *, plan_import: bool = True) -> Source | NoSource:
         """A clone source for image `name`, planning its import if that is still needed.
 
         With plan_import=False it only says whether a clone source can exist (no action).
@@ -57,10 +66,10 @@ class Images:
             self._memo[name] = src
         return src
 
-    def _resolve(self, name: str, *, plan_import: bool) -> Source:
+    def _resolve(self, name: str, *, plan_import: bool) -> Source | NoSource:
         image = self.world.desired.images.get(name)
         if image is None:
-            return Source(None, reason="InvalidSpec", message=f"image {name} is not in the spec")
+            return NoSource(BlockReason.INVALID_SPEC, f"image {name} is not in the spec")
         parent = parent_of(self.world, image)
         if image.source.rbd is not None:
             return self._external(parent)
@@ -72,10 +81,9 @@ class Images:
                 and obs.meta.get(identity.META_KIND) == IMPORTED_KIND
                 and obs.meta.get(identity.META_NAME) == name
             ):
-                return Source(
-                    None,
-                    reason="ImageConflict",
-                    message=f"RBD image {img_name} exists and is not volctl's image {name}",
+                return NoSource(
+                    BlockReason.IMAGE_CONFLICT,
+                    f"RBD image {img_name} exists and is not volctl's image {name}",
                 )
             if (
                 identity.BASE_SNAPSHOT in obs.snapshots
@@ -83,7 +91,7 @@ class Images:
             ):
                 return Source(parent, size_bytes=obs.size_bytes)
         if image.source.path is None:
-            return Source(None, reason="InvalidSpec", message=f"image {name} has no source")
+            return NoSource(BlockReason.INVALID_SPEC, f"image {name} has no source")
         if not plan_import:
             return Source(parent)
         meta = (
@@ -95,9 +103,7 @@ class Images:
         )
         resource = f"image/{name}"
         action_id = self.draft.add(
-            Action(
-                id=f"{ActionKind.IMPORT_IMAGE.value}:{resource}",
-                kind=ActionKind.IMPORT_IMAGE,
+            ImportImage(
                 resource=resource,
                 before=None
                 if obs is None
@@ -112,7 +118,7 @@ class Images:
         self.draft.change(resource, ChangeOp.CREATE, None, f"{img_name} from {image.source.path}")
         return Source(parent, dep=action_id)
 
-    def _external(self, parent: str) -> Source:
+    def _external(self, parent: str) -> Source | NoSource:
         storage = self.world.observed.storage
         exists = storage.external_snapshots.get(parent)
         size = None
@@ -125,7 +131,5 @@ class Images:
                 if exists is None:
                     exists = snap in obs.snapshots
         if not exists:
-            return Source(
-                None, reason="ImageMissing", message=f"snapshot {parent} does not exist in Ceph"
-            )
+            return NoSource(BlockReason.IMAGE_MISSING, f"snapshot {parent} does not exist in Ceph")
         return Source(parent, size_bytes=size)

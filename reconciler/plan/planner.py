@@ -19,7 +19,7 @@ from dataclasses import replace
 from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedWorld
 from reconciler.plan import ids
-from reconciler.plan.actions import ActionKind, Plan
+from reconciler.plan.actions import DestroyDomain, Plan
 from reconciler.plan.attachments import AttachmentRules, Detaches
 from reconciler.plan.draft import Draft
 from reconciler.plan.guard import hold_deletions
@@ -54,9 +54,9 @@ def plan(desired: DesiredState, observed: ObservedWorld, settings: PlanSettings)
 def _destroy_after_detach(draft: Draft, detaches: Detaches) -> None:
     """Every domain destroy waits for the detaches planned on that domain."""
     for action_id, action in list(draft.actions.items()):
-        if action.kind != ActionKind.DESTROY_DOMAIN or action.domain is None:
+        if not isinstance(action, DestroyDomain):
             continue
-        extra = detaches.by_domain.get((action.host or "", action.domain.name), [])
+        extra = detaches.by_domain.get((action.host, action.domain.name), [])
         if extra:
             deps = tuple(sorted(set(action.depends_on) | set(extra)))
             draft.actions[action_id] = replace(action, depends_on=deps)

@@ -9,13 +9,12 @@ without our mark is never considered.
 from __future__ import annotations
 
 from reconciler import identity
-from reconciler.plan.actions import ActionKind
+from reconciler.plan.actions import DeleteRoot, DestroyDomain
 from reconciler.plan.attachments import Detaches
 from reconciler.plan.draft import Draft
-from reconciler.plan.specs import act, domain_text, gib, observed_domain
+from reconciler.plan.reasons import BlockReason
+from reconciler.plan.specs import domain_text, gib, observed_domain
 from reconciler.plan.world import World
-
-K = ActionKind
 
 
 def plan_removals(world: World, draft: Draft, detaches: Detaches) -> None:
@@ -28,7 +27,7 @@ def plan_removals(world: World, draft: Draft, detaches: Detaches) -> None:
         if root is not None and root.watchers and not refs:
             draft.block(
                 res,
-                "RootInUse",
+                BlockReason.ROOT_IN_USE,
                 f"root disk {identity.root_disk_name(name)} is open by a client volctl cannot "
                 f"see (watchers: {', '.join(root.watchers)}); it is not removed",
             )
@@ -39,12 +38,11 @@ def plan_removals(world: World, draft: Draft, detaches: Detaches) -> None:
             deps = detaches.by_domain.get((ref.host, ref.domain.name), [])
             destroys.append(
                 draft.add(
-                    act(
-                        K.DESTROY_DOMAIN,
-                        res,
-                        ref.host if len(refs) > 1 else None,
+                    DestroyDomain(
+                        resource=res,
+                        qualifier=ref.host if len(refs) > 1 else None,
                         host=ref.host,
-                        domain=observed_domain(world.settings, ref.domain),
+                        domain=observed_domain(world.settings, ref.domain, ref.mark),
                         depends_on=tuple(sorted(deps)),
                         before=f"on {ref.host}: {domain_text(ref.domain, root)}",
                         after=None,
@@ -55,9 +53,8 @@ def plan_removals(world: World, draft: Draft, detaches: Detaches) -> None:
             )
         if root is not None:
             draft.add(
-                act(
-                    K.DELETE_ROOT,
-                    res,
+                DeleteRoot(
+                    resource=res,
                     image_name=identity.root_disk_name(name),
                     depends_on=tuple(destroys),
                     before=f"root disk {gib(root.size_bytes)}",

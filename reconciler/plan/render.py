@@ -10,8 +10,28 @@ one add and one destroy).  Pure string building: the CLI decides where it goes.
 from __future__ import annotations
 
 from collections import Counter
+from typing import assert_never
 
-from reconciler.plan.actions import Action, ActionKind, Change, ChangeOp, Plan
+from reconciler.plan.actions import (
+    Action,
+    ActionKind,
+    AttachVolume,
+    Change,
+    ChangeOp,
+    CloneRoot,
+    CreateVolume,
+    DefineDomain,
+    DeleteRoot,
+    DeleteVolume,
+    DestroyDomain,
+    DetachVolume,
+    ImportImage,
+    Plan,
+    ResizeVolume,
+    SetVolumeMeta,
+    StartDomain,
+    StopDomain,
+)
 
 NO_CHANGES = "No changes. The infrastructure matches the configuration."
 
@@ -95,10 +115,37 @@ def _detail(action: Action) -> str:
     head = []
     if action.host:
         head.append(f"on {action.host}")
-    if action.image_name:
-        head.append(action.image_name)
+    image = image_of(action)
+    if image:
+        head.append(image)
     tail = action.reason
     if action.before is not None or action.after is not None:
         tail = f"{action.before or '(none)'} -> {action.after or '(none)'}"
     text = " ".join(head)
     return f"{text}: {tail}" if text and tail else text or tail
+
+
+def image_of(action: Action) -> str | None:
+    """The RBD image an action creates, changes or removes (None for domain actions)."""
+    match action:
+        case (
+            ImportImage()
+            | CloneRoot()
+            | DeleteRoot()
+            | CreateVolume()
+            | ResizeVolume()
+            | SetVolumeMeta()
+            | DeleteVolume()
+        ):
+            return action.image_name
+        case (
+            DefineDomain()
+            | StartDomain()
+            | StopDomain()
+            | DestroyDomain()
+            | AttachVolume()
+            | DetachVolume()
+        ):
+            return None
+        case _:
+            assert_never(action)

@@ -11,25 +11,13 @@ from functools import lru_cache
 
 from reconciler import identity
 from reconciler.model import DEFAULT_NETWORKS, Host, Image, InstanceType, VirtualMachine, Volume
-from reconciler.observe.types import ObservedDomain, ObservedHost, ObservedImage
+from reconciler.observe.types import ObservedDomain, ObservedHost, ObservedImage, OwnerMark
 from reconciler.payload import DomainSpec, NicKind, NicSpec, VirtType
-from reconciler.plan.actions import Action, ActionKind
+from reconciler.plan.actions import Meta
 from reconciler.plan.settings import PlanSettings
 from reconciler.plan.world import active
 
 GIB = 1 << 30
-
-Meta = tuple[tuple[str, str], ...]
-
-
-def action_id(kind: ActionKind, resource: str, qualifier: str | None = None) -> str:
-    base = f"{kind.value}:{resource}"
-    return base if qualifier is None else f"{base}@{qualifier}"
-
-
-def act(kind: ActionKind, resource: str, qualifier: str | None = None, **kw: object) -> Action:
-    """An Action with the deterministic id f"{kind}:{resource}" (plus "@qualifier")."""
-    return Action(id=action_id(kind, resource, qualifier), kind=kind, resource=resource, **kw)  # type: ignore[arg-type]
 
 
 def vm_hash(
@@ -164,14 +152,13 @@ def desired_domain(
     )
 
 
-def observed_domain(settings: PlanSettings, dom: ObservedDomain) -> DomainSpec:
+def observed_domain(settings: PlanSettings, dom: ObservedDomain, mark: OwnerMark) -> DomainSpec:
     """A DomainSpec describing one of our domains as it is (for stop/destroy/detach)."""
-    assert dom.mark is not None
-    vm = dom.mark.name
+    vm = mark.name
     return DomainSpec(
         name=dom.name,
-        vmid=dom.mark.vmid,
-        spec_hash=dom.mark.spec_hash,
+        vmid=mark.vmid,
+        spec_hash=mark.spec_hash,
         vcpus=dom.vcpus,
         memory_mib=dom.memory_mib,
         root_image=settings.rbd(identity.root_disk_name(vm)),

@@ -14,14 +14,13 @@ from reconciler import identity
 from reconciler.model import Image, InstanceType, VirtualMachine
 from reconciler.observe.types import ObservedImage
 from reconciler.payload import DomainSpec
-from reconciler.plan.actions import ActionKind, Blocked
+from reconciler.plan.actions import Blocked, CloneRoot, DefineDomain, ResizeVolume, StartDomain
 from reconciler.plan.draft import Draft
-from reconciler.plan.images import Images
+from reconciler.plan.images import Images, Source
 from reconciler.plan.placement import Ledger
-from reconciler.plan.specs import GIB, act, desired_domain, gib, root_meta, wanted_text
+from reconciler.plan.reasons import BlockReason
+from reconciler.plan.specs import GIB, desired_domain, gib, root_meta, wanted_text
 from reconciler.plan.world import DomainRef, World
-
-K = ActionKind
 
 
 @dataclass
@@ -47,7 +46,7 @@ class VmBase:
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _block(self, info: VmInfo, name: str, reason: str, message: str) -> VmInfo:
+    def _block(self, info: VmInfo, name: str, reason: BlockReason, message: str) -> VmInfo:
         resource = f"vm/{name}"
         self.draft.block(resource, reason, message)
         info.blocked = Blocked(resource, reason, message)
@@ -93,27 +92,21 @@ class VmBase:
         spec = info.spec
         assert spec is not None
         deps = list(after)
-        existing = root
-        if existing is None:
+        if root is None:
             deps.append(self._clone(vm, itype, image, spec, tuple(after)))
-        elif existing.size_bytes < itype.disk * GIB:
-            deps.append(
-                self.draft.add(
-                    act(
-                        K.RESIZE_VOLUME,
-                        res,
-                        image_name=identity.root_disk_name(name),
-                        size_bytes=itype.disk * GIB,
-                        before=gib(existing.size_bytes),
-                        after=f"{itype.disk} GiB",
-                        reason="root disk grows with the instance type",
-                    )
-                )
+        elif root.size_bytes < itype.disk * GIB:
+            grow = ResizeVolume(
+                resource=res,
+                image_name=identity.root_disk_name(name),
+                size_bytes=itype.disk * GIB,
+                before=gib(root.size_bytes),
+                after=f"{itype.disk} GiB",
+                reason="root disk grows with the instance type",
             )
+            deps.append(self.draft.add(grow))
         define = self.draft.add(
-            act(
-                K.DEFINE_DOMAIN,
-                res,
+            DefineDomain(
+                resource=res,
                 host=host,
                 domain=spec,
                 depends_on=tuple(deps),
@@ -123,20 +116,16 @@ class VmBase:
         )
         ready = [define]
         if vm.running:
-            ready.append(
-                self.draft.add(
-                    act(
-                        K.START_DOMAIN,
-                        res,
-                        host=host,
-                        domain=spec,
-                        depends_on=(define,),
-                        before="shutoff",
-                        after="running",
-                        reason="running: true",
-                    )
-                )
+            start = StartDomain(
+                resource=res,
+                host=host,
+                domain=spec,
+                depends_on=(define,),
+                before="shutoff",
+                after="running",
+                reason="running: true",
             )
+            ready.append(self.draft.add(start))
         info.ready = tuple(ready)
 
     def _clone(
@@ -148,13 +137,13 @@ class VmBase:
         after: tuple[str, ...],
     ) -> str:
         src = self.images.ensure(image.meta.name)
-        assert src.parent is not None
+        # callers asked ensure(plan_import=False) first and blocked the VM without a source
+        assert isinstance(src, Source), src
         size = max(itype.disk * GIB, src.size_bytes or 0)
         name = vm.meta.name
         return self.draft.add(
-            act(
-                K.CLONE_ROOT,
-                f"vm/{name}",
+            CloneRoot(
+                resource=f"vm/{name}",
                 image_name=identity.root_disk_name(name),
                 parent=src.parent,
                 size_bytes=size,

@@ -13,13 +13,20 @@ from dataclasses import dataclass, field
 from reconciler import identity
 from reconciler.model import ReclaimPolicy, Volume
 from reconciler.payload import DomainSpec
-from reconciler.plan.actions import ActionKind, ChangeOp
+from reconciler.plan.actions import (
+    ChangeOp,
+    CreateVolume,
+    DeleteVolume,
+    ResizeVolume,
+    SetVolumeMeta,
+)
 from reconciler.plan.draft import Draft
-from reconciler.plan.specs import GIB, act, gib, volume_hash, volume_meta
+from reconciler.plan.reasons import BlockReason
+from reconciler.plan.specs import GIB, gib, volume_hash, volume_meta
 from reconciler.plan.vms import VmInfo
 from reconciler.plan.world import DiskRef, World
 
-K = ActionKind
+R = BlockReason
 
 
 @dataclass
@@ -42,7 +49,7 @@ class VolumeRules:
             self.infos[name] = self._desired(self.world.desired.volumes[name])
         return self.infos
 
-    def _block(self, name: str, reason: str, message: str) -> VolInfo:
+    def _block(self, name: str, reason: BlockReason, message: str) -> VolInfo:
         self.draft.block(f"volume/{name}", reason, message)
         return VolInfo(blocked=f"{reason}: {message}")
 
@@ -52,17 +59,16 @@ class VolumeRules:
         res = f"volume/{name}"
         img_name = identity.volume_image_name(name)
         if not w.storage_ok:
-            return self._block(name, "StorageUnknown", f"storage unreachable: {_why(w)}")
+            return self._block(name, R.STORAGE_UNKNOWN, f"storage unreachable: {_why(w)}")
         want = vol.size * GIB
         img = w.volumes.get(name)
         if img is None:
             if w.image(img_name) is not None:
-                return self._block(name, "NameConflict", f"RBD image {img_name} is not ours")
+                return self._block(name, R.NAME_CONFLICT, f"RBD image {img_name} is not ours")
             info = VolInfo()
             info.create = self.draft.add(
-                act(
-                    K.CREATE_VOLUME,
-                    res,
+                CreateVolume(
+                    resource=res,
                     image_name=img_name,
                     size_bytes=want,
                     meta=volume_meta(vol, self.volids[name]),
@@ -76,16 +82,15 @@ class VolumeRules:
         if want < img.size_bytes:
             self.draft.block(
                 res,
-                "ShrinkRefused",
+                R.SHRINK_REFUSED,
                 f"volume is {gib(img.size_bytes)}, the spec asks for {vol.size} GiB; "
                 "shrinking is refused (nothing is done)",
             )
         elif want > img.size_bytes:
             host, dom = self._live_attachment(name)
             info.resize = self.draft.add(
-                act(
-                    K.RESIZE_VOLUME,
-                    res,
+                ResizeVolume(
+                    resource=res,
                     image_name=img_name,
                     size_bytes=want,
                     host=host,
@@ -99,9 +104,8 @@ class VolumeRules:
         recorded = img.meta.get(identity.META_RECLAIM)
         if recorded != vol.reclaim_policy.value:
             self.draft.add(
-                act(
-                    K.SET_VOLUME_META,
-                    res,
+                SetVolumeMeta(
+                    resource=res,
                     image_name=img_name,
                     meta=(
                         (identity.META_RECLAIM, vol.reclaim_policy.value),
@@ -144,17 +148,16 @@ class VolumeRules:
             foreign = [r for r in refs if r.domain.mark is None]
             if foreign:
                 self.draft.block(
-                    res, "VolumeInUse", f"attached to foreign domain {foreign[0].domain.name}"
+                    res, R.VOLUME_IN_USE, f"attached to foreign domain {foreign[0].domain.name}"
                 )
                 continue
             pending = [r for r in refs if not r.disk.persistent]
             if pending:
-                self.draft.block(res, "Detaching", f"still detaching from {pending[0].domain.name}")
+                self.draft.block(res, R.DETACHING, f"still detaching from {pending[0].domain.name}")
                 continue
             self.draft.add(
-                act(
-                    K.DELETE_VOLUME,
-                    res,
+                DeleteVolume(
+                    resource=res,
                     image_name=identity.volume_image_name(name),
                     depends_on=tuple(sorted(detaches.get(name, []))),
                     before=gib(img.size_bytes),

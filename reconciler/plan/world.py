@@ -19,6 +19,7 @@ from reconciler.observe.types import (
     ObservedDomain,
     ObservedImage,
     ObservedWorld,
+    OwnerMark,
 )
 from reconciler.plan.settings import PlanSettings
 
@@ -27,8 +28,11 @@ NO_PMID = 1 << 62  # hosts that are observed but not in the spec sort last
 
 @dataclass(frozen=True)
 class DomainRef:
+    """One of our domains: where it is, and its owner mark (so nobody has to re-check it)."""
+
     host: str
     domain: ObservedDomain
+    mark: OwnerMark
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,8 @@ class World:
         for dom in obs.domains:
             names.add(dom.name)
             if dom.mark is not None:
-                self.ours_by_vm.setdefault(dom.mark.name, []).append(DomainRef(host, dom))
+                ours = DomainRef(host, dom, dom.mark)
+                self.ours_by_vm.setdefault(dom.mark.name, []).append(ours)
             for disk in dom.disks:
                 if disk.rbd_image is not None:
                     ref = DiskRef(host, dom, disk)

@@ -8,18 +8,21 @@ pass only add events, the last error and the Failed/Detaching nuances.  Conditio
 their last transition time while their status does not change, like Kubernetes.
 
 Outcomes come from the executor, which this layer does not import; `ActionOutcome` is the
-structural shape it needs.  Nothing here ever reads or stores a key.
+structural shape it needs, and `Result` (in plan/) the vocabulary.  Nothing here ever reads
+or stores a key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, assert_never
 
 from reconciler.model import DesiredState, Kind
 from reconciler.observe.types import ObservedWorld
-from reconciler.plan.actions import Action, ActionKind, Plan
+from reconciler.plan.actions import Action, ActionKind, Blocked, Plan
+from reconciler.plan.reasons import BlockReason
+from reconciler.plan.results import Result
 from reconciler.source.protocol import SourceStatus
 from reconciler.status.kinds import Facts, Index, resource_facts
 from reconciler.status.types import (
@@ -36,22 +39,12 @@ from reconciler.status.types import (
 MAX_RESOURCE_EVENTS = 20
 MAX_SNAPSHOT_EVENTS = 200
 
-# execute.outcome.Result values, as plain strings (status does not import execute)
-OK, REQUESTED, TRANSIENT, TERMINAL, DEFERRED, SKIPPED = (
-    "ok",
-    "requested",
-    "transient",
-    "terminal",
-    "deferred",
-    "skipped",
-)
-
 
 class ActionOutcome(Protocol):
     @property
     def action(self) -> Action: ...
     @property
-    def result(self) -> str: ...
+    def result(self) -> Result: ...
     @property
     def message(self) -> str: ...
     @property
@@ -93,12 +86,6 @@ _OK_EVENTS: Mapping[ActionKind, str] = {
     ActionKind.ATTACH_VOLUME: "Attached",
     ActionKind.DETACH_VOLUME: "Detached",
 }
-_BLOCKED_PHASES: Mapping[str, Phase] = {
-    "Unschedulable": Phase.UNSCHEDULABLE,
-    "HostUnknown": Phase.UNKNOWN,
-    "StorageUnknown": Phase.UNKNOWN,
-    "Detaching": Phase.DETACHING,
-}
 _CONVERGED = (Phase.READY, Phase.STOPPED, Phase.RELEASED)
 
 
@@ -107,7 +94,7 @@ def settled(r: ResourceStatus) -> bool:
     is imported on first use and not used yet (Pending with nothing planned)."""
     if r.phase in _CONVERGED:
         return True
-    return r.kind == Kind.IMAGE.value and r.phase is Phase.PENDING
+    return r.kind == Kind.IMAGE and r.phase is Phase.PENDING
 
 
 def compute(previous: Snapshot, p: PassInput) -> Snapshot:
@@ -173,6 +160,48 @@ def _revision(src: SourceStatus | None) -> str | None:
     return src.last_applied_revision if src is not None else None
 
 
+Cond = tuple[bool, str, str]  # a condition's (status, reason, message)
+
+
+@dataclass(frozen=True)
+class _Tally:
+    """One resource's outcomes of this pass, sorted by what they mean for its status."""
+
+    failed: list[ActionOutcome]  # ran and failed (transient or terminal)
+    terminal: list[ActionOutcome]  # failed for good: waits for a spec change
+    requested: list[ActionOutcome]  # a detach asked for, not seen done yet
+    retrying: list[ActionOutcome]  # failed or held back, retried after a delay
+    ran_ok: list[ActionOutcome]
+
+    @classmethod
+    def of(cls, outcomes: list[ActionOutcome]) -> _Tally:
+        def having(*results: Result) -> list[ActionOutcome]:
+            return [o for o in outcomes if o.result in results]
+
+        return cls(
+            failed=[o for o in having(Result.TRANSIENT, Result.TERMINAL) if o.ran],
+            terminal=having(Result.TERMINAL),
+            requested=having(Result.REQUESTED),
+            retrying=having(Result.TRANSIENT, Result.DEFERRED),
+            ran_ok=having(Result.OK),
+        )
+
+    def error(self) -> str | None:
+        first = self.terminal or self.retrying
+        return (first[0].message or None) if first else None
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """A resource's phase, its three conditions and the error it shows."""
+
+    phase: Phase
+    ready: Cond
+    progressing: Cond
+    degraded: Cond
+    error: str | None
+
+
 def _status(
     f: Facts,
     prev: ResourceStatus | None,
@@ -184,62 +213,24 @@ def _status(
 ) -> tuple[ResourceStatus, list[Event], int]:
     now = p.time
     blocked = idx.blocked.get(f.key)
-    pending = idx.pending.get(f.key, [])
-    failed = [o for o in outcomes if o.result in (TRANSIENT, TERMINAL) and o.ran]
-    terminal = [o for o in outcomes if o.result == TERMINAL]
-    requested = [o for o in outcomes if o.result == REQUESTED]
-    retrying = [o for o in outcomes if o.result in (TRANSIENT, DEFERRED)]
-    ran_ok = [o for o in outcomes if o.result == OK]
-    busy = bool(pending) or (p.unverified and bool(ran_ok))
-
-    error: str | None = None
-    if terminal or retrying:
-        error = (terminal or retrying)[0].message or None
-    if error is None and busy and prev is not None:
-        error = prev.last_error
-
-    if blocked is not None:
-        phase = _BLOCKED_PHASES.get(blocked.reason, Phase.BLOCKED)
-        ready = (False, blocked.reason, blocked.message)
-        progressing = (False, blocked.reason, "")
-        degraded = (True, blocked.reason, blocked.message)
-        error = blocked.message
-    elif terminal:
-        phase = Phase.FAILED
-        ready = (False, "Failed", error or "")
-        progressing = (False, "Failed", "waits for a spec change")
-        degraded = (True, "Failed", error or "")
-    elif busy or requested or f.detaching:
-        phase = _busy_phase(f, pending, requested)
-        detail = ", ".join(a.id for a in pending[:3]) or "verifying"
-        ready = (False, "Progressing", detail)
-        progressing = (True, str(phase), detail)
-        degraded = (True, "RetryScheduled", error or "") if retrying else (False, "AsExpected", "")
-    else:
-        phase = f.phase
-        error = None if phase in _CONVERGED else f.message
-        ok = phase in _CONVERGED
-        ready = (ok, str(phase), f.message)
-        progressing = (False, str(phase), "")
-        degraded = (not ok, str(phase), f.message) if not ok else (False, "AsExpected", "")
-
+    tally = _Tally.of(outcomes)
+    v = _verdict(f, prev, blocked, idx.pending.get(f.key, []), tally, unverified=p.unverified)
     conditions = (
-        _cond(prev, ConditionType.READY, ready, now),
-        _cond(prev, ConditionType.PROGRESSING, progressing, now),
-        _cond(prev, ConditionType.DEGRADED, degraded, now),
+        _cond(prev, ConditionType.READY, v.ready, now),
+        _cond(prev, ConditionType.PROGRESSING, v.progressing, now),
+        _cond(prev, ConditionType.DEGRADED, v.degraded, now),
     )
     drift = same_revision and _is_drift(f, prev)
     why = (blocked.reason, blocked.message) if blocked is not None else None
-    events = _events(f, prev, phase, (outcomes, failed), now, drift=drift, why=why)
-    corrected = len(ran_ok) if drift else 0
+    events = _events(f, prev, v.phase, (outcomes, tally.failed), now, drift=drift, why=why)
     status = ResourceStatus(
         kind=f.kind,
         name=f.name,
-        phase=phase,
+        phase=v.phase,
         conditions=conditions,
         observed_spec_hash=f.observed_hash,
         desired_spec_hash=f.desired_hash,
-        last_error=error,
+        last_error=v.error,
         events=((*prev.events, *events) if prev else tuple(events))[-MAX_RESOURCE_EVENTS:],
         ids=f.ids,
         host=f.host,
@@ -247,7 +238,81 @@ def _status(
         details=f.details,
         created=prev.created if prev and prev.created else (now if f.exists else None),
     )
-    return status, events, corrected
+    return status, events, len(tally.ran_ok) if drift else 0
+
+
+def _verdict(
+    f: Facts,
+    prev: ResourceStatus | None,
+    blocked: Blocked | None,
+    pending: list[Action],
+    t: _Tally,
+    *,
+    unverified: bool,
+) -> _Verdict:
+    """Blocked beats a terminal failure, which beats work in flight; else the facts' phase."""
+    busy = bool(pending) or (unverified and bool(t.ran_ok))
+    error = t.error()
+    if error is None and busy and prev is not None:
+        error = prev.last_error
+    if blocked is not None:
+        r, msg = blocked.reason, blocked.message
+        return _Verdict(blocked_phase(r), (False, r, msg), (False, r, ""), (True, r, msg), msg)
+    if t.terminal:
+        return _Verdict(
+            Phase.FAILED,
+            (False, "Failed", error or ""),
+            (False, "Failed", "waits for a spec change"),
+            (True, "Failed", error or ""),
+            error,
+        )
+    if busy or t.requested or f.detaching:
+        phase = _busy_phase(f, pending, t.requested)
+        detail = ", ".join(a.id for a in pending[:3]) or "verifying"
+        degraded = (True, "RetryScheduled", error or "") if t.retrying else _AS_EXPECTED
+        return _Verdict(
+            phase, (False, "Progressing", detail), (True, str(phase), detail), degraded, error
+        )
+    ok = f.phase in _CONVERGED
+    return _Verdict(
+        f.phase,
+        (ok, str(f.phase), f.message),
+        (False, str(f.phase), ""),
+        _AS_EXPECTED if ok else (True, str(f.phase), f.message),
+        None if ok else f.message,
+    )
+
+
+_AS_EXPECTED: Cond = (False, "AsExpected", "")
+
+
+def blocked_phase(reason: BlockReason) -> Phase:
+    """The phase a resource blocked for `reason` shows (most are plainly Blocked)."""
+    match reason:
+        case BlockReason.UNSCHEDULABLE:
+            return Phase.UNSCHEDULABLE
+        case BlockReason.HOST_UNKNOWN | BlockReason.STORAGE_UNKNOWN:
+            return Phase.UNKNOWN
+        case BlockReason.DETACHING:
+            return Phase.DETACHING
+        case (
+            BlockReason.INVALID_SPEC
+            | BlockReason.SHRINK_REFUSED
+            | BlockReason.NO_FREE_TARGET
+            | BlockReason.NAME_CONFLICT
+            | BlockReason.IMAGE_CONFLICT
+            | BlockReason.IMAGE_MISSING
+            | BlockReason.ROOT_IN_USE
+            | BlockReason.VOLUME_IN_USE
+            | BlockReason.DEFERRED_WHILE_UNKNOWN
+            | BlockReason.DELETE_GUARD
+            | BlockReason.VOLUME_NOT_READY
+            | BlockReason.VM_NOT_READY
+            | BlockReason.DEPENDENCY_BLOCKED
+        ):
+            return Phase.BLOCKED
+        case _:
+            assert_never(reason)
 
 
 def _busy_phase(f: Facts, pending: list[Action], requested: list[ActionOutcome]) -> Phase:
@@ -298,17 +363,17 @@ def _events(
     out: list[Event] = []
     for o in outcomes:
         a = o.action
-        if o.result == OK:
+        if o.result is Result.OK:
             reason = _OK_EVENTS[a.kind]
             if a.kind is ActionKind.DEFINE_DOMAIN and a.before is not None:
                 reason = "Updated"
             out.append(Event(now, "Normal", reason, _describe(a), f.key))
-        elif o.result == REQUESTED:
+        elif o.result is Result.REQUESTED:
             out.append(Event(now, "Normal", "DetachRequested", o.message, f.key))
-    if drift and any(o.result == OK for o in outcomes):
+    if drift and any(o.result is Result.OK for o in outcomes):
         out.append(Event(now, "Warning", "DriftCorrected", "repaired an out-of-band change", f.key))
     for o in failed:
-        if o.result == TERMINAL:
+        if o.result is Result.TERMINAL:
             out.append(Event(now, "Warning", "Failed", f"{o.action.kind}: {o.message}", f.key))
         else:
             wait = f"; retry in {o.retry_after:.1f}s" if o.retry_after is not None else ""

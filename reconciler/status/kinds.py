@@ -10,12 +10,30 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import assert_never
 from urllib.parse import urlsplit
 
 from reconciler import identity
 from reconciler.model import DesiredState, Kind
 from reconciler.observe.types import ObservedDisk, ObservedDomain, ObservedImage, ObservedWorld
-from reconciler.plan.actions import Action, Blocked, Plan
+from reconciler.plan.actions import (
+    Action,
+    AttachVolume,
+    Blocked,
+    CloneRoot,
+    CreateVolume,
+    DefineDomain,
+    DeleteRoot,
+    DeleteVolume,
+    DestroyDomain,
+    DetachVolume,
+    ImportImage,
+    Plan,
+    ResizeVolume,
+    SetVolumeMeta,
+    StartDomain,
+    StopDomain,
+)
 from reconciler.plan.specs import virt_type
 from reconciler.status.types import HostStatus, Phase
 
@@ -126,12 +144,26 @@ class Index:
     def desired_hash(self, key: str, observed: str | None) -> str | None:
         """The spec hash the plan is driving towards, else (nothing to do) the observed one."""
         for a in self.pending.get(key, ()):
-            if a.domain is not None:
-                return a.domain.spec_hash
-            meta = dict(a.meta)
-            if identity.META_SPEC_HASH in meta:
-                return meta[identity.META_SPEC_HASH]
+            driven = driven_hash(a)
+            if driven is not None:
+                return driven
         return observed
+
+
+def driven_hash(a: Action) -> str | None:
+    """The spec hash an action writes onto its own resource (domain mark or image-meta).
+
+    A volume resized online or detached names its VM's domain, whose hash is the VM's, not
+    the volume's: it writes no hash of the volume."""
+    match a:
+        case DefineDomain() | StartDomain() | StopDomain() | DestroyDomain():
+            return a.domain.spec_hash
+        case ImportImage() | CloneRoot() | CreateVolume() | SetVolumeMeta():
+            return dict(a.meta).get(identity.META_SPEC_HASH)
+        case ResizeVolume() | DeleteRoot() | DeleteVolume() | AttachVolume() | DetachVolume():
+            return None
+        case _:
+            assert_never(a)
 
 
 def _replace_reason(hs: HostStatus, reason: str | None) -> HostStatus:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 
 import pytest
 from fakeworld import CEPH, FakeHypervisor, FakeStorage, Injector
@@ -27,7 +28,20 @@ from reconciler.identity import (
 )
 from reconciler.observe.types import ObservedImage
 from reconciler.payload import DiskSpec, DomainSpec
-from reconciler.plan.actions import Action, ActionKind, Plan
+from reconciler.plan.actions import (
+    Action,
+    AttachVolume,
+    CloneRoot,
+    CreateVolume,
+    DefineDomain,
+    DeleteRoot,
+    DestroyDomain,
+    DetachVolume,
+    ImportImage,
+    Plan,
+    ResizeVolume,
+    StartDomain,
+)
 
 GIB = 1 << 30
 
@@ -41,28 +55,22 @@ def dom(name: str, vmid: int = 1, spec_hash: str = "h1") -> DomainSpec:
 
 
 def vm_actions(name: str, host: str, spec_hash: str = "h1") -> list[Action]:
-    clone = Action(
-        f"clone-root:vm/{name}",
-        ActionKind.CLONE_ROOT,
-        f"vm/{name}",
+    clone = CloneRoot(
+        resource=f"vm/{name}",
         image_name=f"vm-{name}-root",
         parent=f"rbd/img-base@{BASE_SNAPSHOT}",
         size_bytes=2 * GIB,
         meta=mark("root", name),
         depends_on=("import-image:image/base",),
     )
-    define = Action(
-        f"define-domain:vm/{name}",
-        ActionKind.DEFINE_DOMAIN,
-        f"vm/{name}",
+    define = DefineDomain(
+        resource=f"vm/{name}",
         host=host,
         domain=dom(name, spec_hash=spec_hash),
         depends_on=(clone.id,),
     )
-    start = Action(
-        f"start-domain:vm/{name}",
-        ActionKind.START_DOMAIN,
-        f"vm/{name}",
+    start = StartDomain(
+        resource=f"vm/{name}",
         host=host,
         domain=dom(name, spec_hash=spec_hash),
         depends_on=(define.id,),
@@ -70,10 +78,8 @@ def vm_actions(name: str, host: str, spec_hash: str = "h1") -> list[Action]:
     return [clone, define, start]
 
 
-IMPORT = Action(
-    "import-image:image/base",
-    ActionKind.IMPORT_IMAGE,
-    "image/base",
+IMPORT = ImportImage(
+    resource="image/base",
     image_name="img-base",
     source_path="/img/base.raw",
     meta=mark("image", "base"),
@@ -81,18 +87,14 @@ IMPORT = Action(
 
 
 def volume_actions(vol: str, vm: str, host: str) -> list[Action]:
-    create = Action(
-        f"create-volume:volume/{vol}",
-        ActionKind.CREATE_VOLUME,
-        f"volume/{vol}",
+    create = CreateVolume(
+        resource=f"volume/{vol}",
         image_name=f"vol-{vol}",
         size_bytes=GIB,
         meta=mark("volume", vol),
     )
-    attach = Action(
-        f"attach-volume:attachment/{vol}",
-        ActionKind.ATTACH_VOLUME,
-        f"attachment/{vol}",
+    attach = AttachVolume(
+        resource=f"attachment/{vol}",
         host=host,
         domain=dom(vm),
         disk=DiskSpec(f"rbd/vol-{vol}", "vdb", f"vol-{vol}", CEPH),
@@ -168,10 +170,8 @@ def test_bounded_concurrency_per_host_and_overall() -> None:
     for name in list(w.storage.images):
         del w.storage.images[name]
     actions: list[Action] = [
-        Action(
-            f"create-volume:volume/v{h}-{i}",
-            ActionKind.CREATE_VOLUME,
-            f"volume/v{h}-{i}",
+        CreateVolume(
+            resource=f"volume/v{h}-{i}",
             host=f"h{h}",
             image_name=f"vol-v{h}-{i}",
             size_bytes=GIB,
@@ -284,13 +284,9 @@ def test_destroy_and_delete_of_what_is_gone_is_done() -> None:
     w = World()
     plan = Plan(
         actions=(
-            Action(
-                "destroy-domain:vm/x", ActionKind.DESTROY_DOMAIN, "vm/x", host="h1", domain=dom("x")
-            ),
-            Action(
-                "delete-root:vm/x",
-                ActionKind.DELETE_ROOT,
-                "vm/x",
+            DestroyDomain(resource="vm/x", host="h1", domain=dom("x")),
+            DeleteRoot(
+                resource="vm/x",
                 image_name="vm-x-root",
                 depends_on=("destroy-domain:vm/x",),
             ),
@@ -302,23 +298,15 @@ def test_destroy_and_delete_of_what_is_gone_is_done() -> None:
 def test_delete_of_root_with_watcher_waits_for_destroy() -> None:
     w = World()
     assert w.executor.run(Plan(actions=(IMPORT, *vm_actions("a", "h1")))).all_ok
-    delete = Action("delete-root:vm/a", ActionKind.DELETE_ROOT, "vm/a", image_name="vm-a-root")
+    delete = DeleteRoot(resource="vm/a", image_name="vm-a-root")
     r = w.executor.run(Plan(actions=(delete,)))  # a planner bug would show as transient
     assert r.outcomes[delete.id].result is Result.TRANSIENT
-    destroy = Action(
-        "destroy-domain:vm/a", ActionKind.DESTROY_DOMAIN, "vm/a", host="h1", domain=dom("a")
-    )
+    destroy = DestroyDomain(resource="vm/a", host="h1", domain=dom("a"))
     w.now += 10
     ordered = Plan(
         actions=(
             destroy,
-            Action(
-                delete.id,
-                delete.kind,
-                delete.resource,
-                image_name=delete.image_name,
-                depends_on=(destroy.id,),
-            ),
+            replace(delete, depends_on=(destroy.id,)),
         )
     )
     assert w.executor.run(ordered).all_ok
@@ -327,18 +315,14 @@ def test_delete_of_root_with_watcher_waits_for_destroy() -> None:
 
 
 def move_plan(vol: str, src: str, dst: str, host: str) -> Plan:
-    detach = Action(
-        f"detach-volume:attachment/{vol}",
-        ActionKind.DETACH_VOLUME,
-        f"attachment/{vol}",
+    detach = DetachVolume(
+        resource=f"attachment/{vol}",
         host=host,
         domain=dom(src),
         disk=DiskSpec(f"rbd/vol-{vol}", "vdb", f"vol-{vol}", CEPH),
     )
-    attach = Action(
-        f"attach-volume:attachment/{vol}",
-        ActionKind.ATTACH_VOLUME,
-        f"attachment/{vol}",
+    attach = AttachVolume(
+        resource=f"attachment/{vol}",
         host=host,
         domain=dom(dst),
         disk=DiskSpec(f"rbd/vol-{vol}", "vdb", f"vol-{vol}", CEPH),
@@ -390,15 +374,12 @@ def test_detach_not_acknowledged_stays_requested_and_never_attaches_elsewhere() 
 def test_resize_grows_the_image_and_tells_the_guest() -> None:
     w = World()
     _two_vms_with_volume(w)
-    resize = Action(
-        "resize-volume:volume/v1",
-        ActionKind.RESIZE_VOLUME,
-        "volume/v1",
+    resize = ResizeVolume(
+        resource="volume/v1",
         host="h1",
         domain=dom("a"),
         image_name="vol-v1",
         size_bytes=3 * GIB,
-        disk=DiskSpec("rbd/vol-v1", "vdb", "vol-v1", CEPH),
     )
     assert w.executor.run(Plan(actions=(resize,))).all_ok
     assert w.storage.images["vol-v1"].size_bytes == 3 * GIB

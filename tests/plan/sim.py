@@ -23,6 +23,7 @@ from reconciler.observe.types import (
     ObservedWorld,
     OwnerMark,
 )
+from reconciler.payload import DomainSpec
 from reconciler.plan.actions import Action, ActionKind, Plan
 
 IMPORTED_SIZE = 2 << 30  # what an imported image file "is" in the simulation
@@ -37,6 +38,12 @@ STORAGE_KINDS = {
     K.SET_VOLUME_META,
     K.DELETE_VOLUME,
 }
+
+
+def domain_of(action: Action) -> DomainSpec | None:
+    """The domain an action acts on, None for a storage action (for cross-kind checks)."""
+    domain: DomainSpec | None = getattr(action, "domain", None)
+    return domain
 
 
 class SimError(AssertionError):

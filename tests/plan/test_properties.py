@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import ActionKind, Plan
 from reconciler.plan.planner import plan
+from reconciler.plan.render import image_of
 
-from .sim import apply
+from .sim import apply, domain_of
 from .worlds import Scenario, scenarios
 
 K = ActionKind
@@ -51,9 +52,9 @@ def test_plan_is_safe_to_apply_and_leaves_foreign_things_alone(s: Scenario) -> N
     assert imgs == imgs2
     foreign_names = {d.name for _, d in doms}  # type: ignore[attr-defined]
     for a in p.actions:
-        assert a.image_name not in imgs
-        if a.domain is not None and a.host is not None:
-            assert (a.host, a.domain.name) not in {(h, d.name) for h, d in doms}  # type: ignore[attr-defined]
+        assert image_of(a) not in imgs
+        if (domain := domain_of(a)) is not None and a.host is not None:
+            assert (a.host, domain.name) not in {(h, d.name) for h, d in doms}  # type: ignore[attr-defined]
     assert foreign_names is not None
 
 

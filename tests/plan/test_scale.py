@@ -17,7 +17,15 @@ from reconciler.observe.types import (
     ObservedWorld,
     OwnerMark,
 )
-from reconciler.plan.actions import ActionKind, Plan
+from reconciler.plan.actions import (
+    ActionKind,
+    AttachVolume,
+    CloneRoot,
+    CreateVolume,
+    DefineDomain,
+    ImportImage,
+    Plan,
+)
 from reconciler.plan.planner import plan
 
 from .builders import GIB, SETTINGS, attach, desired, host, vm, volume
@@ -49,15 +57,14 @@ def _applied(world: ObservedWorld, p: Plan) -> ObservedWorld:
     doms: dict[str, dict[str, ObservedDomain]] = {h: {} for h in world.hosts}
     images = dict(world.storage.images)
     for a in p.actions:
-        if a.kind in (ActionKind.IMPORT_IMAGE, ActionKind.CLONE_ROOT, ActionKind.CREATE_VOLUME):
-            assert a.image_name is not None
-            snaps = (identity.BASE_SNAPSHOT,) if a.kind == ActionKind.IMPORT_IMAGE else ()
+        if isinstance(a, ImportImage | CloneRoot | CreateVolume):
+            snaps = (identity.BASE_SNAPSHOT,) if isinstance(a, ImportImage) else ()
+            size = a.size_bytes if isinstance(a, CloneRoot | CreateVolume) else GIB
+            parent = a.parent if isinstance(a, CloneRoot) else None
             images[a.image_name] = ObservedImage(
-                a.image_name, a.size_bytes or GIB, dict(a.meta), a.parent, snaps, snaps
+                a.image_name, size, dict(a.meta), parent, snaps, snaps
             )
-        elif a.kind == ActionKind.DEFINE_DOMAIN:
-            assert a.domain is not None
-            assert a.host is not None
+        elif isinstance(a, DefineDomain):
             s = a.domain
             doms[a.host][s.name] = ObservedDomain(
                 s.name,
@@ -68,10 +75,7 @@ def _applied(world: ObservedWorld, p: Plan) -> ObservedWorld:
                 OwnerMark(s.name, s.vmid, s.spec_hash),
                 (ObservedDisk("vda", s.root_image),),
             )
-        elif a.kind == ActionKind.ATTACH_VOLUME:
-            assert a.domain is not None
-            assert a.host is not None
-            assert a.disk is not None
+        elif isinstance(a, AttachVolume):
             d = doms[a.host][a.domain.name]
             disk = ObservedDisk(a.disk.target, a.disk.rbd_image, a.disk.serial)
             doms[a.host][a.domain.name] = ObservedDomain(

@@ -8,6 +8,7 @@ from reconciler import identity
 from reconciler.model import ReclaimPolicy
 from reconciler.observe.types import ObservedDisk, ObservedImage, ObservedWorld
 from reconciler.plan.actions import ActionKind
+from reconciler.plan.render import image_of
 
 from .builders import (
     GIB,
@@ -302,7 +303,7 @@ def test_scratch_images_are_never_volumes_or_roots() -> None:
         ("create-volume", "volume/v"),
         ("attach-volume", "attachment/x"),
     ]
-    assert not {a.image_name for a in p.actions} & {tmp_vol, tmp_old, tmp_root}
+    assert not {image_of(a) for a in p.actions} & {tmp_vol, tmp_old, tmp_root}
     assert p.released == ()
     w2 = apply(w, p)
     assert run(d, w2).empty
