@@ -18,6 +18,7 @@ from reconciler.model import DesiredState, Kind
 from reconciler.observe.types import ObservedDisk, ObservedDomain, ObservedImage, ObservedWorld
 from reconciler.plan.actions import (
     Action,
+    AttachNic,
     AttachVolume,
     Blocked,
     CloneRoot,
@@ -26,6 +27,7 @@ from reconciler.plan.actions import (
     DeleteRoot,
     DeleteVolume,
     DestroyDomain,
+    DetachNic,
     DetachVolume,
     ImportImage,
     Plan,
@@ -161,6 +163,8 @@ def driven_hash(a: Action) -> str | None:
         case ImportImage() | CloneRoot() | CreateVolume() | SetVolumeMeta():
             return dict(a.meta).get(identity.META_SPEC_HASH)
         case ResizeVolume() | DeleteRoot() | DeleteVolume() | AttachVolume() | DetachVolume():
+            return None
+        case AttachNic() | DetachNic():  # NICs are not part of the VM's spec hash
             return None
         case _:
             assert_never(a)
