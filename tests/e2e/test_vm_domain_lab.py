@@ -6,7 +6,8 @@ One scenario, asserted on libvirt and on what the guest itself prints on its ser
    and its guest reports that MAC; the lab hosts force TCG (`virtType: qemu`);
 2. a second NIC in the spec is hot-plugged into the running guest, which reports both;
 3. taking it out of the spec unplugs it (the guest acknowledges), with no restart;
-4. `volctl logs` reads the serial log through libvirt and shows the guest's boot lines;
+4. `volctl logs` reads the serial log through libvirt and shows the guest's boot lines, with
+   `--uri` and through the controller (which also shows the host's virt type and the MAC);
 5. `volctl console` attaches through libvirt's console stream: after a reset of the guest it
    shows the boot lines, and Ctrl-] detaches.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
-from engine_support import REPO, doc, volctl, wait_for
+from engine_support import REPO, Controller, doc, volctl, wait_for
 
 from reconciler.lab.guest_image import NICS_PREFIX, READY_LINE
 from reconciler.lab.info import LabInfo
@@ -137,6 +138,22 @@ def test_nic_hotplug_console_and_logs(lab: LabInfo, lab_pool: LabPool) -> None:
     tail = volctl(lab_pool, "logs", VM, "--uri", h1_uri, "--tail", "100")
     assert tail.returncode == 0
     assert 0 < len(tail.stdout.encode()) <= 100
+
+    # the same through the controller: it knows the host's URI and the log's path
+    ctl = Controller(lab_pool)
+    ctl.start()
+    try:
+        ctl.wait_converged(after=0, timeout=TIMEOUT)
+        logs = volctl(lab_pool, "logs", VM)
+        assert logs.returncode == 0, logs.stderr
+        assert f"eth0:{mac0}" in logs.stdout
+        hosts = volctl(lab_pool, "get", "hosts", "-o", "wide")
+        assert "qemu (forced)" in hosts.stdout, hosts.stdout
+        assert "x86_64" in hosts.stdout
+        vms = volctl(lab_pool, "get", "vms", "-o", "wide")
+        assert mac0 in vms.stdout, vms.stdout
+    finally:
+        assert ctl.stop() == 0, ctl.log()
 
     # 5. the console: reset the guest while attached, watch it boot, detach with Ctrl-]
     cmd = [sys.executable, "-m", "reconciler.cli.main", "--config", str(lab_pool.config_path)]
