@@ -319,7 +319,7 @@ class VmRules(VmBase):
         )
         info.fresh = True
         info.targets = {"vda"}
-        self._create_chain(vm, k.itype, k.image, info, host=ref.host, after=(delete,))
+        self._create_chain(vm, k.itype, k.image, info, k.spec, host=ref.host, after=(delete,))
         self.draft.change(
             k.res,
             ChangeOp.REPLACE,
@@ -348,7 +348,7 @@ class VmRules(VmBase):
             self._block(info, name, R.INVALID_SPEC, types)
             return
         itype, image = types
-        info.spec = desired_domain(w.settings, vm, itype, image, self.vmids[name])
+        spec = info.spec = desired_domain(w.settings, vm, itype, image, self.vmids[name])
         reclone = root is not None and root.parent not in (None, parent_of(w, image))
         if root is None or reclone:
             src = self.images.ensure(image.meta.name, plan_import=False)
@@ -366,7 +366,7 @@ class VmRules(VmBase):
         if reclone and root is not None:
             after = (self.draft.add(_delete_stale_root(name, root)),)
         kept_root = None if reclone else root
-        self._create_chain(vm, itype, image, info, host=host, after=after, root=kept_root)
+        self._create_chain(vm, itype, image, info, spec, host=host, after=after, root=kept_root)
         wanted = wanted_text(vm, itype, host)
         if kept_root is None:
             self.draft.change(res, ChangeOp.CREATE, None, wanted)
