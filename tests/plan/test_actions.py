@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import get_args
 
 import pytest
 
 from reconciler.execute.retry import fingerprint
 from reconciler.payload import DiskSpec, DomainSpec
 from reconciler.plan.actions import (
+    Action,
     ActionKind,
     DeleteRoot,
     DestroyDomain,
@@ -66,3 +68,14 @@ def test_the_retry_fingerprint_ignores_display_and_order_but_not_payload() -> No
     assert fingerprint(DeleteRoot(resource="volume/v", image_name="vol-v")) != fingerprint(
         replace(a, size_bytes=1)
     )
+
+
+def test_every_kind_has_one_class_and_a_place_in_every_table() -> None:
+    """A new kind must be added everywhere a kind is looked up (mypy checks the matches)."""
+    from reconciler.plan.draft import _KIND_ORDER
+    from reconciler.plan.render import _ACTION_SYMBOL
+    from reconciler.status.compute import _OK_EVENTS
+
+    classes = get_args(Action)
+    assert sorted(c.kind for c in classes) == sorted(ActionKind)
+    assert set(_KIND_ORDER) == set(_ACTION_SYMBOL) == set(_OK_EVENTS) == set(ActionKind)
