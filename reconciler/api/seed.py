@@ -16,14 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.status.types import ResourceStatus, Snapshot
+from reconciler.model import Kind
+from reconciler.status.types import Phase, ResourceStatus, Snapshot
 
 VM, VOLUME, IMAGE, TYPE, ATTACHMENT = (
-    "VirtualMachine",
-    "Volume",
-    "Image",
-    "InstanceType",
-    "VolumeAttachment",
+    Kind.VIRTUAL_MACHINE,
+    Kind.VOLUME,
+    Kind.IMAGE,
+    Kind.INSTANCE_TYPE,
+    Kind.VOLUME_ATTACHMENT,
 )
 
 MUTATING = {
@@ -152,7 +153,7 @@ def attached_vm(snap: Snapshot, volume: ResourceStatus) -> ResourceStatus | None
             if (
                 att.kind == ATTACHMENT
                 and att.details.get("volume") == volume.name
-                and att.phase.value == "Ready"
+                and att.phase is Phase.READY
             ):
                 name = att.details.get("vm", "")
                 break

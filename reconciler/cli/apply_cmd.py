@@ -19,9 +19,11 @@ from reconciler.cli.client import Client, Ownership, Unreachable
 from reconciler.errors import SpecError, VolctlError
 from reconciler.loading.diagnostics import SpecValidationError
 from reconciler.source.store import SpecStore
+from reconciler.status.types import Phase
 
-READY = {"Ready", "Stopped"}
-FAILED = {"Failed", "Blocked", "Unschedulable"}
+# phases as the REST view shows them (a Phase is its string value)
+READY: frozenset[str] = frozenset({Phase.READY, Phase.STOPPED})
+FAILED: frozenset[str] = frozenset({Phase.FAILED, Phase.BLOCKED, Phase.UNSCHEDULABLE})
 # kinds whose readiness --wait follows (hosts report through /api/v1/hosts)
 WAITED = {"vm", "volume", "attachment", "image", "instancetype"}
 

@@ -19,6 +19,10 @@ own as the class variable `kind`.  Why a payload is shaped as it is:
   hash a plan drives a VM towards from it;
 - `ResizeVolume.host`/`domain` are set together, only when a running guest must be told
   that its disk grew.
+
+Adding a kind: its `ActionKind`, a class here and a member of `Action`; mypy then points at
+every exhaustive `match` (execute/handlers, plan/render, status/kinds), and
+tests/plan/test_actions.py at the lookup tables (draft order, render symbol, status event).
 """
 
 from __future__ import annotations
@@ -219,16 +223,6 @@ Action: TypeAlias = (
     | SetVolumeMeta
     | DeleteVolume
     | DefineDomain
-    | StartDomain
-    | StopDomain
-    | DestroyDomain
-    | AttachVolume
-    | DetachVolume
-    | AttachNic
-    | DetachNic
-)
-DomainAction: TypeAlias = (
-    DefineDomain
     | StartDomain
     | StopDomain
     | DestroyDomain

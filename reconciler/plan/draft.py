@@ -48,6 +48,7 @@ class Draft:
     first_block: dict[str, Blocked] = field(default_factory=dict)  # resource -> first reason
     changes: dict[str, Change] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)  # deleted resource -> ids
+    held: dict[str, Blocked] = field(default_factory=dict)  # action id -> its held group
     group_changes: dict[str, Change] = field(default_factory=dict)
     placements: dict[str, str] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
@@ -60,9 +61,6 @@ class Draft:
             if deletes is not None:
                 self.groups.setdefault(deletes, []).append(action.id)
         return action.id
-
-    def has(self, action_id: str | None) -> bool:
-        return action_id is not None and action_id in self.actions
 
     def block(self, resource: str, reason: BlockReason, message: str) -> None:
         b = self.blocked.setdefault((resource, reason), Blocked(resource, reason, message))
@@ -83,8 +81,10 @@ class Draft:
         self.group_changes[resource] = Change(resource, ChangeOp.DELETE, before, None, reason)
 
     def hold_group(self, resource: str, reason: BlockReason, message: str) -> None:
+        group = Blocked(resource, reason, message)
         for action_id in self.groups.pop(resource, []):
             self.actions.pop(action_id, None)
+            self.held[action_id] = group  # e.g. a VM's detach of a volume, on volume/NAME
         self.group_changes.pop(resource, None)
         self.block(resource, reason, message)
 
@@ -130,8 +130,9 @@ class Draft:
                 )
 
     def _reason_for(self, action_id: str) -> tuple[BlockReason, str]:
+        """Why `action_id` is not planned: its held group's reason, else its resource's."""
         resource = action_id.split(":", 1)[-1].split("@", 1)[0]
-        b = self.is_blocked(resource)
+        b = self.held.get(action_id) or self.is_blocked(resource)
         if b is not None:
             return b.reason, b.message
         return BlockReason.DEPENDENCY_BLOCKED, "see the blocked resources"

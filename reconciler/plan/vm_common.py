@@ -81,6 +81,7 @@ class VmBase:
         itype: InstanceType,
         image: Image,
         info: VmInfo,
+        spec: DomainSpec,
         *,
         host: str,
         after: tuple[str, ...],
@@ -89,8 +90,6 @@ class VmBase:
         """[clone root ->] [grow root ->] define -> [start]; root: the existing root disk."""
         name = vm.meta.name
         res = f"vm/{name}"
-        spec = info.spec
-        assert spec is not None
         deps = list(after)
         if root is None:
             deps.append(self._clone(vm, itype, image, spec, tuple(after)))

@@ -320,7 +320,7 @@ class VmRules(VmBase):
         )
         info.fresh = True
         info.targets = {"vda"}
-        self._create_chain(vm, k.itype, k.image, info, host=ref.host, after=(delete,))
+        self._create_chain(vm, k.itype, k.image, info, k.spec, host=ref.host, after=(delete,))
         self.draft.change(
             k.res,
             ChangeOp.REPLACE,
@@ -363,13 +363,13 @@ class VmRules(VmBase):
             self._block(info, name, R.UNSCHEDULABLE, msg)
             return
         info.host = host
-        info.spec = self._spec(vm, itype, image, host)
+        spec = info.spec = self._spec(vm, itype, image, host)
         self.draft.placements[res] = host
         after: tuple[str, ...] = ()
         if reclone and root is not None:
             after = (self.draft.add(_delete_stale_root(name, root)),)
         kept_root = None if reclone else root
-        self._create_chain(vm, itype, image, info, host=host, after=after, root=kept_root)
+        self._create_chain(vm, itype, image, info, spec, host=host, after=after, root=kept_root)
         wanted = wanted_text(vm, itype, host)
         if kept_root is None:
             self.draft.change(res, ChangeOp.CREATE, None, wanted)

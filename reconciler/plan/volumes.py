@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from reconciler import identity
 from reconciler.model import ReclaimPolicy, Volume
+from reconciler.observe.types import ObservedImage
 from reconciler.payload import DomainSpec
 from reconciler.plan.actions import (
     ChangeOp,
@@ -54,31 +55,44 @@ class VolumeRules:
         return VolInfo(blocked=f"{reason}: {message}")
 
     def _desired(self, vol: Volume) -> VolInfo:
+        """Create a missing volume; else grow it and keep its recorded reclaimPolicy true."""
         w = self.world
         name = vol.meta.name
-        res = f"volume/{name}"
         img_name = identity.volume_image_name(name)
         if not w.storage_ok:
             return self._block(name, R.STORAGE_UNKNOWN, f"storage unreachable: {_why(w)}")
-        want = vol.size * GIB
         img = w.volumes.get(name)
         if img is None:
             if w.image(img_name) is not None:
                 return self._block(name, R.NAME_CONFLICT, f"RBD image {img_name} is not ours")
-            info = VolInfo()
-            info.create = self.draft.add(
-                CreateVolume(
-                    resource=res,
-                    image_name=img_name,
-                    size_bytes=want,
-                    meta=volume_meta(vol, self.volids[name]),
-                    after=f"{vol.size} GiB, reclaimPolicy {vol.reclaim_policy.value}",
-                    reason="volume created",
-                )
+            return self._create(vol)
+        info = VolInfo(resize=self._resize(vol, img))
+        recorded = img.meta.get(identity.META_RECLAIM)
+        if recorded != vol.reclaim_policy.value:
+            self._set_policy(vol, recorded)
+        return info
+
+    def _create(self, vol: Volume) -> VolInfo:
+        name = vol.meta.name
+        res = f"volume/{name}"
+        create = self.draft.add(
+            CreateVolume(
+                resource=res,
+                image_name=identity.volume_image_name(name),
+                size_bytes=vol.size * GIB,
+                meta=volume_meta(vol, self.volids[name]),
+                after=f"{vol.size} GiB, reclaimPolicy {vol.reclaim_policy.value}",
+                reason="volume created",
             )
-            self.draft.change(res, ChangeOp.CREATE, None, f"{vol.size} GiB")
-            return info
-        info = VolInfo()
+        )
+        self.draft.change(res, ChangeOp.CREATE, None, f"{vol.size} GiB")
+        return VolInfo(create=create)
+
+    def _resize(self, vol: Volume, img: ObservedImage) -> str | None:
+        """Grow (online when attached to a running VM); refuse to shrink. The resize id."""
+        name = vol.meta.name
+        res = f"volume/{name}"
+        want = vol.size * GIB
         if want < img.size_bytes:
             self.draft.block(
                 res,
@@ -86,40 +100,43 @@ class VolumeRules:
                 f"volume is {gib(img.size_bytes)}, the spec asks for {vol.size} GiB; "
                 "shrinking is refused (nothing is done)",
             )
-        elif want > img.size_bytes:
-            host, dom = self._live_attachment(name)
-            info.resize = self.draft.add(
-                ResizeVolume(
-                    resource=res,
-                    image_name=img_name,
-                    size_bytes=want,
-                    host=host,
-                    domain=dom,
-                    before=gib(img.size_bytes),
-                    after=f"{vol.size} GiB",
-                    reason="grown online" if host else "grown",
-                )
+            return None
+        if want == img.size_bytes:
+            return None
+        host, dom = self._live_attachment(name)
+        resize = self.draft.add(
+            ResizeVolume(
+                resource=res,
+                image_name=identity.volume_image_name(name),
+                size_bytes=want,
+                host=host,
+                domain=dom,
+                before=gib(img.size_bytes),
+                after=f"{vol.size} GiB",
+                reason="grown online" if host else "grown",
             )
-            self.draft.change(res, ChangeOp.UPDATE, gib(img.size_bytes), f"{vol.size} GiB")
-        recorded = img.meta.get(identity.META_RECLAIM)
-        if recorded != vol.reclaim_policy.value:
-            self.draft.add(
-                SetVolumeMeta(
-                    resource=res,
-                    image_name=img_name,
-                    meta=(
-                        (identity.META_RECLAIM, vol.reclaim_policy.value),
-                        (identity.META_SPEC_HASH, volume_hash(vol)),
-                    ),
-                    before=f"reclaimPolicy {recorded}",
-                    after=f"reclaimPolicy {vol.reclaim_policy.value}",
-                    reason="reclaimPolicy changed",
-                )
+        )
+        self.draft.change(res, ChangeOp.UPDATE, gib(img.size_bytes), f"{vol.size} GiB")
+        return resize
+
+    def _set_policy(self, vol: Volume, recorded: str | None) -> None:
+        """Record a changed reclaimPolicy in image-meta (it decides at deletion time)."""
+        res = f"volume/{vol.meta.name}"
+        policy = vol.reclaim_policy.value
+        self.draft.add(
+            SetVolumeMeta(
+                resource=res,
+                image_name=identity.volume_image_name(vol.meta.name),
+                meta=(
+                    (identity.META_RECLAIM, policy),
+                    (identity.META_SPEC_HASH, volume_hash(vol)),
+                ),
+                before=f"reclaimPolicy {recorded}",
+                after=f"reclaimPolicy {policy}",
+                reason="reclaimPolicy changed",
             )
-            self.draft.change(
-                res, ChangeOp.UPDATE, f"reclaimPolicy {recorded}", vol.reclaim_policy.value
-            )
-        return info
+        )
+        self.draft.change(res, ChangeOp.UPDATE, f"reclaimPolicy {recorded}", policy)
 
     def _live_attachment(self, name: str) -> tuple[str | None, DomainSpec | None]:
         """(host, DomainSpec) when the volume stays attached to a running domain of its VM."""

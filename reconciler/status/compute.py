@@ -163,6 +163,7 @@ def _revision(src: SourceStatus | None) -> str | None:
 
 
 Cond = tuple[bool, str, str]  # a condition's (status, reason, message)
+_AS_EXPECTED: Cond = (False, "AsExpected", "")
 
 
 @dataclass(frozen=True)
@@ -283,9 +284,6 @@ def _verdict(
         _AS_EXPECTED if ok else (True, str(f.phase), f.message),
         None if ok else f.message,
     )
-
-
-_AS_EXPECTED: Cond = (False, "AsExpected", "")
 
 
 def blocked_phase(reason: BlockReason) -> Phase:

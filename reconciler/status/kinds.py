@@ -15,7 +15,13 @@ from urllib.parse import urlsplit
 
 from reconciler import identity
 from reconciler.model import DesiredState, Kind
-from reconciler.observe.types import ObservedDisk, ObservedDomain, ObservedImage, ObservedWorld
+from reconciler.observe.types import (
+    DomainState,
+    ObservedDisk,
+    ObservedDomain,
+    ObservedImage,
+    ObservedWorld,
+)
 from reconciler.plan.actions import (
     Action,
     AttachNic,
@@ -119,7 +125,7 @@ class Index:
                     ram_ours += d.memory_mib
                 else:
                     n_foreign += 1
-                    if d.state != "shutoff":
+                    if d.state != DomainState.SHUTOFF:
                         cpu_foreign += d.vcpus
                         ram_foreign += d.memory_mib
             out[name] = HostStatus(
@@ -296,10 +302,10 @@ def _vm(idx: Index, name: str) -> Facts:
         phase = Phase.UNKNOWN if unknown else Phase.PENDING
         msg = f"host {host} is unknown" if unknown else "not created yet"
     elif vm.running:
-        ok = dom.state == "running"
+        ok = dom.state == DomainState.RUNNING
         phase, msg = (Phase.READY, "") if ok else (Phase.PROGRESSING, f"domain is {dom.state}")
     else:
-        ok = dom.state == "shutoff"
+        ok = dom.state == DomainState.SHUTOFF
         phase, msg = (Phase.STOPPED, "") if ok else (Phase.PROGRESSING, f"domain is {dom.state}")
     return Facts(
         key,
