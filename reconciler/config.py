@@ -10,6 +10,7 @@ The config holds the *path* of a Ceph conf/keyring and the libvirt secret uuid, 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from reconciler.errors import SpecError
 from reconciler.model import Network, NetworkKind
 
 DEFAULT_API = "http://127.0.0.1:8470"
+# a browser origin as sent in `Origin:`; `null` (sandboxed pages, file://) is not one on purpose
+_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class Config:
     default_networks: tuple[Network, ...] | None = None
     ceph: CephConfig = field(default_factory=CephConfig)
     git: dict[str, Any] | None = None  # {url, branch, path, interval}
+    cors_origins: tuple[str, ...] = ()  # `cors: {origins: [...]}`: browser origins that may read
+    webhook: dict[str, Any] | None = None  # {token} or {tokenFile}: enables POST /hooks/git
     path: str | None = None  # the file this came from
 
 
@@ -107,6 +112,8 @@ def _parse(path: Path) -> Config:
         default_networks=_networks(path, raw.get("defaultNetworks")),
         ceph=ceph,
         git=raw.get("git"),
+        cors_origins=_cors_origins(path, raw.get("cors")),
+        webhook=raw.get("webhook"),
         path=str(path),
     )
 
@@ -134,3 +141,19 @@ def _networks(path: Path, value: Any) -> tuple[Network, ...] | None:
         else:
             raise SpecError(f"{path}: defaultNetworks[{i}].{key}: must be a name")
     return tuple(out)
+
+
+def _cors_origins(path: Path, raw: Any) -> tuple[str, ...]:
+    """`cors: {origins: [ORIGIN, ...]}`; absent means no CORS (only same-origin pages)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or set(raw) != {"origins"} or not isinstance(raw["origins"], list):
+        raise SpecError(f"{path}: cors: must be a mapping with one key, origins: [ORIGIN, ...]")
+    for i, origin in enumerate(raw["origins"]):
+        if origin != "*" and not (isinstance(origin, str) and _ORIGIN.fullmatch(origin)):
+            raise SpecError(
+                f"{path}: cors.origins[{i}]: {origin!r} is not an origin: write "
+                "scheme://host[:port] as the browser sends it, e.g. http://dash.example:8080 "
+                "(no path, no trailing slash), or '*'"
+            )
+    return tuple(raw["origins"])

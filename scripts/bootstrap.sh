@@ -19,7 +19,7 @@ PKGS=(
   libvirt-dev pkg-config git gcc libc6-dev python3-venv python3-dev
   iproute2 util-linux procps
   syslinux syslinux-common mtools dosfstools
-  chromium chromium-driver wrk curl
+  chromium chromium-driver libjs-jquery wrk curl
 )
 missing=()
 for p in "${PKGS[@]}"; do

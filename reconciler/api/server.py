@@ -9,6 +9,10 @@ Safe defaults: it binds 127.0.0.1 unless told otherwise, and with a token config
 data endpoint needs `Authorization: Bearer <token>` (compared in constant time).  The
 dashboard's static files and `/healthz` carry no data and stay open, so a browser can load
 the page and then send the token with its API calls.
+
+Browsers on other origins: the seed's endpoints speak JSONP (`jsonp.py`, the seed GUI's way)
+and, when `cors: {origins: [...]}` is configured, every GET answer carries CORS headers
+(`cors.py`).  Both are layers over the replies; the handlers do not know about them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import json
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,7 +32,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from reconciler.api import metrics, seed, v1
+from reconciler.api import hooks, jsonp, metrics, seed, v1
+from reconciler.api.cors import Cors, not_configured
+from reconciler.api.hooks import GitHook
 from reconciler.api.seed import Reply
 from reconciler.status.types import Snapshot
 
@@ -81,13 +88,20 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], snapshot_fn: Callable[[], Snapshot], token: str | None
+        self,
+        address: tuple[str, int],
+        snapshot_fn: Callable[[], Snapshot],
+        token: str | None,
+        cors: Cors | None = None,
+        git_hook: GitHook | None = None,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.snapshot_fn = snapshot_fn
         self.token = token
+        self.cors = cors
+        self.git_hook = git_hook
         # encoded /api/v1 answers of the current snapshot: a snapshot never changes, so the
         # same request gets the same bytes until the controller publishes the next one
         self._cache_lock = threading.Lock()
@@ -152,12 +166,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._serve("PATCH")
 
+    def do_OPTIONS(self) -> None:
+        self._serve("OPTIONS")
+
     def _serve(self, method: str) -> None:
         try:
             reply = self._dispatch(method)
         except Exception:  # a bug must not kill the server thread
             log.exception("api_error", path=self.path)
             reply = Reply(500, {"error": "internal error while rendering the status"})
+        if method in READ_METHODS and self.server.cors is not None:
+            cors = self.server.cors.headers(self.headers.get("Origin"))
+            reply = replace(reply, headers=(*reply.headers, *cors))
         self._send(reply, head=method == "HEAD")
 
     def _authorized(self) -> bool:
@@ -171,9 +191,16 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _dispatch(self, method: str) -> Reply:
-        self._drain()
+        body = self._drain()
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
+        if path == hooks.PATH:  # its own token: a forge calls it, not a REST client
+            return hooks.receive(self.server.git_hook, method, self.headers, body)
+        if method == "OPTIONS":
+            return self._preflight()
+        scripted = self._jsonp(method, path, url.query)
+        if scripted is not None:
+            return scripted
         if path in seed.MUTATING:
             return seed.mutating(path)  # explain even before auth: no data is revealed
         static = self._static(path)
@@ -211,13 +238,47 @@ class _Handler(BaseHTTPRequestHandler):
             return Reply(404, {"error": f"no such endpoint: {path}"})
         return reply
 
-    def _drain(self) -> None:
-        """Read (and ignore) a request body so keep-alive connections stay in sync."""
+    def _preflight(self) -> Reply:
+        cors = self.server.cors
+        if cors is None:
+            return not_configured()
+        return cors.preflight(
+            self.headers.get("Origin"),
+            self.headers.get("Access-Control-Request-Method"),
+            self.headers.get("Access-Control-Request-Headers"),
+        )
+
+    def _jsonp(self, method: str, path: str, raw_query: str) -> Reply | None:
+        """A seed endpoint called with `jsonp_callback` (the seed GUI's way), else None."""
+        if method not in READ_METHODS or path not in jsonp.PATHS:
+            return None
+        try:
+            query = parse_qs(raw_query, keep_blank_values=True, max_num_fields=20)
+        except ValueError:
+            return None  # the plain mode says what is wrong
+        if not jsonp.wanted(path, query):
+            return None
+        name = jsonp.callback(query)
+        if isinstance(name, Reply):
+            return name
+        if not self._authorized():
+            return jsonp.wrap(name, jsonp.token_required(path))
+        if path in seed.MUTATING:
+            return jsonp.wrap(name, jsonp.refused(path))
+        reply = seed.route(self.server.snapshot_fn(), path, query)
+        if reply is None:  # cannot happen: every jsonp.PATHS entry is a seed endpoint
+            reply = Reply(404, {"error": f"no such endpoint: {path}"})
+        return jsonp.wrap(name, jsonp.answer(path, reply))
+
+    def _drain(self) -> bytes:
+        """Read a request body (only a webhook signature looks at it) so keep-alive
+        connections stay in sync."""
         length = self.headers.get("Content-Length")
         if length and length.isdigit() and 0 < int(length) <= 1 << 20:
-            self.rfile.read(int(length))
-        elif (length and length != "0") or self.headers.get("Transfer-Encoding"):
+            return self.rfile.read(int(length))
+        if (length and length != "0") or self.headers.get("Transfer-Encoding"):
             self.close_connection = True  # a body we will not read: do not reuse the stream
+        return b""
 
     def _static(self, path: str) -> Reply | None:
         if path in {"/", "/index.html"}:
@@ -259,13 +320,24 @@ def serve(
     snapshot_fn: Callable[[], Snapshot],
     listen: str = "127.0.0.1:8470",
     token: str | None = None,
+    cors_origins: Iterable[str] = (),
+    git_hook: GitHook | None = None,
 ) -> ApiServer:
-    """Start serving in a daemon thread and return at once."""
-    httpd = _Server(parse_listen(listen), snapshot_fn, token or None)
+    """Start serving in a daemon thread and return at once; `git_hook` enables
+    `POST /hooks/git` (see `api/hooks.py`)."""
+    cors = Cors.of(cors_origins)
+    httpd = _Server(parse_listen(listen), snapshot_fn, token or None, cors, git_hook)
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="volctl-api", daemon=True
     )
     thread.start()
     server = ApiServer(httpd, thread)
-    log.info("api_listening", url=server.url, auth=bool(token))
+    origins = sorted(cors.origins) if cors else []
+    log.info(
+        "api_listening",
+        url=server.url,
+        auth=bool(token),
+        cors=origins,
+        git_hook=git_hook is not None,
+    )
     return server

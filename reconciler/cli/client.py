@@ -23,7 +23,7 @@ from reconciler.config import Config, load_config
 from reconciler.errors import VolctlError
 from reconciler.loading import sources as spec_sources
 from reconciler.loading.diagnostics import Diagnostic
-from reconciler.source.git import GitSource
+from reconciler.source.git import GitSource, label
 from reconciler.source.store import SpecStore, documents_of, short_key
 
 __all__ = ["documents_of", "short_key"]
@@ -127,10 +127,11 @@ def ownership(config: Config, client: Client | None = None) -> Ownership:
     own.owned.update(info.get("owned") or {})
     try:
         git = GitSource(str(url), cache_root=config.state_dir, branch=branch, path=path)
-        own.context = git.cached_texts()
+        sha, texts = git.cached()
+        own.context = [(label(sha, n), t) for n, t in texts] if sha else []
     except VolctlError:
-        own.context = []
-    docs, _ = documents_of(own.context)
+        texts, own.context = [], []
+    docs, _ = documents_of(texts)
     for d in docs:
         own.owned.setdefault(short_key(d.kind, d.name), f"{d.file}:{d.line}")
     return own

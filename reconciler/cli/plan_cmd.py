@@ -3,6 +3,8 @@
 It observes every host and the pool, runs the same pure planner the controller runs, and
 prints the pending changes.  Exit codes follow `terraform plan -detailed-exitcode`: 0 when
 there is nothing to do, 2 when there are changes, 1 on error (an invalid spec included).
+With `--git URL --rev REV` it plans one commit of the repository (merged with the apply
+store) instead, for reviewing a change before it is merged (see `cli/review.py`).
 """
 
 from __future__ import annotations
@@ -10,17 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from reconciler.config import load_config
-from reconciler.controller.oneshot import (
-    SourceInvalid,
-    connections_for,
-    desired_or_raise,
-    plan_only,
-    source_for,
-)
-from reconciler.controller.wiring import plan_settings
+from reconciler.cli import review
+from reconciler.config import Config, load_config
+from reconciler.controller.oneshot import connections_for, plan_only, source_for
+from reconciler.controller.wiring import BackendConnections, plan_settings
 from reconciler.logging import configure
 from reconciler.plan.actions import Plan
 from reconciler.plan.render import render
@@ -34,9 +32,11 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "plan",
         help="show what volctl would change now (exit 0: none, 2: changes, 1: error)",
-        description="Observe the hosts and the RBD pool, plan against the desired state and "
-        "print the pending changes. Reads the configured source (store directory or git) "
-        "unless -f is given. Exit 0 when in sync, 2 when there are changes, 1 on error.",
+        description="Exit 0 when in sync, 2 when there are changes, 1 on error. Observe the "
+        "hosts and the RBD pool, plan against the desired state and print the pending "
+        "changes. Reads the configured source (store directory or git) unless -f is given; "
+        "with --git/--rev, plans that git revision merged with the apply store (review a "
+        "change before merging it).",
     )
     parser.add_argument(
         "-f",
@@ -53,24 +53,47 @@ def register(subparsers: Any) -> None:
         help="plan deletions even when they exceed the mass-deletion guard",
     )
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    review.add_git_options(parser)
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(
+    args: argparse.Namespace,
+    *,
+    connect: Callable[[Config], BackendConnections] = connections_for,
+) -> int:
     configure("warning")
     config = load_config(getattr(args, "config", None))
-    source = source_for(config, args.paths)
-    try:
-        desired = desired_or_raise(source)
-    except SourceInvalid as exc:
-        for err in exc.errors:
-            print(err, file=sys.stderr)
-        print("plan: the desired state is invalid; nothing planned", file=sys.stderr)
+    reviewing = review.wanted(args)
+    if reviewing and args.paths:
+        print("plan: -f cannot be combined with --git/--rev/--branch/--path", file=sys.stderr)
         return EXIT_ERROR
-    finally:
-        source.close()
+    if reviewing:
+        rev = args.rev or review.branch_of(config, args)
+        git = review.open_source(config, args, rev)
+        try:
+            fetched = git.fetch()
+            review.announce(git, rev)
+        finally:
+            git.close()
+    else:
+        source = source_for(config, args.paths)
+        try:
+            fetched = source.fetch()
+        finally:
+            source.close()
+    if fetched.state is None:
+        review.print_errors(
+            fetched.errors or ("the source has no valid revision",),
+            "plan: the desired state is invalid; nothing planned",
+        )
+        return EXIT_ERROR
+    for err in fetched.errors:  # the controller's source keeps its last good revision
+        print(f"warning: {err}", file=sys.stderr)
+    if fetched.errors:
+        print(f"warning: planning the last good revision {fetched.revision}", file=sys.stderr)
     settings = plan_settings(config, allow_mass_delete=args.allow_mass_delete)
-    result = plan_only(desired, lambda: connections_for(config), settings)
+    result = plan_only(fetched.state, lambda: connect(config), settings)
     if args.output == "json":
         json.dump(plan_json(result.plan), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -57,6 +57,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     configure(args.log_level)
     config = load_config(getattr(args, "config", None))
+    hook_token = None
+    if config.webhook is not None and not args.no_api:
+        from reconciler.api.hooks import token_of  # noqa: PLC0415 - only when serving
+
+        hook_token = token_of(config.webhook)  # a bad webhook config stops before any work
     source = source_for(
         config,
         args.paths,
@@ -77,9 +82,17 @@ def run(args: argparse.Namespace) -> int:
     )
     server = None
     if not args.no_api:
-        from reconciler.api.server import serve  # noqa: PLC0415 - only when serving
+        from reconciler.api.hooks import GitHook  # noqa: PLC0415 - only when serving
+        from reconciler.api.server import serve  # noqa: PLC0415
 
-        server = serve(rt.store.snapshot, args.listen or config.listen, config.token)
+        hook = None if hook_token is None else GitHook(hook_token, rt.controller.refresh_source)
+        server = serve(
+            rt.store.snapshot,
+            args.listen or config.listen,
+            config.token,
+            config.cors_origins,
+            git_hook=hook,
+        )
     try:
         if args.once:
             result = rt.controller.run_until_converged()

@@ -80,6 +80,11 @@ class Controller:
         """Start the source's watch (store directory / git poll); changes kick a pass."""
         self.engine.source.watch(lambda: self.triggers.kick(SOURCE))
 
+    def refresh_source(self) -> None:
+        """Fetch the source at once, not when its poll interval says (a push webhook)."""
+        self.engine.source.refresh()
+        self.triggers.kick(SOURCE)
+
     def run(self, *, max_passes: int | None = None) -> Snapshot:
         """Run passes until stop() (or max_passes); returns the last snapshot."""
         self.triggers.kick(START)

@@ -45,20 +45,6 @@ class PlanResult:
     plan: Plan
 
 
-def desired_or_raise(source: Source) -> DesiredState:
-    """The source's current desired state; SourceError with every diagnostic otherwise."""
-    rev = source.fetch()
-    if rev.state is None:
-        raise SourceInvalid(rev.errors or ("the source has no valid revision",))
-    return rev.state
-
-
-class SourceInvalid(Exception):
-    def __init__(self, errors: Sequence[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = tuple(errors)
-
-
 def plan_only(
     desired: DesiredState,
     storage_factory: Callable[[], BackendConnections],

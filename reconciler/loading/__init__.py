@@ -60,9 +60,17 @@ class LoadResult:
 
 
 def check_texts(
-    texts: Iterable[tuple[str, str | bytes]], *, revision: str | None = None
+    texts: Iterable[tuple[str, str | bytes]],
+    *,
+    revision: str | None = None,
+    origins: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    """Check (display name, text) pairs; never raises for bad input."""
+    """Check (display name, text) pairs; never raises for bad input.
+
+    `origins` maps display names to the source they came from ("store", "git 1a2b3c4d5e6f")
+    when texts of several sources are checked as one desired state; a reference that does
+    not resolve then lists what each source defines.
+    """
     decoded: list[tuple[str, str]] = []
     problems: list[Diagnostic] = []
     for name, raw in texts:
@@ -71,7 +79,7 @@ def check_texts(
             problems.append(problem)
         elif text is not None:
             decoded.append((name, text))
-    return _check(decoded, problems, revision)
+    return _check(decoded, problems, revision, origins or {})
 
 
 def check_paths(
@@ -83,14 +91,17 @@ def check_paths(
     """Check files, directories (recursive *.yaml/*.yml, sorted) and "-" for stdin."""
     files, problems = sources.expand(paths)
     texts, unreadable = sources.read(files, stdin)
-    return _check(texts, problems + unreadable, revision)
+    return _check(texts, problems + unreadable, revision, {})
 
 
 def load_texts(
-    texts: Iterable[tuple[str, str | bytes]], *, revision: str | None = None
+    texts: Iterable[tuple[str, str | bytes]],
+    *,
+    revision: str | None = None,
+    origins: Mapping[str, str] | None = None,
 ) -> DesiredState:
     """The desired state in (display name, text) pairs; raises `SpecValidationError`."""
-    return _unwrap(check_texts(texts, revision=revision))
+    return _unwrap(check_texts(texts, revision=revision, origins=origins))
 
 
 def load_paths(
@@ -127,14 +138,20 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 
 def _check(
-    texts: Sequence[tuple[str, str]], problems: list[Diagnostic], revision: str | None
+    texts: Sequence[tuple[str, str]],
+    problems: list[Diagnostic],
+    revision: str | None,
+    origins: Mapping[str, str],
 ) -> LoadResult:
     with _no_cyclic_gc():
-        return _check_all(texts, problems, revision)
+        return _check_all(texts, problems, revision, origins)
 
 
 def _check_all(
-    texts: Sequence[tuple[str, str]], problems: list[Diagnostic], revision: str | None
+    texts: Sequence[tuple[str, str]],
+    problems: list[Diagnostic],
+    revision: str | None,
+    origins: Mapping[str, str],
 ) -> LoadResult:
     order = {name: i for i, (name, _) in enumerate(texts)}
     entries: list[semantic.Entry] = []
@@ -159,7 +176,7 @@ def _check_all(
                 entries.append(semantic.Entry(kind, doc_name, document, not schema_problems))
     by_kind, duplicates = semantic.index(entries)
     problems.extend(duplicates)
-    problems.extend(semantic.check(by_kind))
+    problems.extend(semantic.check(by_kind, origins))
     if problems:
         problems.sort(key=lambda d: (order.get(d.file, -1), d.line, d.path))
         return LoadResult(None, tuple(problems), dict(counts), len(texts))

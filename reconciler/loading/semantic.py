@@ -19,6 +19,7 @@ from reconciler.loading.yamldoc import Document
 from reconciler.model import Kind
 
 _MAX_SUGGESTION_POOL = 5000
+_MAX_LISTED = 8  # names listed per source in a "not defined" message
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,15 @@ def index(entries: Iterable[Entry]) -> tuple[dict[Kind, dict[str, Entry]], list[
     return by_kind, problems
 
 
-def check(by_kind: Mapping[Kind, Mapping[str, Entry]]) -> list[Diagnostic]:
-    """Diagnostics for ids, references and attachments across all documents."""
+def check(
+    by_kind: Mapping[Kind, Mapping[str, Entry]], origins: Mapping[str, str] | None = None
+) -> list[Diagnostic]:
+    """Diagnostics for ids, references and attachments across all documents.
+
+    With `origins` (display file name -> source, for merged sources) an unresolved reference
+    also says what each source defines, so "not defined" is never ambiguous about where the
+    loader looked.
+    """
     problems: list[Diagnostic] = []
     for kind, field, label in UNIQUE_IDS:
         seen: dict[Any, Entry] = {}
@@ -102,18 +110,7 @@ def check(by_kind: Mapping[Kind, Mapping[str, Entry]]) -> list[Diagnostic]:
                         f"({first.where()})",
                     )
                 )
-    for kind, field, target in REFERENCES:
-        targets = by_kind[target]
-        for entry in _valid(by_kind[kind]):
-            ref = entry.spec.get(field)
-            if ref is not None and ref not in targets:
-                hint = _suggest(ref, target, targets)
-                problems.append(
-                    entry.problem(
-                        ("spec", field),
-                        f"refers to {target.value} {show(ref)}, which is not defined{hint}",
-                    )
-                )
+    problems.extend(_unresolved(by_kind, origins or {}))
     attached: dict[str, Entry] = {}
     for entry in _valid(by_kind[Kind.VOLUME_ATTACHMENT]):
         volume = entry.spec.get("volume")
@@ -146,6 +143,57 @@ def assign_pmids(hosts: Mapping[str, Entry]) -> dict[str, int]:
 
 def _valid(entries: Mapping[str, Entry]) -> Iterable[Entry]:
     return (entry for entry in entries.values() if entry.valid)
+
+
+def _unresolved(
+    by_kind: Mapping[Kind, Mapping[str, Entry]], origins: Mapping[str, str]
+) -> list[Diagnostic]:
+    """A diagnostic for every reference to a name its kind does not define."""
+    problems: list[Diagnostic] = []
+    listed: dict[Kind, str] = {}  # once per kind: a big state has many names
+    for kind, field, target in REFERENCES:
+        targets = by_kind[target]
+        for entry in _valid(by_kind[kind]):
+            ref = entry.spec.get(field)
+            if ref is None or ref in targets:
+                continue
+            if not origins:
+                hint = _suggest(ref, target, targets)
+            elif not targets:
+                hint = _nowhere(target, origins)
+            else:
+                if target not in listed:
+                    listed[target] = _defined_by_source(target, targets, origins)
+                hint = _suggest(ref, target, targets) + listed[target]
+            problems.append(
+                entry.problem(
+                    ("spec", field),
+                    f"refers to {target.value} {show(ref)}, which is not defined{hint}",
+                )
+            )
+    return problems
+
+
+def _nowhere(target: Kind, origins: Mapping[str, str]) -> str:
+    """ " (no Image is defined at all; looked in git 1a2b3c4d5e6f and store)"."""
+    sources = " and ".join(sorted(set(origins.values())))
+    return f" (no {target.value} is defined at all; looked in {sources})"
+
+
+def _defined_by_source(
+    target: Kind, targets: Mapping[str, Entry], origins: Mapping[str, str]
+) -> str:
+    """ " (Images defined: git 1a2b3c4d5e6f: c; store: a, b)": every source is named, also
+    one that defines none."""
+    by_source: dict[str, list[str]] = {source: [] for source in sorted(set(origins.values()))}
+    for name, entry in sorted(targets.items()):
+        by_source.setdefault(origins.get(entry.document.file, "?"), []).append(name)
+    shown = []
+    for source, names in by_source.items():
+        listed = ", ".join(names[:_MAX_LISTED]) if names else "none"
+        more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
+        shown.append(f"{source}: {listed}{more}")
+    return f" ({target.value}s defined: {'; '.join(shown)})"
 
 
 def _suggest(ref: str, target: Kind, targets: Mapping[str, Entry]) -> str:

@@ -5,8 +5,12 @@ applied by hand must not vanish the moment a repository is configured.  The rule
 this unambiguous is that every resource has exactly one owner: a resource defined in both
 places is an error naming the repository and the path, never a silent override.
 
-The two sets of texts are validated together (a VM in the store may use an InstanceType from
-git).  A bad git commit keeps the last good commit in force while the store stays live; until
+What is validated is the merged desired state: each file against its schema, then references,
+ids and attachments across the union, so a VM committed to git may use the Image and Hosts
+that `volctl apply` put in the store (and the other way round).  Every file is named with its
+source in errors (`git 1a2b3c4d5e6f:specs/vm.yaml:3`, `store /var/lib/volctl/specs/...`), and
+an unresolved reference lists what each source defines.  A git commit whose merge fails is
+rejected as a whole: the last good commit, merged with the live store, stays in force; until
 git has produced one good revision nothing is handed out, so a restart on a broken commit can
 never make the controller believe the git-owned resources were removed.
 """
@@ -15,9 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from reconciler.errors import SpecError
-from reconciler.loading.diagnostics import SpecValidationError
-from reconciler.source.git import GitSource
+from reconciler.loading.diagnostics import Diagnostic, SpecValidationError
+from reconciler.model import DesiredState
+from reconciler.source.git import GitSource, label
 from reconciler.source.protocol import Revision, SourceStatus
 from reconciler.source.store import SpecStore, documents_of, load_texts
 
@@ -32,45 +36,47 @@ class CompositeSource:
         self.git = git
         self.url = git.url
         self._error: str | None = None
-        self._attempted: str | None = None
         self._applied: str | None = None
 
     def fetch(self) -> Revision:
-        fetched = self.git.fetch()
-        good = self.git.good_revision
-        if good is None:
-            self._error = "\n".join(fetched.errors) or "no valid git revision yet"
-            return Revision(fetched.revision, None, fetched.errors)
         try:
             store_texts = self.store.texts()
         except SpecValidationError as exc:
-            return self._reject(good.revision, tuple(str(d) for d in exc.diagnostics))
-        rev = good.revision
-        if store_texts:
-            rev = f"{good.revision}+{self.store.revision_of(store_texts)}"
-        self._attempted = rev
-        git_texts = self.git.good_texts
-        conflicts = self._conflicts(git_texts, store_texts)
-        if conflicts:
-            return self._reject(rev, conflicts)
-        try:
-            state = load_texts(git_texts + store_texts, revision=rev)
-        except SpecValidationError as exc:
-            return self._reject(rev, tuple(str(d) for d in exc.diagnostics))
-        except SpecError as exc:
-            return self._reject(rev, (str(exc),))
-        self._applied = rev
+            # an unreadable store must never look empty: keep what is in force
+            errors = tuple(f"store {d}" for d in exc.diagnostics)
+            self._error = "\n".join(errors)
+            return Revision("unreadable", None, errors)
         self._error = None
-        return Revision(rev, state)
+        digest = self.store.revision_of(store_texts) if store_texts else ""
 
-    def _reject(self, rev: str, errors: tuple[str, ...]) -> Revision:
-        self._attempted = rev
-        self._error = "\n".join(errors)
-        return Revision(rev, None, errors)
+        def merged(sha: str, git_texts: list[tuple[str, str]]) -> DesiredState:
+            return self.merge(sha, git_texts, store_texts, digest)
+
+        rev = self.git.evaluate(merged, key=digest)
+        if rev.state is not None:
+            self._applied = rev.revision
+        return rev
+
+    def merge(
+        self,
+        sha: str,
+        git_texts: list[tuple[str, str]],
+        store_texts: list[tuple[str, str]],
+        digest: str,
+    ) -> DesiredState:
+        """The union of a commit and the store, validated as one; raises SpecError."""
+        ours = [(label(sha, n), t) for n, t in git_texts]
+        theirs = [(f"store {n}", t) for n, t in store_texts]
+        conflicts = self._conflicts(ours, theirs)
+        if conflicts:
+            raise SpecValidationError(conflicts)
+        origins = {n: f"git {sha[:12]}" for n, _ in ours} | {n: "store" for n, _ in theirs}
+        revision = f"{sha}+{digest}" if digest else sha
+        return load_texts(ours + theirs, revision=revision, origins=origins)
 
     def _conflicts(
         self, git_texts: list[tuple[str, str]], store_texts: list[tuple[str, str]]
-    ) -> tuple[str, ...]:
+    ) -> list[Diagnostic]:
         git_docs, _ = documents_of(git_texts)
         owned = {(d.kind, d.name): d for d in git_docs}
         store_docs, _ = documents_of(store_texts)
@@ -79,11 +85,17 @@ class CompositeSource:
             theirs = owned.get((doc.kind, doc.name))
             if theirs is not None:
                 out.append(
-                    f"{doc.file}:{doc.line}: {doc.kind}/{doc.name} is also defined in git "
-                    f"repo {self.git.url} at {theirs.file}:{theirs.line}; a resource must "
-                    f"come from one source (delete it with `volctl delete` or from the repo)"
+                    Diagnostic(
+                        doc.file,
+                        doc.line,
+                        "metadata.name",
+                        f"is also defined in git repo {self.git.url} at "
+                        f"{theirs.file}:{theirs.line}; a resource must come from one source "
+                        "(delete it with `volctl delete` or from the repo)",
+                        f"{doc.kind}/{doc.name}",
+                    )
                 )
-        return tuple(out)
+        return out
 
     def status(self) -> SourceStatus:
         base = self.git.status()
@@ -101,6 +113,9 @@ class CompositeSource:
             error=error,
             owned=base.owned,
         )
+
+    def refresh(self) -> None:
+        self.git.refresh()
 
     def watch(self, on_change: Callable[[], None]) -> None:
         self.store.watch(on_change)

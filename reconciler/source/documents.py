@@ -9,6 +9,7 @@ texts live.  Validation itself is the loader's; `load_texts` is the single door 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,9 +80,15 @@ def digest(texts: list[tuple[str, str]]) -> str:
     return h.hexdigest()[:16]
 
 
-def load_texts(texts: list[tuple[str, str]], *, revision: str | None = None) -> DesiredState:
-    """The loader's verdict on a set of texts: a DesiredState or a SpecValidationError."""
-    return loading.load_texts(texts, revision=revision)
+def load_texts(
+    texts: list[tuple[str, str]],
+    *,
+    revision: str | None = None,
+    origins: Mapping[str, str] | None = None,
+) -> DesiredState:
+    """The loader's verdict on a set of texts: a DesiredState or a SpecValidationError.
+    `origins` names the source of each text when several are merged (see `loading`)."""
+    return loading.load_texts(texts, revision=revision, origins=origins)
 
 
 def render(data: Any) -> str:

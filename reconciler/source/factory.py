@@ -7,6 +7,8 @@ two are merged with the one-owner rule of `CompositeSource`.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from reconciler.config import Config
@@ -38,6 +40,39 @@ def build_source(
         git_url, cache_root=config.state_dir, branch=branch, path=path, interval=interval
     )
     return CompositeSource(store, git)
+
+
+def review_source(
+    config: Config,
+    *,
+    rev: str,
+    git_url: str | None = None,
+    path: str | None = None,
+) -> CompositeSource:
+    """One revision of the repository merged with the store, as the controller would merge
+    it, for reviewing a change before it lands (`volctl plan --rev`, `diff --rev`).
+
+    The repository defaults to the config's `git:` section.  The clone goes to its own cache
+    under the state directory (never the controller's, which may be fetching right now), or
+    to a temporary directory when the state directory is not writable (a CI runner).
+    """
+    settings: dict[str, Any] = dict(config.git or {})
+    url = git_url or settings.get("url")
+    if not url:
+        raise SpecError("no git repository to review: give --git URL or a git: url in the config")
+    where = path if path is not None else str(settings.get("path", "."))
+    return CompositeSource(
+        SpecStore(config.store),
+        GitSource(str(url), cache_root=_writable(config.state_dir), path=where, rev=rev),
+    )
+
+
+def _writable(state_dir: str) -> str | None:
+    try:
+        (Path(state_dir) / "git").mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return state_dir if os.access(Path(state_dir) / "git", os.W_OK) else None
 
 
 def _seconds(value: Any) -> float:

@@ -49,5 +49,8 @@ class FileSource:
             error=self._error,
         )
 
+    def refresh(self) -> None:
+        """Nothing to do: every fetch reads the files afresh."""
+
     def close(self) -> None:
         pass

@@ -4,7 +4,7 @@ Why real git through subprocess: users point volctl at the repositories they alr
 (file://, ssh, https); only the git binary speaks all of those with the user's own
 credentials helpers and known_hosts.  The fetch is into a private cache clone under the state
 directory, the fetched commit of the branch is checked out there and the documents under the
-configured path are handed to the loader as one revision.
+configured path are handed to the loader as one revision (the plumbing is `gitrepo.py`).
 
 A revision that fails validation is rejected as a whole: the last good revision stays in
 force (also across restarts: its sha is remembered in the cache), and the error names the
@@ -16,34 +16,35 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from reconciler.errors import SpecError
-from reconciler.loading import sources as spec_sources
 from reconciler.loading.diagnostics import SpecValidationError
+from reconciler.model import DesiredState
+from reconciler.source.gitrepo import GIT_TIMEOUT, GitCache, GitError, label, local_path, redact
 from reconciler.source.protocol import Revision, SourceStatus
 from reconciler.source.store import documents_of, load_texts, short_key
 
-GIT_TIMEOUT = 120.0
-_CRED = re.compile(r"(?<=://)[^/@]+@")
+__all__ = ["GitError", "GitSource", "Validate", "label", "redact"]
 
-
-def redact(url: str) -> str:
-    """The URL without any user:password part, for status, logs and REST."""
-    return _CRED.sub("***@", url)
-
-
-class GitError(SpecError):
-    """git itself failed (unreachable remote, unknown branch)."""
+Validate = Callable[[str, list[tuple[str, str]]], DesiredState]
+"""(commit sha, repository-relative texts under the path) -> desired state; raises SpecError.
+The git source alone validates the commit by itself; `CompositeSource` merges the store in."""
 
 
 class GitSource:
-    """A branch of a git repository; implements the `Source` protocol."""
+    """A branch of a git repository (or one pinned revision); implements `Source`.
+
+    With `rev` the source is pinned to that one revision (sha, branch, tag or any ref such
+    as `refs/pull/7/head`), fetched even when it is on no branch: that is what `volctl plan
+    --rev` reviews.  A pinned source never falls back to another commit and leaves the
+    controller's last-applied marker alone.  Without `cache_root` the clone lives in a
+    temporary directory removed by `close()` (CI runners rarely own /var/lib/volctl).
+    """
 
     kind = "git"
 
@@ -51,220 +52,192 @@ class GitSource:
         self,
         url: str,
         *,
-        cache_root: str | os.PathLike[str],
+        cache_root: str | os.PathLike[str] | None,
         branch: str = "main",
         path: str = ".",
         interval: float = 60.0,
+        rev: str | None = None,
     ) -> None:
-        self.raw_url = url
+        self.raw_url = local_path(url)
         self.url = redact(url)
         self.branch = branch
+        self.rev = rev
         self.path = path.strip("/") or "."
         self.interval = interval
-        key = hashlib.sha256(f"{url}\0{branch}".encode()).hexdigest()[:12]
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if cache_root is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="volctl-git-")
+            cache_root = self._tmp.name
+        which = f"rev\0{self.raw_url}" if rev is not None else f"{self.raw_url}\0{branch}"
+        key = hashlib.sha256(which.encode()).hexdigest()[:12]
         self.cache = Path(cache_root) / "git" / key
         self.repo = self.cache / "repo"
-        self._ref = f"refs/volctl/{branch}"
+        self._repo = GitCache(self.repo, self.raw_url, self.url)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._head: str | GitError | None = None  # newest commit (or why it is unknown)
+        self._fetched_at = 0.0
+        self._dirty = False
+        self._texts_cache: dict[str, list[tuple[str, str]]] = {}
+        self._verdict: tuple[tuple[str | None, str], Revision] | None = None
         self._last_attempted: str | None = None
         self._last_error: str | None = None
         self._good: Revision | None = None
-        self._bad: Revision | None = None
-        self._last: Revision | None = None
-        self._fetched_at = 0.0
-        self._dirty = False
+        self._good_sha: str | None = None
         self._good_texts: list[tuple[str, str]] = []
         if ".." in Path(self.path).parts or Path(self.path).is_absolute():
             raise SpecError(f"git path {path!r} must be relative to the repository root")
-
-    # ---- git plumbing --------------------------------------------------------------------
-
-    def _git(self, *args: str, cwd: Path | None = None) -> str:
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-        try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=cwd or self.repo,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=GIT_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT:.0f}s") from exc
-        except OSError as exc:
-            raise GitError(f"cannot run git: {exc}") from exc
-        if done.returncode != 0:
-            msg = redact(done.stderr.strip() or done.stdout.strip())
-            raise GitError(f"git {args[0]} failed: {msg}")
-        return done.stdout
-
-    def _ensure_repo(self) -> None:
-        if (self.repo / ".git").is_dir():
-            return
-        self.repo.mkdir(parents=True, exist_ok=True)
-        self._git("init", "-q")
+        for what, value in (("url", url), ("branch", branch), ("revision", rev or "x")):
+            # git would read a leading "-" as an option (--upload-pack=...)
+            if not value or value.startswith("-") or any(c.isspace() for c in value):
+                raise SpecError(f"git {what} {value!r} is not valid")
 
     def _fetch_sha(self) -> str:
-        self._ensure_repo()
-        self._git(
-            "fetch",
-            "-q",
-            "--no-tags",
-            "--force",
-            self.raw_url,
-            f"+refs/heads/{self.branch}:{self._ref}",
-        )
-        return self._git("rev-parse", "--verify", f"{self._ref}^{{commit}}").strip()
+        if self.rev is not None:
+            return self._repo.fetch_rev(self.rev)
+        return self._repo.fetch_branch(self.branch)
 
-    def _texts_at(self, sha: str) -> list[tuple[str, str]]:
-        """The YAML files under the path at `sha`, named relative to the repository root.
+    def texts_at(self, sha: str) -> list[tuple[str, str]]:
+        """The YAML files under the path at `sha` (repository-relative names), remembered
+        for the last few commits (a commit never changes)."""
+        hit = self._texts_cache.get(sha)
+        if hit is None:
+            hit = self._repo.texts_at(sha, self.path)
+            if len(self._texts_cache) >= 4:
+                self._texts_cache.pop(next(iter(self._texts_cache)))
+            self._texts_cache[sha] = hit
+        return list(hit)
 
-        Read from the object store (`ls-tree` + `cat-file`), which is the checked-out
-        revision without a working tree: the CLI can read the same cache while the
-        controller fetches, and no stray local file can ever sneak into a revision.
-        """
-        prefix = "" if self.path == "." else self.path.rstrip("/") + "/"
-        listing = self._git("ls-tree", "-r", "-z", "--full-tree", sha, "--", prefix or ".")
-        names: list[str] = []
-        for entry in listing.split("\0"):
-            if not entry.strip():
-                continue
-            meta, _, name = entry.partition("\t")
-            if meta.split()[1] != "blob":
-                continue
-            rel = name[len(prefix) :] if prefix and name.startswith(prefix) else name
-            parts = rel.split("/")
-            if any(p.startswith(".") for p in parts) or not name.endswith(spec_sources.SUFFIXES):
-                continue
-            names.append(name)
-        if not names:
-            if prefix and not self._git("ls-tree", sha, "--", prefix.rstrip("/")).strip():
-                raise GitError(f"path {self.path!r} does not exist in commit {sha[:12]}")
-            return []
-        out: list[tuple[str, str]] = []
-        problems = []
-        for name in sorted(names):
-            raw = self._git_bytes("cat-file", "blob", f"{sha}:{name}")
-            text, problem = spec_sources.decode(name, raw)
-            if problem is not None:
-                problems.append(problem)
-            elif text is not None:
-                out.append((name, text))
-        if problems:
-            raise SpecValidationError(problems)
-        return out
-
-    def _git_bytes(self, *args: str) -> bytes:
+    def cached(self) -> tuple[str | None, list[tuple[str, str]]]:
+        """The last applied commit and its texts from the cache, without fetching (for the
+        CLI, which validates `apply` and `delete` against what git defines).  (None, []) when
+        there is none."""
+        sha = self._remembered()
+        if sha is None or not self._repo.exists():
+            return None, []
         try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=self.repo,
-                capture_output=True,
-                timeout=GIT_TIMEOUT,
-                check=False,
-            )
-        except (subprocess.TimeoutExpired, OSError) as exc:
-            raise GitError(f"git {args[0]} failed: {exc}") from exc
-        if done.returncode != 0:
-            raise GitError(f"git {args[0]} failed: {done.stderr.decode(errors='replace')}")
-        return done.stdout
+            return sha, self._repo.texts_at(sha, self.path)
+        except (GitError, SpecValidationError):
+            return None, []
 
     def cached_texts(self) -> list[tuple[str, str]]:
-        """Texts of the last applied commit from the cache, without fetching (for the CLI,
-        which validates `apply` against what git defines).  Empty when there is none."""
-        try:
-            sha = (self.cache / "last-applied").read_text().strip()
-        except OSError:
-            return []
-        if not sha or not (self.repo / ".git").is_dir():
-            return []
-        try:
-            return self._texts_at(sha)
-        except (GitError, SpecValidationError):
-            return []
+        """`cached()` named as diagnostics name git files ("git 1a2b3c4d5e6f:specs/vm.yaml"),
+        so an error in a git document is never mistaken for one in the user's own files."""
+        sha, texts = self.cached()
+        return [(label(sha, n), t) for n, t in texts] if sha else []
 
     # ---- Source --------------------------------------------------------------------------
 
     def fetch(self) -> Revision:
-        """The newest revision; the remote is asked at most once per `interval` unless the
-        poller saw a new head, so frequent passes (resyncs, retries) cost no network."""
-        with self._lock:
-            now = time.monotonic()
-            fresh = now - self._fetched_at < self.interval
-            if self._last is not None and fresh and not self._dirty:
-                return self._last
-            self._dirty = False
-            self._fetched_at = now
-            self._last = self._fetch_locked()
-            return self._last
+        """The newest commit validated on its own (see `evaluate`)."""
+        return self.evaluate(self._alone)
 
-    def _fetch_locked(self) -> Revision:
-        try:
-            sha = self._fetch_sha()
-        except GitError as exc:
-            self._last_error = str(exc)
-            return Revision(self._last_attempted or "unknown", None, (str(exc),))
-        if self._good is None:
-            self._restore_good(sha)
-        if self._good is not None and sha == self._good.revision:
+    def _alone(self, sha: str, texts: list[tuple[str, str]]) -> DesiredState:
+        return load_texts([(label(sha, n), t) for n, t in texts], revision=sha)
+
+    def head(self) -> str:
+        """The newest commit of the branch (or the pinned revision); raises GitError."""
+        with self._lock:
+            sha, failure = self._newest()
+        if sha is None:
+            raise GitError(failure[0])
+        return sha
+
+    def refresh(self) -> None:
+        """Ask the remote at the next fetch, whatever the interval (webhook, poller)."""
+        self._dirty = True
+
+    def evaluate(self, validate: Validate, key: str = "") -> Revision:
+        """The newest commit as `validate` judges it.
+
+        A commit that fails is rejected as a whole: the result then carries its errors and
+        the state of the last good commit (also the one remembered from before a restart),
+        judged again by `validate` because what it is merged with may have changed; no state
+        at all when there is none.  `key` names what else the verdict depends on (the
+        store's digest), so a pass that changed nothing re-validates nothing.
+        """
+        with self._lock:
+            sha, failure = self._newest()
+            if self._verdict is not None and self._verdict[0] == (sha, key):
+                return self._verdict[1]
+            result = self._judge_newest(sha, failure, validate)
+            self._verdict = ((sha, key), result)
+            return result
+
+    def _newest(self) -> tuple[str | None, tuple[str, ...]]:
+        """The newest commit; the remote is asked at most once per `interval` unless the
+        poller or a webhook saw a new head, so frequent passes cost no network."""
+        fresh = time.monotonic() - self._fetched_at < self.interval
+        if self._head is None or self._dirty or not (fresh or self.rev is not None):
+            self._dirty = False
+            self._fetched_at = time.monotonic()
+            try:
+                self._head = self._fetch_sha()
+            except GitError as exc:
+                self._head = exc
+        if isinstance(self._head, GitError):
+            self._last_error = str(self._head)
+            return None, (str(self._head),)
+        return self._head, ()
+
+    def _judge_newest(
+        self, sha: str | None, failure: tuple[str, ...], validate: Validate
+    ) -> Revision:
+        errors = failure
+        if sha is not None:
             self._last_attempted = sha
-            self._last_error = None
-            return self._good
-        if self._bad is not None and sha == self._bad.revision:
-            return self._bad
-        self._last_attempted = sha
-        rev = self._load(sha)
-        if rev.state is not None:
-            self._good = rev
-            self._last_error = None
-            self._bad = None
-            self._remember(sha)
-        else:
-            self._bad = rev
-            self._last_error = "\n".join(rev.errors)
+            rev, texts = self._judge(sha, validate)
+            self._last_error = "\n".join(rev.errors) or None
+            if rev.state is not None:
+                self._accept(sha, rev, texts)
+                return rev
+            errors = rev.errors
+        fallback = self._fallback(sha, validate)
+        if fallback is not None:
+            return Revision(fallback.revision, fallback.state, errors)
+        return Revision(sha or self._last_attempted or "unknown", None, errors)
+
+    def _judge(self, sha: str, validate: Validate) -> tuple[Revision, list[tuple[str, str]]]:
+        try:
+            texts = self.texts_at(sha)
+            state = validate(sha, texts)
+        except SpecValidationError as exc:
+            return Revision(sha, None, tuple(str(d) for d in exc.diagnostics)), []
+        except SpecError as exc:
+            return Revision(sha, None, (f"git {sha[:12]}: {exc}",)), []
+        return Revision(state.revision or sha, state), texts
+
+    def _fallback(self, newest: str | None, validate: Validate) -> Revision | None:
+        """The last good commit (or the one remembered across a restart), if still valid."""
+        if self.rev is not None:
+            return None  # a review judges exactly the commit asked for
+        good = self._good_sha or self._remembered()
+        if good is None or good == newest:
+            return None
+        rev, texts = self._judge(good, validate)
+        if rev.state is None:
+            return None
+        self._accept(good, rev, texts)
         return rev
 
-    def _load(self, sha: str) -> Revision:
-        short = sha[:12]
-        try:
-            texts = self._texts_at(sha)
-            state = load_texts(texts, revision=sha)
-        except SpecValidationError as exc:
-            errs = tuple(f"commit {short}: {d}" for d in exc.diagnostics)
-            return Revision(sha, None, errs)
-        except SpecError as exc:
-            return Revision(sha, None, (f"commit {short}: {exc}",))
-        self._good_texts = texts
-        return Revision(sha, state)
+    def _accept(self, sha: str, rev: Revision, texts: list[tuple[str, str]]) -> None:
+        changed = sha != self._good_sha
+        self._good, self._good_sha, self._good_texts = rev, sha, texts
+        if changed and self.rev is None:
+            self._remember(sha)
 
-    def _restore_good(self, newest: str) -> None:
-        """After a restart, the last applied commit from before (if still valid) is in force
-        until a newer commit validates."""
-        marker = self.cache / "last-applied"
+    def _remembered(self) -> str | None:
         try:
-            sha = marker.read_text().strip()
+            return (self.cache / "last-applied").read_text().strip() or None
         except OSError:
-            return
-        if not sha or sha == newest:
-            return
-        rev = self._load(sha)
-        if rev.state is not None:
-            self._good = rev
+            return None
 
     def _remember(self, sha: str) -> None:
         marker = self.cache / "last-applied"
         tmp = marker.with_suffix(".tmp")
         tmp.write_text(sha + "\n")
         tmp.replace(marker)
-
-    @property
-    def good_texts(self) -> list[tuple[str, str]]:
-        """Texts of the last applied revision (empty before the first good one)."""
-        return list(self._good_texts)
 
     @property
     def good_revision(self) -> Revision | None:
@@ -280,19 +253,21 @@ class GitSource:
             url=self.url,
             path=self.path,
             branch=self.branch,
-            last_applied_revision=self._good.revision if self._good else None,
+            last_applied_revision=self._good_sha,
             last_attempted_revision=self._last_attempted,
             error=self._last_error,
             owned=self.owned(),
         )
 
     def watch(self, on_change: Callable[[], None]) -> None:
-        """Poll the remote every `interval` seconds (git has no push channel to us)."""
+        """Poll the remote every `interval` seconds (`refresh()` is the push channel)."""
+        if self.rev is not None:
+            return  # a pinned revision never changes
 
         def loop() -> None:
             while not self._stop.wait(self.interval):
                 try:
-                    out = self._git("ls-remote", self.raw_url, f"refs/heads/{self.branch}")
+                    out = self._repo.git("ls-remote", self.raw_url, f"refs/heads/{self.branch}")
                 except GitError:
                     self._dirty = True
                     on_change()  # let the pass record the error
@@ -310,3 +285,6 @@ class GitSource:
         if self._thread is not None:
             self._thread.join(timeout=GIT_TIMEOUT)
             self._thread = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None

@@ -52,4 +52,9 @@ class Source(Protocol):
         """Where this source reads from and how its last fetch went (shown in status)."""
         ...
 
+    def refresh(self) -> None:
+        """Make the next fetch read the origin now, not when a poll interval says so
+        (`POST /hooks/git`); a no-op for sources that are read in full on every fetch."""
+        ...
+
     def close(self) -> None: ...

@@ -144,6 +144,9 @@ class SpecStore:
             error=self._last_error,
         )
 
+    def refresh(self) -> None:
+        """Nothing to do: every fetch reads the files afresh."""
+
     def documents(self) -> list[StoredDocument]:
         docs, problems = documents_of(self.texts())
         if problems:

@@ -81,6 +81,9 @@ class MemorySource:
     def watch(self, on_change: Callable[[], None]) -> None:
         self._cb = on_change
 
+    def refresh(self) -> None:
+        pass
+
     def status(self) -> SourceStatus:
         with self._lock:
             rev = self._rev

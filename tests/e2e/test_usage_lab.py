@@ -323,7 +323,7 @@ def test_gitops_commit_broken_fix_on_the_lab(lab_pool: LabPool, tmp_path: Path) 
             log,
         )
         assert src["lastAppliedRevision"].startswith(first)
-        assert f"commit {broken[:12]}: dc/vms/db_vm.yaml:" in src["error"]
+        assert f"git {broken[:12]}:dc/vms/db_vm.yaml:" in src["error"]
         assert "xxl" in src["error"]
         time.sleep(3)  # a few passes with the bad commit in place
         assert http(base, "/api/v1/vms/db_vm")[0] == 404

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.config import Config
+from reconciler.errors import SpecError
 from reconciler.loading.diagnostics import SpecValidationError
 from reconciler.source.composite import CompositeSource
 from reconciler.source.factory import build_source
@@ -62,10 +63,12 @@ def test_commit_broken_fix_cycle(repo: Path, tmp_path: Path) -> None:
 
     bad = commit(repo, {"specs/vms/db.yaml": vm("db", itype="nosuch")}, "broken")
     rejected = src.fetch()
-    assert rejected.state is None
-    assert rejected.revision == bad
+    # rejected as a whole: its errors, and the last good commit's state stays in force
+    assert rejected.state is not None
+    assert set(rejected.state.vms) == {"web"}
+    assert rejected.revision == good
     assert any(
-        e.startswith(f"commit {bad[:12]}: specs/vms/db.yaml:") and "nosuch" in e
+        e.startswith(f"git {bad[:12]}:specs/vms/db.yaml:") and "nosuch" in e
         for e in rejected.errors
     ), rejected.errors
     status = src.status()
@@ -92,7 +95,10 @@ def test_restart_on_a_broken_head_keeps_the_last_good_commit(repo: Path, tmp_pat
     )
     commit(repo, {"specs/vms/web.yaml": "kind: [unclosed\n"}, "broken")
     again = GitSource(url, cache_root=tmp_path / "s", path="specs", interval=0)
-    assert again.fetch().state is None
+    rev = again.fetch()
+    assert rev.errors
+    assert rev.state is not None
+    assert set(rev.state.vms) == {"web"}
     assert again.good_revision is not None
     assert again.good_revision.revision == good
     assert again.status().last_applied_revision == good
@@ -124,7 +130,9 @@ def test_composite_merges_and_refuses_a_resource_defined_twice(repo: Path, tmp_p
 
     commit(repo, {"specs/adhoc.yaml": vm("adhoc")}, "git takes adhoc")
     clash = src.fetch()
-    assert clash.state is None
+    # the commit is rejected whole; the last good commit merged with the store stays
+    assert clash.state is not None
+    assert clash.revision == rev.revision
     assert any(f"file://{repo}" in e and "specs/adhoc.yaml:1" in e for e in clash.errors)
     assert src.status().error
 
@@ -156,3 +164,19 @@ def test_remote_is_asked_once_per_interval_and_the_poller_notices_commits(
         assert fast.fetch().revision == newest
     finally:
         fast.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "branch", "rev"),
+    [
+        ("--upload-pack=touch /tmp/x", "main", None),
+        ("file:///r", "-x", None),
+        ("file:///r", "main", "--upload-pack=touch /tmp/x"),
+        ("file:///r", "main", "a b"),
+    ],
+)
+def test_arguments_that_git_would_read_as_options_are_refused(
+    url: str, branch: str, rev: str | None, tmp_path: Path
+) -> None:
+    with pytest.raises(SpecError, match="is not valid"):
+        GitSource(url, cache_root=tmp_path, branch=branch, rev=rev)
