@@ -18,6 +18,8 @@ Why it looks like this:
 - **Detach is a request.**  `detach_disk` asks libvirt (asynchronously via the device alias
   where possible) and returns; completion is what a later `observe()` sees (the disk gone
   from the live XML), typically prompted by the DEVICE_REMOVED event.
+- **Devices** (disks, NICs) are plugged and unplugged by `libvirt_devices.LibvirtDevices`,
+  one rule for every kind.
 - **The test:/// seam.**  libvirt's test driver has no device hot-plug.  On it, attach and
   detach redefine the persistent XML with the disk added/removed, and `observe()` reports
   the persistent disks as the domain's disks (the test driver cannot change live devices).
@@ -36,11 +38,12 @@ import libvirt
 
 from reconciler.backends import capabilities, domxml
 from reconciler.backends.libvirt_conn import LibvirtConnection
+from reconciler.backends.libvirt_devices import LibvirtDevices
 from reconciler.backends.protocols import DomainEventCallback, EventKind
 from reconciler.errors import BackendError, Conflict, NotFound, Terminal
 from reconciler.identity import XMLNS
 from reconciler.observe.types import DomainState, ObservedDomain, ObservedHost
-from reconciler.payload import DiskSpec, DomainSpec, NicSpec
+from reconciler.payload import DomainSpec
 
 _STATE = {
     libvirt.VIR_DOMAIN_RUNNING: DomainState.RUNNING,
@@ -77,7 +80,7 @@ class _Entry:
         )
 
 
-class LibvirtHypervisor:
+class LibvirtHypervisor(LibvirtDevices):
     """One libvirt host, addressed by URI.  Implements `protocols.Hypervisor`."""
 
     def __init__(
@@ -354,103 +357,4 @@ class LibvirtHypervisor:
         )
         with contextlib.suppress(NotFound):  # a transient domain is gone once destroyed
             self._conn.call("undefineFlags", lambda _c: dom.undefineFlags(flags))
-        self._changed(dom)
-
-    def attach_disk(self, domain: str, disk: DiskSpec) -> None:
-        dom = self._lookup_ours(domain)
-        cfg = self._xml(dom, _INACTIVE)
-        emulated = self._emulated()
-        active = not emulated and self._is_active(dom)
-        live = self._xml(dom, 0) if active else cfg
-        in_cfg = domxml.find_disk(cfg, disk.rbd_image) is not None
-        in_live = domxml.find_disk(live, disk.rbd_image) is not None
-        for xml in (cfg, live):
-            for d in domxml.parse_domain(xml).disks:
-                if d.target == disk.target and d.rbd_image != disk.rbd_image:
-                    raise Conflict(
-                        f"{self.name}: {domain}: target {disk.target} holds {d.rbd_image}"
-                    )
-        disk_xml = domxml.render_disk(disk)
-        if emulated:
-            if not in_cfg:
-                self._define_xml(domxml.with_disk(cfg, disk_xml))
-            return
-        flags = (_LIVE if active and not in_live else 0) | (0 if in_cfg else _CONFIG)
-        if flags:
-            self._conn.call("attachDeviceFlags", lambda _c: dom.attachDeviceFlags(disk_xml, flags))
-            self._changed(dom)
-
-    def detach_disk(self, domain: str, rbd_image: str) -> None:
-        dom = self._lookup_ours(domain)
-        cfg = self._xml(dom, _INACTIVE)
-        cfg_disk = domxml.find_disk(cfg, rbd_image)
-        if self._emulated():
-            if cfg_disk is not None:
-                self._define_xml(domxml.without_disk(cfg, rbd_image))
-            return
-        live_disk = domxml.find_disk(self._xml(dom, 0), rbd_image) if self._is_active(dom) else None
-        if cfg_disk is not None:
-            self._conn.call(
-                "detachDeviceFlags", lambda _c: dom.detachDeviceFlags(cfg_disk, _CONFIG)
-            )
-        if live_disk is not None:
-            alias = domxml.disk_alias(live_disk)
-            if alias:  # asynchronous: returns once requested, DEVICE_REMOVED tells completion
-                self._conn.call("detachDeviceAlias", lambda _c: dom.detachDeviceAlias(alias, _LIVE))
-            else:
-                self._conn.call(
-                    "detachDeviceFlags", lambda _c: dom.detachDeviceFlags(live_disk, _LIVE)
-                )
-        self._changed(dom)
-
-    def resize_disk(self, domain: str, rbd_image: str, size_bytes: int) -> None:
-        dom = self._lookup_ours(domain)
-        if self._emulated() or not self._is_active(dom):
-            return  # nothing live to tell; the guest sees the size at its next boot
-        disk = domxml.find_disk(self._xml(dom, 0), rbd_image)
-        if disk is None:
-            raise NotFound(f"{self.name}: {domain}: {rbd_image} is not attached")
-        target = domxml.disk_target(disk)
-        # qemu's block_resize would also *shrink* the RBD image: grow only, and only once.
-        capacity = int(self._conn.call("blockInfo", lambda _c: dom.blockInfo(target))[0])
-        if size_bytes <= capacity:
-            return
-        flags = libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES
-        self._conn.call("blockResize", lambda _c: dom.blockResize(target, size_bytes, flags))
-
-    def attach_nic(self, domain: str, nic: NicSpec) -> None:
-        dom = self._lookup_ours(domain)
-        nic_xml = domxml.render_nic(nic)
-        cfg = self._xml(dom, _INACTIVE)
-        in_cfg = domxml.find_nic(cfg, nic.mac) is not None
-        if self._emulated():
-            if not in_cfg:
-                self._define_xml(domxml.with_nic(cfg, nic_xml))
-            return
-        active = self._is_active(dom)
-        in_live = active and domxml.find_nic(self._xml(dom, 0), nic.mac) is not None
-        flags = (_LIVE if active and not in_live else 0) | (0 if in_cfg else _CONFIG)
-        if flags:
-            self._conn.call("attachDeviceFlags", lambda _c: dom.attachDeviceFlags(nic_xml, flags))
-            self._changed(dom)
-
-    def detach_nic(self, domain: str, mac: str) -> None:
-        dom = self._lookup_ours(domain)
-        cfg = self._xml(dom, _INACTIVE)
-        cfg_nic = domxml.find_nic(cfg, mac)
-        if self._emulated():
-            if cfg_nic is not None:
-                self._define_xml(domxml.without_nic(cfg, mac))
-            return
-        live_nic = domxml.find_nic(self._xml(dom, 0), mac) if self._is_active(dom) else None
-        if cfg_nic is not None:
-            self._conn.call("detachDeviceFlags", lambda _c: dom.detachDeviceFlags(cfg_nic, _CONFIG))
-        if live_nic is not None:
-            alias = domxml.disk_alias(live_nic)
-            if alias:  # asynchronous: the guest acknowledges, DEVICE_REMOVED tells completion
-                self._conn.call("detachDeviceAlias", lambda _c: dom.detachDeviceAlias(alias, _LIVE))
-            else:
-                self._conn.call(
-                    "detachDeviceFlags", lambda _c: dom.detachDeviceFlags(live_nic, _LIVE)
-                )
         self._changed(dom)
