@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler.api.seed import Reply, attached_vm, tid_of
 from reconciler.source.protocol import SourceStatus
-from reconciler.status.types import Event, HostStatus, ResourceStatus, Snapshot
+from reconciler.status.types import Event, HostStatus, Phase, ResourceStatus, Snapshot
 
 # collection name -> ResourceStatus.kind
 COLLECTIONS: dict[str, str] = {
@@ -90,7 +90,7 @@ def host_json(h: HostStatus) -> dict[str, Any]:
         "virtType": h.virt_type,
         "virtTypeForced": h.virt_type_forced,
         "arches": list(h.arches),
-        "phase": "Ready" if h.reachable else "Unknown",
+        "phase": str(Phase.READY if h.reachable else Phase.UNKNOWN),
     }
 
 
