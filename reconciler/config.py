@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from reconciler.errors import SpecError
+from reconciler.model import Network, NetworkKind
 
 DEFAULT_API = "http://127.0.0.1:8470"
 # a browser origin as sent in `Origin:`; `null` (sandboxed pages, file://) is not one on purpose
@@ -40,7 +41,11 @@ class Config:
     token: str | None = None  # optional bearer token for the REST view
     store: str = "/var/lib/volctl/specs"  # `volctl apply` spec store directory
     state_dir: str = "/var/lib/volctl"
-    console_dir: str = "/var/log/volctl/consoles"  # serial console logs, on each host
+    # serial console logs, on each host: libvirt's own log dir exists everywhere and the qemu
+    # driver may write there, so no host needs any setup
+    console_dir: str = "/var/log/libvirt/qemu"
+    # NICs of VMs whose spec and Host name none (None: one user-mode NIC)
+    default_networks: tuple[Network, ...] | None = None
     ceph: CephConfig = field(default_factory=CephConfig)
     git: dict[str, Any] | None = None  # {url, branch, path, interval}
     cors_origins: tuple[str, ...] = ()  # `cors: {origins: [...]}`: browser origins that may read
@@ -104,12 +109,38 @@ def _parse(path: Path) -> Config:
         store=str(raw.get("store", base.store)),
         state_dir=str(raw.get("stateDir", base.state_dir)),
         console_dir=str(raw.get("consoleDir", base.console_dir)),
+        default_networks=_networks(path, raw.get("defaultNetworks")),
         ceph=ceph,
         git=raw.get("git"),
         cors_origins=_cors_origins(path, raw.get("cors")),
         webhook=raw.get("webhook"),
         path=str(path),
     )
+
+
+def _networks(path: Path, value: Any) -> tuple[Network, ...] | None:
+    """`defaultNetworks: [{network: N} | {bridge: N} | {user: true}]`, as in VM specs."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise SpecError(f"{path}: defaultNetworks: must be a list")
+    out = []
+    for i, item in enumerate(value):
+        kinds = [k.value for k in NetworkKind]
+        if not (isinstance(item, dict) and len(item) == 1 and next(iter(item)) in kinds):
+            raise SpecError(
+                f"{path}: defaultNetworks[{i}]: must be one of {{network: NAME}}, "
+                "{bridge: NAME}, {user: true}"
+            )
+        ((key, name),) = item.items()
+        kind = NetworkKind(key)
+        if kind == NetworkKind.USER:
+            out.append(Network(kind))
+        elif isinstance(name, str) and name:
+            out.append(Network(kind, name))
+        else:
+            raise SpecError(f"{path}: defaultNetworks[{i}].{key}: must be a name")
+    return tuple(out)
 
 
 def _cors_origins(path: Path, raw: Any) -> tuple[str, ...]:

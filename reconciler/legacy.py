@@ -110,8 +110,17 @@ def machines(file: str, text: str) -> tuple[list[Converted], list[Diagnostic]]:
     return out, problems
 
 
+SEED_64BIT_SUFFIX = "_64"
+
+
+def seed_arch(stem: str) -> str:
+    """The seed's naming convention: `name_64.img` needs a 64-bit machine (x86_64); any
+    other image ran on 32-bit machines too (i686, which 64-bit hosts also run)."""
+    return "x86_64" if stem.endswith(SEED_64BIT_SUFFIX) else "i686"
+
+
 def images(file: str, text: str) -> tuple[list[Converted], list[Diagnostic]]:
-    """Image documents, id = position in the file, name = the file's stem."""
+    """Image documents, id = position in the file, name = the file's stem, arch from `_64`."""
     out: list[Converted] = []
     problems: list[Diagnostic] = []
     names: set[str] = set()
@@ -135,7 +144,8 @@ def images(file: str, text: str) -> tuple[list[Converted], list[Diagnostic]]:
             name = safe_name(f"{name[:50]}-{image_id}", f"image-{image_id}")
         names.add(name)
         labels = {ORIGIN_HOST_LABEL: match["host"], ORIGIN_USER_LABEL: match["user"]}
-        spec = {"id": image_id, "source": {"path": path}}
+        arch = seed_arch(PurePosixPath(path).stem)
+        spec = {"id": image_id, "arch": arch, "source": {"path": path}}
         out.append(Converted(_doc(Kind.IMAGE, name, spec, labels), file, line))
     return out, problems
 

@@ -49,6 +49,30 @@ class Meta:
     origin: Origin | None = None
 
 
+class VirtType(StrEnum):
+    KVM = "kvm"
+    QEMU = "qemu"
+
+
+class NetworkKind(StrEnum):
+    NETWORK = "network"  # a libvirt network by name
+    BRIDGE = "bridge"  # a host bridge by name
+    USER = "user"  # user-mode networking (slirp): needs nothing on the host
+
+
+@dataclass(frozen=True)
+class Network:
+    """One NIC of a VM: `{network: NAME}`, `{bridge: NAME}` or `{user: true}`."""
+
+    kind: NetworkKind
+    name: str | None = None  # None for user-mode
+
+
+# What a VM gets when neither it, its Host nor the config names networks: one user-mode NIC,
+# which works on every libvirt host with no setup (the seed's VMs had exactly that).
+DEFAULT_NETWORKS = (Network(NetworkKind.USER),)
+
+
 @dataclass(frozen=True)
 class Host:
     meta: Meta
@@ -56,6 +80,8 @@ class Host:
     pmid: int  # resolved: user-given or assigned by the loader
     cpu_capacity: int | None = None  # overrides what libvirt reports, if set
     ram_capacity_mib: int | None = None
+    virt_type: VirtType | None = None  # None: kvm where libvirt offers it, else qemu (TCG)
+    default_networks: tuple[Network, ...] | None = None  # for VMs that name none
     # host labels live in meta.labels
 
 
@@ -72,6 +98,7 @@ class Image:
     meta: Meta
     id: int
     source: ImageSource
+    arch: str = "x86_64"  # libvirt's architecture name; placement needs a host that runs it
 
 
 @dataclass(frozen=True)
@@ -91,6 +118,8 @@ class VirtualMachine:
     host: str | None = None
     anti_affinity_group: str | None = None
     running: bool = True
+    networks: tuple[Network, ...] | None = None  # None: the Host's or the config's default
+    vnc: bool = False  # spec.graphics: vnc
 
 
 @dataclass(frozen=True)

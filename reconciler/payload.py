@@ -9,6 +9,7 @@ UUID, never the key itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,30 @@ class CephAccess:
     pool: str = "rbd"
 
 
+class VirtType(StrEnum):
+    """libvirt's `<domain type>`: hardware acceleration, or TCG emulation."""
+
+    KVM = "kvm"
+    QEMU = "qemu"
+
+
+class NicKind(StrEnum):
+    """libvirt's `<interface type>` for the NIC forms a spec can ask for."""
+
+    NETWORK = "network"  # a libvirt network by name
+    BRIDGE = "bridge"  # an existing host bridge by name
+    USER = "user"  # user-mode (slirp) networking: needs nothing on the host
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    """One virtio NIC: where it is plugged and its deterministic MAC."""
+
+    mac: str
+    kind: NicKind
+    source: str | None = None  # network or bridge name; None for user-mode
+
+
 @dataclass(frozen=True)
 class DomainSpec:
     """Everything needed to render a managed domain's XML."""
@@ -37,6 +62,10 @@ class DomainSpec:
     console_log: str  # path of the serial console log file on the host
     ceph: CephAccess
     running: bool = True
+    virt_type: VirtType = VirtType.QEMU
+    arch: str = "x86_64"
+    nics: tuple[NicSpec, ...] = ()
+    vnc: bool = False  # a VNC display (listening on all addresses, port chosen by libvirt)
 
 
 @dataclass(frozen=True)

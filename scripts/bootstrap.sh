@@ -13,7 +13,7 @@ die() { echo "bootstrap: $*" >&2; exit 1; }
 [ "${VERSION_ID:-}" = 12 ] || echo "bootstrap: warning: tested on Debian 12, found ${PRETTY_NAME:-?}" >&2
 
 PKGS=(
-  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libxml2-utils
   qemu-system-x86 qemu-utils qemu-block-extra
   ceph-mon ceph-osd ceph-mgr ceph-common python3-rados python3-rbd
   libvirt-dev pkg-config git gcc libc6-dev python3-venv python3-dev

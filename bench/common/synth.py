@@ -31,6 +31,7 @@ from reconciler.observe.types import (
     ObservedDomain,
     ObservedHost,
     ObservedImage,
+    ObservedNic,
     ObservedStorage,
     ObservedWorld,
     OwnerMark,
@@ -123,6 +124,8 @@ def converged_world(observed: ObservedWorld, plan: Plan) -> ObservedWorld:
                 memory_mib=spec.memory_mib,
                 mark=OwnerMark(spec.name, spec.vmid, spec.spec_hash),
                 disks=(ObservedDisk("vda", spec.root_image),),
+                nics=tuple(ObservedNic(n.mac, n.kind.value, n.source, "virtio") for n in spec.nics),
+                virt_type=spec.virt_type.value,
             )
     for a in plan.actions:
         if isinstance(a, StartDomain):

@@ -86,6 +86,10 @@ def host_json(h: HostStatus) -> dict[str, Any]:
         "ramUsedForeignMiB": h.ram_used_foreign_mib,
         "domainsOurs": h.domains_ours,
         "domainsForeign": h.domains_foreign,
+        "uri": h.uri,
+        "virtType": h.virt_type,
+        "virtTypeForced": h.virt_type_forced,
+        "arches": list(h.arches),
         "phase": str(Phase.READY if h.reachable else Phase.UNKNOWN),
     }
 

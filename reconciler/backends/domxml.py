@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from xml.sax.saxutils import escape, quoteattr
 
 from reconciler.identity import XMLNS, XMLNS_PREFIX
-from reconciler.observe.types import ObservedDisk, OwnerMark
-from reconciler.payload import CephAccess, DiskSpec, DomainSpec
+from reconciler.observe.types import ObservedDisk, ObservedNic, OwnerMark
+from reconciler.payload import CephAccess, DiskSpec, DomainSpec, NicKind, NicSpec, VirtType
 
 ET.register_namespace(XMLNS_PREFIX, XMLNS)
 
@@ -59,6 +59,10 @@ class ParsedDomain:
     memory_mib: int
     mark: OwnerMark | None
     disks: tuple[ObservedDisk, ...]
+    nics: tuple[ObservedNic, ...] = ()
+    virt_type: str | None = None
+    vnc: str | None = None  # "listen:port" of a live VNC display
+    console_log: str | None = None  # <serial><log file>
 
 
 def _rbd_source(ceph: CephAccess, image: str) -> str:
@@ -89,6 +93,22 @@ def render_disk(disk: DiskSpec) -> str:
     )
 
 
+def render_nic(nic: NicSpec) -> str:
+    """`<interface>` for one virtio NIC with its deterministic MAC."""
+    match nic.kind:
+        case NicKind.NETWORK:
+            source = f"<source network={quoteattr(nic.source or '')}/>"
+        case NicKind.BRIDGE:
+            source = f"<source bridge={quoteattr(nic.source or '')}/>"
+        case NicKind.USER:
+            source = ""
+    return (
+        f"<interface type={quoteattr(nic.kind.value)}>"
+        f"<mac address={quoteattr(nic.mac)}/>{source}<model type='virtio'/>"
+        "</interface>"
+    )
+
+
 def render_mark(name: str, vmid: int, spec_hash: str) -> str:
     return (
         f"<{XMLNS_PREFIX}:vm xmlns:{XMLNS_PREFIX}={quoteattr(XMLNS)} name={quoteattr(name)} "
@@ -99,16 +119,20 @@ def render_mark(name: str, vmid: int, spec_hash: str) -> str:
 def render_domain(
     spec: DomainSpec,
     *,
-    domain_type: str = "qemu",
+    domain_type: str | None = None,
     uuid_str: str | None = None,
     extra_disks: tuple[str, ...] = (),
 ) -> str:
     """The full domain XML for a DomainSpec.
 
-    `domain_type` is "qemu" (TCG; no <cpu> element, see the lab notes) or "test" for the
-    libvirt test driver.  `extra_disks` are `<disk>` elements kept from an existing
-    definition (attached volumes survive a redefine).
+    The domain type is `spec.virt_type`: "kvm" gets `<cpu mode='host-model'/>` (the host's
+    CPU model and features, still migratable between like hosts), "qemu" (TCG) gets no
+    `<cpu>` (qemu64).  `domain_type` overrides it ("test" for libvirt's test driver).
+    `extra_disks` are `<disk>` elements kept from an existing definition (attached volumes
+    survive a redefine).  The serial console is a pty (so `virDomainOpenConsole` can attach
+    to it) that also logs to `spec.console_log`.
     """
+    dtype = domain_type or spec.virt_type.value
     root_disk = (
         "<disk type='network' device='disk'>"
         "<driver name='qemu' type='raw' cache='none'/>"
@@ -116,24 +140,32 @@ def render_domain(
         "<target dev='vda' bus='virtio'/>"
         "</disk>"
     )
+    cpu = "<cpu mode='host-model'/>" if dtype == VirtType.KVM.value else ""
     log = quoteattr(spec.console_log)
+    graphics = (
+        "<graphics type='vnc' port='-1' autoport='yes'/><video><model type='vga'/></video>"
+        if spec.vnc
+        else "<video><model type='none'/></video>"
+    )
     return (
-        f"<domain type={quoteattr(domain_type)}>"
+        f"<domain type={quoteattr(dtype)}>"
         f"<name>{escape(spec.name)}</name>"
         f"<uuid>{uuid_str or domain_uuid(spec.vmid, spec.name)}</uuid>"
         f"<metadata>{render_mark(spec.name, spec.vmid, spec.spec_hash)}</metadata>"
         f"<memory unit='MiB'>{int(spec.memory_mib)}</memory>"
         f"<currentMemory unit='MiB'>{int(spec.memory_mib)}</currentMemory>"
         f"<vcpu placement='static'>{int(spec.vcpus)}</vcpu>"
-        "<os><type>hvm</type><boot dev='hd'/></os>"
+        f"<os><type arch={quoteattr(spec.arch)}>hvm</type><boot dev='hd'/></os>"
         "<features><acpi/><apic/></features>"
+        f"{cpu}"
         "<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>"
         "<on_crash>destroy</on_crash>"
         "<devices>"
         f"{root_disk}{''.join(extra_disks)}"
-        f"<serial type='file'><source path={log}/><target port='0'/></serial>"
-        f"<console type='file'><source path={log}/><target type='serial' port='0'/></console>"
-        "<video><model type='none'/></video>"
+        f"{''.join(render_nic(n) for n in spec.nics)}"
+        f"<serial type='pty'><log file={log} append='on'/><target port='0'/></serial>"
+        "<console type='pty'><target type='serial' port='0'/></console>"
+        f"{graphics}"
         "<memballoon model='none'/>"
         "</devices>"
         "</domain>"
@@ -191,9 +223,48 @@ def _disks(root: ET.Element) -> list[tuple[str, str | None, str | None]]:
     return out
 
 
+def _nics(root: ET.Element) -> list[ObservedNic]:
+    out = []
+    for iface in root.findall("devices/interface"):
+        mac_el = iface.find("mac")
+        mac = (mac_el.get("address") or "").lower() if mac_el is not None else ""
+        if not mac:
+            continue
+        kind = iface.get("type") or ""
+        source = iface.find("source")
+        name = None
+        if source is not None:
+            name = source.get("network") or source.get("bridge") or source.get("dev")
+        model_el = iface.find("model")
+        model = model_el.get("type") if model_el is not None else None
+        out.append(ObservedNic(mac=mac, kind=kind, source=name, model=model))
+    return out
+
+
+def _vnc(root: ET.Element) -> str | None:
+    for gfx in root.findall("devices/graphics"):
+        port = gfx.get("port")
+        if gfx.get("type") == "vnc" and port and port != "-1":
+            return f"{gfx.get('listen') or '127.0.0.1'}:{port}"
+    return None
+
+
+def _console_log(root: ET.Element) -> str | None:
+    log = root.find("devices/serial/log")
+    if log is None:  # a file-backed serial port (volctl before pty consoles) is its own log
+        source = root.find("devices/serial[@type='file']/source")
+        return None if source is None else source.get("path")
+    return log.get("file")
+
+
 def parse_domain(live_xml: str, inactive_xml: str | None = None) -> ParsedDomain:
-    """Parse a domain's XML; `inactive_xml` decides which live disks are persistent."""
+    """Parse a domain's XML; `inactive_xml` decides which live disks and NICs are persistent.
+
+    The domain type is read from `inactive_xml` when given: a changed type applies at the
+    next cold start, so the persistent definition is what volctl compares.
+    """
     root = _parse(live_xml)
+    cfg_root = _parse(inactive_xml) if inactive_xml is not None else root
     persistent_images: set[str | None] | None = None
     persistent_targets: set[str] | None = None
     if inactive_xml is not None and inactive_xml != live_xml:
@@ -208,6 +279,10 @@ def parse_domain(live_xml: str, inactive_xml: str | None = None) -> ParsedDomain
         disks.append(
             ObservedDisk(target=target, rbd_image=image, serial=serial, persistent=persistent)
         )
+    nics = _nics(root)
+    if inactive_xml is not None and inactive_xml != live_xml:
+        cfg_macs = {n.mac for n in _nics(cfg_root)}
+        nics = [n if n.mac in cfg_macs else replace(n, persistent=False) for n in nics]
     vcpu_el = root.find("vcpu")
     vcpus = 0
     if vcpu_el is not None:
@@ -220,6 +295,10 @@ def parse_domain(live_xml: str, inactive_xml: str | None = None) -> ParsedDomain
         memory_mib=_kib(root.find("memory")) // 1024,
         mark=_mark(root),
         disks=tuple(disks),
+        nics=tuple(nics),
+        virt_type=cfg_root.get("type"),
+        vnc=_vnc(root) if inactive_xml is not None else None,
+        console_log=_console_log(cfg_root),
     )
 
 
@@ -276,3 +355,36 @@ def disk_alias(disk_xml: str) -> str | None:
     """The device alias libvirt gave a live disk (`<alias name='virtio-disk1'/>`), if any."""
     alias = _parse(disk_xml).find("alias")
     return None if alias is None else alias.get("name")
+
+
+def find_nic(xml: str, mac: str) -> str | None:
+    """The `<interface>` element (as XML text) with MAC address `mac`, if any."""
+    for iface in _parse(xml).findall("devices/interface"):
+        mac_el = iface.find("mac")
+        if mac_el is not None and (mac_el.get("address") or "").lower() == mac.lower():
+            return ET.tostring(iface, encoding="unicode")
+    return None
+
+
+def with_nic(xml: str, nic_xml: str) -> str:
+    """The domain XML with one more `<interface>` (test-driver hot-plug emulation)."""
+    root = _parse(xml)
+    devices = root.find("devices")
+    if devices is None:
+        devices = ET.SubElement(root, "devices")
+    new = _parse(nic_xml)
+    last = max((i for i, el in enumerate(devices) if el.tag in ("disk", "interface")), default=-1)
+    devices.insert(last + 1, new)
+    return ET.tostring(root, encoding="unicode")
+
+
+def without_nic(xml: str, mac: str) -> str:
+    """The domain XML without the `<interface>` with MAC `mac` (test-driver emulation)."""
+    root = _parse(xml)
+    devices = root.find("devices")
+    if devices is not None:
+        for iface in devices.findall("interface"):
+            mac_el = iface.find("mac")
+            if mac_el is not None and (mac_el.get("address") or "").lower() == mac.lower():
+                devices.remove(iface)
+    return ET.tostring(root, encoding="unicode")

@@ -18,6 +18,8 @@ Why it looks like this:
 - **Detach is a request.**  `detach_disk` asks libvirt (asynchronously via the device alias
   where possible) and returns; completion is what a later `observe()` sees (the disk gone
   from the live XML), typically prompted by the DEVICE_REMOVED event.
+- **Devices** (disks, NICs) are plugged and unplugged by `libvirt_devices.LibvirtDevices`,
+  one rule for every kind.
 - **The test:/// seam.**  libvirt's test driver has no device hot-plug.  On it, attach and
   detach redefine the persistent XML with the disk added/removed, and `observe()` reports
   the persistent disks as the domain's disks (the test driver cannot change live devices).
@@ -34,13 +36,14 @@ from typing import Any
 
 import libvirt
 
-from reconciler.backends import domxml
+from reconciler.backends import capabilities, domxml
 from reconciler.backends.libvirt_conn import LibvirtConnection
+from reconciler.backends.libvirt_devices import LibvirtDevices
 from reconciler.backends.protocols import DomainEventCallback, EventKind
-from reconciler.errors import BackendError, Conflict, NotFound
+from reconciler.errors import BackendError, Conflict, NotFound, Terminal
 from reconciler.identity import XMLNS
 from reconciler.observe.types import DomainState, ObservedDomain, ObservedHost
-from reconciler.payload import DiskSpec, DomainSpec
+from reconciler.payload import DomainSpec
 
 _STATE = {
     libvirt.VIR_DOMAIN_RUNNING: DomainState.RUNNING,
@@ -55,6 +58,14 @@ _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 
 
 @dataclass(frozen=True)
+class _HostInfo:
+    cpus: int
+    memory_mib: int
+    hostname: str
+    guests: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
 class _Entry:
     parsed: domxml.ParsedDomain
     state: int
@@ -63,10 +74,13 @@ class _Entry:
 
     @property
     def detaching(self) -> bool:
-        return any(not d.persistent for d in self.parsed.disks)
+        parsed = self.parsed
+        return any(not d.persistent for d in parsed.disks) or any(
+            not n.persistent for n in parsed.nics
+        )
 
 
-class LibvirtHypervisor:
+class LibvirtHypervisor(LibvirtDevices):
     """One libvirt host, addressed by URI.  Implements `protocols.Hypervisor`."""
 
     def __init__(
@@ -90,7 +104,7 @@ class LibvirtHypervisor:
         self._cache: dict[str, _Entry] = {}
         self._epoch: dict[str, int] = {}
         self._callbacks: list[DomainEventCallback] = []
-        self._info: tuple[int, tuple[int, int, str]] | None = None  # (generation, info)
+        self._info: tuple[int, _HostInfo] | None = None  # (generation, info)
         self._conn = LibvirtConnection(
             name,
             uri,
@@ -152,13 +166,20 @@ class LibvirtHypervisor:
         """True on libvirt's test driver (test:///..., test+unix://...): no hot-plug there."""
         return self.uri.split(":", 1)[0].split("+", 1)[0] == "test"
 
-    def _host_info(self) -> tuple[int, int, str]:
+    def _host_info(self) -> _HostInfo:
+        """Size, name and capabilities: read once per connection (they change with a reboot
+        or a daemon restart, and either breaks the connection)."""
         gen = self._conn.generation
         if self._info is not None and self._info[0] == gen:
             return self._info[1]
         info = self._conn.call("getInfo", lambda c: c.getInfo())
         hostname = self._conn.call("getHostname", lambda c: c.getHostname())
-        value = (int(info[2]), int(info[1]), str(hostname))
+        try:
+            caps = str(self._conn.call("getCapabilities", lambda c: c.getCapabilities()))
+        except Terminal:
+            caps = ""  # a driver without capabilities: nothing is filtered on them
+        guests = capabilities.parse_guests(caps, str(info[0]) if self._emulated() else None)
+        value = _HostInfo(int(info[2]), int(info[1]), str(hostname), guests)
         self._info = (self._conn.generation, value)
         return value
 
@@ -181,7 +202,7 @@ class LibvirtHypervisor:
 
     def observe(self) -> ObservedHost:
         try:
-            cpus, mem, hostname = self._host_info()
+            host = self._host_info()
             stats = self._conn.call(
                 "getAllDomainStats",
                 lambda c: c.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE),
@@ -216,6 +237,10 @@ class LibvirtHypervisor:
                         memory_mib=p.memory_mib,
                         mark=p.mark,
                         disks=p.disks,
+                        nics=p.nics,
+                        virt_type=p.virt_type,
+                        vnc=p.vnc,
+                        console_log=p.console_log,
                     )
                 )
             with self._lock:
@@ -228,10 +253,11 @@ class LibvirtHypervisor:
         return ObservedHost(
             name=self.name,
             reachable=True,
-            cpus=self._cpu_override or cpus,
-            memory_mib=self._ram_override or mem,
+            cpus=self._cpu_override or host.cpus,
+            memory_mib=self._ram_override or host.memory_mib,
             domains=tuple(sorted(domains, key=lambda d: d.name)),
-            hostname=hostname,
+            hostname=host.hostname,
+            guests=host.guests,
         )
 
     # -- helpers for mutations --------------------------------------------------------------
@@ -273,7 +299,7 @@ class LibvirtHypervisor:
     # -- mutations --------------------------------------------------------------------------
 
     def define(self, spec: DomainSpec) -> None:
-        dtype = "test" if self._emulated() else "qemu"
+        dtype = "test" if self._emulated() else None  # None: spec.virt_type
         try:
             dom = self._lookup(spec.name)
         except NotFound:
@@ -332,65 +358,3 @@ class LibvirtHypervisor:
         with contextlib.suppress(NotFound):  # a transient domain is gone once destroyed
             self._conn.call("undefineFlags", lambda _c: dom.undefineFlags(flags))
         self._changed(dom)
-
-    def attach_disk(self, domain: str, disk: DiskSpec) -> None:
-        dom = self._lookup_ours(domain)
-        cfg = self._xml(dom, _INACTIVE)
-        emulated = self._emulated()
-        active = not emulated and self._is_active(dom)
-        live = self._xml(dom, 0) if active else cfg
-        in_cfg = domxml.find_disk(cfg, disk.rbd_image) is not None
-        in_live = domxml.find_disk(live, disk.rbd_image) is not None
-        for xml in (cfg, live):
-            for d in domxml.parse_domain(xml).disks:
-                if d.target == disk.target and d.rbd_image != disk.rbd_image:
-                    raise Conflict(
-                        f"{self.name}: {domain}: target {disk.target} holds {d.rbd_image}"
-                    )
-        disk_xml = domxml.render_disk(disk)
-        if emulated:
-            if not in_cfg:
-                self._define_xml(domxml.with_disk(cfg, disk_xml))
-            return
-        flags = (_LIVE if active and not in_live else 0) | (0 if in_cfg else _CONFIG)
-        if flags:
-            self._conn.call("attachDeviceFlags", lambda _c: dom.attachDeviceFlags(disk_xml, flags))
-            self._changed(dom)
-
-    def detach_disk(self, domain: str, rbd_image: str) -> None:
-        dom = self._lookup_ours(domain)
-        cfg = self._xml(dom, _INACTIVE)
-        cfg_disk = domxml.find_disk(cfg, rbd_image)
-        if self._emulated():
-            if cfg_disk is not None:
-                self._define_xml(domxml.without_disk(cfg, rbd_image))
-            return
-        live_disk = domxml.find_disk(self._xml(dom, 0), rbd_image) if self._is_active(dom) else None
-        if cfg_disk is not None:
-            self._conn.call(
-                "detachDeviceFlags", lambda _c: dom.detachDeviceFlags(cfg_disk, _CONFIG)
-            )
-        if live_disk is not None:
-            alias = domxml.disk_alias(live_disk)
-            if alias:  # asynchronous: returns once requested, DEVICE_REMOVED tells completion
-                self._conn.call("detachDeviceAlias", lambda _c: dom.detachDeviceAlias(alias, _LIVE))
-            else:
-                self._conn.call(
-                    "detachDeviceFlags", lambda _c: dom.detachDeviceFlags(live_disk, _LIVE)
-                )
-        self._changed(dom)
-
-    def resize_disk(self, domain: str, rbd_image: str, size_bytes: int) -> None:
-        dom = self._lookup_ours(domain)
-        if self._emulated() or not self._is_active(dom):
-            return  # nothing live to tell; the guest sees the size at its next boot
-        disk = domxml.find_disk(self._xml(dom, 0), rbd_image)
-        if disk is None:
-            raise NotFound(f"{self.name}: {domain}: {rbd_image} is not attached")
-        target = domxml.disk_target(disk)
-        # qemu's block_resize would also *shrink* the RBD image: grow only, and only once.
-        capacity = int(self._conn.call("blockInfo", lambda _c: dom.blockInfo(target))[0])
-        if size_bytes <= capacity:
-            return
-        flags = libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES
-        self._conn.call("blockResize", lambda _c: dom.blockResize(target, size_bytes, flags))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from reconciler.observe.types import ObservedHost, ObservedStorage
-from reconciler.payload import DiskSpec, DomainSpec
+from reconciler.payload import DiskSpec, DomainSpec, NicSpec
 
 
 class EventKind:
@@ -58,6 +58,14 @@ class Hypervisor(Protocol):
 
     def resize_disk(self, domain: str, rbd_image: str, size_bytes: int) -> None:
         """Tell a running guest that an attached disk grew (virDomainBlockResize)."""
+        ...
+
+    def attach_nic(self, domain: str, nic: NicSpec) -> None:
+        """Live (if running) and persistent interface hot-plug.  Idempotent (keyed by MAC)."""
+        ...
+
+    def detach_nic(self, domain: str, mac: str) -> None:
+        """Request the NIC's unplug (live and persistent).  Completion is observed."""
         ...
 
     def watch_events(self, callback: DomainEventCallback) -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-COMMANDS = "apply diff delete get describe validate plan run reconcile import-legacy lab completion"
+COMMANDS = (
+    "apply diff delete get describe validate plan run reconcile import-legacy lab completion"
+    " console logs"
+)
 KINDS = "vms volumes attachments hosts images types"
 
 BASH = r"""# volctl bash completion; load with: source <(volctl completion bash)
@@ -32,6 +35,10 @@ _volctl() {
         apply) COMPREPLY=($(compgen -W "-f --filename --dry-run --wait --timeout" -- "$cur"));;
         diff|validate) COMPREPLY=($(compgen -W "-f --filename" -- "$cur"));;
         completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur"));;
+        console|logs)
+            local vms
+            vms=$(volctl get vms -o name 2>/dev/null | sed 's|.*/||')
+            COMPREPLY=($(compgen -W "$vms --uri" -- "$cur"));;
         get|describe|delete)
             if [[ $COMP_CWORD -eq 2 ]]; then
                 COMPREPLY=($(compgen -W "$kinds -f --filename" -- "$cur"))
@@ -63,6 +70,7 @@ _volctl() {
         apply) compadd -- -f --filename --dry-run --wait --timeout;;
         diff|validate) compadd -- -f --filename;;
         completion) compadd bash zsh;;
+        console|logs) compadd -- ${(f)"$(volctl get vms -o name 2>/dev/null | sed 's|.*/||')"};;
         get|describe|delete)
             if (( CURRENT == 3 )); then
                 compadd -a kinds

@@ -91,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
             f"Memory MiB:   {item['memoryMiB']} (ours {item['ramUsedOursMiB']}, "
             f"foreign {item['ramUsedForeignMiB']})",
             f"Domains:      ours {item['domainsOurs']}, foreign {item['domainsForeign']}",
+            f"Virt type:    {item.get('virtType') or '<unknown>'}"
+            + (" (forced by spec.virtType)" if item.get("virtTypeForced") else ""),
+            f"Arches:       {', '.join(item.get('arches') or []) or '<unknown>'}",
         ]
     else:
         ids = ", ".join(f"{k}={v}" for k, v in sorted(item.get("ids", {}).items())) or "<none>"

@@ -48,14 +48,21 @@ def _ready_reason(item: dict[str, Any]) -> str:
     return "-"
 
 
+def _virt(h: dict[str, Any]) -> str:
+    if not h.get("virtType"):
+        return "-"
+    return f"{h['virtType']} (forced)" if h.get("virtTypeForced") else str(h["virtType"])
+
+
 COLUMNS: dict[str, tuple[list[str], Row, list[str], Row]] = {
     "vms": (
         ["NAME", "PHASE", "HOST", "VMID", "TYPE", "AGE"],
         lambda i, now: [i["name"], i["phase"], _v(i.get("host")), _v(i["ids"].get("vmid")),
                         _v(i.get("instanceType")), client.age(i.get("created"), now)],
-        ["PMID", "TID", "IMAGE", "STATE", "MESSAGE"],
+        ["PMID", "TID", "IMAGE", "STATE", "VIRT", "MACS", "MESSAGE"],
         lambda i, _now: [_v(i.get("pmid")), _v(i.get("tid")), _v(i["details"].get("image")),
-                        _v(i["details"].get("state")), _ready_reason(i)],
+                        _v(i["details"].get("state")), _v(i["details"].get("virtType")),
+                        _v(i["details"].get("macs")), _ready_reason(i)],
     ),
     "volumes": (
         ["NAME", "PHASE", "SIZE", "VOLUMEID", "ATTACHED-TO", "AGE"],
@@ -97,8 +104,9 @@ COLUMNS: dict[str, tuple[list[str], Row, list[str], Row]] = {
                         f"{h['cpuUsedOurs']}+{h['cpuUsedForeign']}/{h['cpus']}",
                         f"{h['ramUsedOursMiB']}+{h['ramUsedForeignMiB']}/{h['memoryMiB']}",
                         str(h["domainsOurs"])],
-        ["FOREIGN-DOMAINS", "REASON"],
-        lambda h, _now: [str(h["domainsForeign"]), _v(h.get("reason"))],
+        ["FOREIGN-DOMAINS", "VIRT", "ARCHES", "REASON"],
+        lambda h, _now: [str(h["domainsForeign"]), _virt(h), _v(",".join(h.get("arches") or [])),
+                         _v(h.get("reason"))],
     ),
 }  # fmt: skip
 

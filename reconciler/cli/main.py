@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from reconciler.cli import (
     apply_cmd,
     completion_cmd,
+    console_cmd,
     delete_cmd,
     describe_cmd,
     diff_cmd,
@@ -43,6 +44,7 @@ COMMANDS = (
     delete_cmd,
     get_cmd,
     describe_cmd,
+    console_cmd,
     completion_cmd,
     doctor_cmd,
 )

@@ -35,6 +35,7 @@ def plan_settings(config: Config, *, allow_mass_delete: bool = False) -> PlanSet
     return PlanSettings(
         ceph=ceph_access(config.ceph),
         console_dir=config.console_dir,
+        default_networks=config.default_networks,
         allow_mass_delete=allow_mass_delete,
     )
 

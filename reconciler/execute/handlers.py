@@ -22,6 +22,7 @@ from reconciler.identity import META_NAME
 from reconciler.observe.types import ObservedHost
 from reconciler.plan.actions import (
     Action,
+    AttachNic,
     AttachVolume,
     CloneRoot,
     CreateVolume,
@@ -29,6 +30,7 @@ from reconciler.plan.actions import (
     DeleteRoot,
     DeleteVolume,
     DestroyDomain,
+    DetachNic,
     DetachVolume,
     ImportImage,
     Meta,
@@ -115,6 +117,10 @@ def run_action(action: Action, b: Backends) -> None:
             _hv(host, b).attach_disk(domain.name, disk)
         case DetachVolume():
             _detach(action, b)
+        case AttachNic(host=host, domain=domain, nic=nic):
+            _hv(host, b).attach_nic(domain.name, nic)
+        case DetachNic():
+            _detach_nic(action, b)
         case _:
             assert_never(action)
 
@@ -127,15 +133,39 @@ def _detach(action: DetachVolume, b: Backends) -> None:
         hv.detach_disk(domain, rbd)
     except NotFound:
         return  # the domain or the disk is already gone
+    _wait_gone(b, hv, f"detach of {rbd} from {domain}", lambda h: disk_present(h, domain, rbd))
+
+
+def _detach_nic(action: DetachNic, b: Backends) -> None:
+    hv = _hv(action.host, b)
+    domain, mac = action.domain.name, action.mac
+    try:
+        hv.detach_nic(domain, mac)
+    except NotFound:
+        return  # the domain or the NIC is already gone
+    _wait_gone(b, hv, f"unplug of NIC {mac} from {domain}", lambda h: nic_present(h, domain, mac))
+
+
+def _wait_gone(
+    b: Backends, hv: Hypervisor, what: str, present: Callable[[ObservedHost], bool]
+) -> None:
+    """Wait (woken by device events) until `present` is false; DetachPending after the wait."""
     deadline = b.clock() + b.detach_wait
     while True:
         seen = b.events.seq()
-        if not disk_present(hv.observe(), domain, rbd):
+        if not present(hv.observe()):
             return
         remaining = deadline - b.clock()
         if remaining <= 0:
-            raise DetachPending(f"detach of {rbd} from {domain} requested; disk still present")
+            raise DetachPending(f"{what} requested; the device is still present")
         b.events.wait(seen, min(b.detach_poll, remaining))
+
+
+def nic_present(host: ObservedHost, domain: str, mac: str) -> bool:
+    if not host.reachable:
+        raise Transient(f"host {host.name} unreachable: {host.reason}")
+    dom = host.domain(domain)
+    return dom is not None and any(n.mac == mac for n in dom.nics)
 
 
 def disk_present(host: ObservedHost, domain: str, rbd_image: str) -> bool:

@@ -2,9 +2,10 @@
 
 Why: end-to-end tests need a real guest OS that boots from its own (RBD) disk with a plain
 domain XML, acknowledges PCI hot-unplug (so virtio detach completes) and reports on its
-serial console which block devices it sees.  A full distribution image would be large and
-slow under TCG; this one is Debian's kernel plus a static C init in an initramfs, on a FAT
-"superfloppy" made bootable with syslinux.  It boots to `VOLCTL-GUEST: ready` in seconds.
+serial console which block devices and NICs (with their MACs) it sees.  A full distribution
+image would be large and slow under TCG; this one is Debian's kernel plus a static C init in
+an initramfs, on a FAT "superfloppy" made bootable with syslinux.  It boots to
+`VOLCTL-GUEST: ready` in seconds.
 
 Everything is built once into the cache dir (kept by `lab down`) and keyed by a hash of its
 inputs, so a later `lab up` only imports the cached raw file into RBD.
@@ -29,6 +30,7 @@ from reconciler.lab.proc import LabError, run
 DEFAULT_CACHE_DIR = Path("/var/cache/volctl-lab")
 READY_LINE = "VOLCTL-GUEST: ready"
 BLOCKS_PREFIX = "VOLCTL-GUEST: blocks"
+NICS_PREFIX = "VOLCTL-GUEST: nics"
 IMAGE_MIB = 64
 BUILD_VERSION = "1"
 # no_timer_check, tsc=reliable: a loaded host makes TCG timing checks fail or fall back to
@@ -41,6 +43,7 @@ KERNEL_ARGS = (
 MODULE_ROOTS = (
     "virtio_pci",
     "virtio_blk",
+    "virtio_net",
     "virtio_scsi",
     "crct10dif_generic",
     "crc64_rocksoft_generic",
@@ -104,18 +107,37 @@ def _module_order(index: dict[str, Path], roots: tuple[str, ...] = MODULE_ROOTS)
     return order
 
 
+def _has_modules(kdir: Path) -> bool:
+    try:
+        _module_order(_module_index(kdir / "mods"))
+    except LabError:
+        return False
+    return True
+
+
+def _modules_key() -> str:
+    return hashlib.sha256("\0".join(MODULE_ROOTS).encode()).hexdigest()[:8]
+
+
 def ensure_kernel(cache: Path, log: Log) -> Path:
-    """A dir with `vmlinuz` and `mods/*.ko` from Debian's kernel package (downloaded once)."""
-    existing = sorted(cache.glob("kernel-*/vmlinuz"))
-    if existing:
-        return existing[-1].parent
+    """A dir with `vmlinuz` and `mods/*.ko` from Debian's kernel package (downloaded once).
+
+    A cached dir is used only if it holds every module of MODULE_ROOTS; a new module set is
+    extracted into a dir of its own (`kernel+KEY-VERSION`, a name older volctl versions do
+    not glob), so a cache shared with them stays valid for both.
+    """
+    existing = [k.parent for k in sorted(cache.glob("kernel*/vmlinuz"))]
+    usable = [k for k in existing if _has_modules(k)]
+    if usable:
+        return usable[-1]
     try:
         pkg = kernel_package()
     except LabError:  # no package lists yet (a fresh or slimmed machine)
         log("apt-get update (no package lists for linux-image-amd64)")
         run(["apt-get", "update", "-qq"], timeout=600)
         pkg = kernel_package()
-    kdir = cache / f"kernel-{pkg.removeprefix('linux-image-')}"
+    prefix = f"kernel+{_modules_key()}" if existing else "kernel"
+    kdir = cache / f"{prefix}-{pkg.removeprefix('linux-image-')}"
     log(f"downloading {pkg} (Debian) into {cache}")
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         try:
@@ -124,7 +146,7 @@ def ensure_kernel(cache: Path, log: Log) -> Path:
             log("apt-get update (stale package lists)")
             run(["apt-get", "update", "-qq"], timeout=600)
             pkg = kernel_package()
-            kdir = cache / f"kernel-{pkg.removeprefix('linux-image-')}"
+            kdir = cache / f"{prefix}-{pkg.removeprefix('linux-image-')}"
             run(["apt-get", "download", pkg], cwd=tmp, timeout=600)
         debs = list(Path(tmp).glob("*.deb"))
         if not debs:
@@ -228,13 +250,15 @@ def boot_check(raw: Path, console: Path, log: Log, timeout: float = 240.0) -> No
         "-display", "none",
         "-serial", f"file:{console}",
         "-drive", f"file={raw},format=raw,if=virtio,readonly=on",
+        "-nic", "user,model=virtio-net-pci,mac=52:54:00:00:00:01",
         "-no-reboot",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if console.exists() and READY_LINE in console.read_text(errors="replace"):
+            text = console.read_text(errors="replace") if console.exists() else ""
+            if READY_LINE in text and f"{NICS_PREFIX} eth0:52:54:00:00:00:01" in text:
                 log("boot check passed: the image boots from its own disk")
                 return
             if proc.poll() is not None:

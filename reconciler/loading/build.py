@@ -19,8 +19,11 @@ from reconciler.model import (
     InstanceType,
     Kind,
     Meta,
+    Network,
+    NetworkKind,
     Origin,
     ReclaimPolicy,
+    VirtType,
     VirtualMachine,
     Volume,
     VolumeAttachment,
@@ -42,6 +45,18 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def networks(value: Any) -> tuple[Network, ...] | None:
+    """`[{network: N} | {bridge: N} | {user: true}]` (schema-checked) to model Networks."""
+    if value is None:
+        return None
+    out = []
+    for item in value:
+        ((key, name),) = item.items()
+        kind = NetworkKind(key)
+        out.append(Network(kind, None if kind == NetworkKind.USER else str(name)))
+    return tuple(out)
+
+
 def desired_state(
     by_kind: Mapping[Kind, Mapping[str, Entry]], revision: str | None = None
 ) -> DesiredState:
@@ -56,6 +71,8 @@ def desired_state(
             pmid=pmids[name],
             cpu_capacity=_opt_int(capacity.get("cpu")),
             ram_capacity_mib=_opt_int(capacity.get("ramMiB")),
+            virt_type=VirtType(entry.spec["virtType"]) if "virtType" in entry.spec else None,
+            default_networks=networks(entry.spec.get("defaultNetworks")),
         )
     images = {}
     for name, entry in by_kind[Kind.IMAGE].items():
@@ -64,6 +81,7 @@ def desired_state(
             meta=_meta(entry),
             id=_int(entry.spec["id"]),
             source=ImageSource(path=source.get("path"), rbd=source.get("rbd")),
+            arch=str(entry.spec.get("arch", "x86_64")),
         )
     types = {
         name: InstanceType(
@@ -83,6 +101,8 @@ def desired_state(
             host=entry.spec.get("host"),
             anti_affinity_group=entry.spec.get("antiAffinityGroup"),
             running=entry.spec.get("running", True),
+            networks=networks(entry.spec.get("networks")),
+            vnc=entry.spec.get("graphics") == "vnc",
         )
         for name, entry in by_kind[Kind.VIRTUAL_MACHINE].items()
     }

@@ -41,6 +41,19 @@ class ObservedDisk:
 
 
 @dataclass(frozen=True)
+class ObservedNic:
+    """A network interface of a domain, as its XML says."""
+
+    mac: str  # lower case, "52:54:00:..."
+    kind: str  # libvirt <interface type>: "network", "bridge", "user", ...
+    source: str | None  # network or bridge name; None for user-mode
+    model: str | None = None
+    # False when the NIC is still in the live domain but already gone from the persistent
+    # config: an unplug was requested and the guest has not released it yet.
+    persistent: bool = True
+
+
+@dataclass(frozen=True)
 class ObservedDomain:
     name: str
     uuid: str
@@ -49,6 +62,10 @@ class ObservedDomain:
     memory_mib: int
     mark: OwnerMark | None  # None: foreign, never touched
     disks: tuple[ObservedDisk, ...] = ()  # live disks (persistent config for inactive domains)
+    nics: tuple[ObservedNic, ...] = ()  # live NICs (persistent config for inactive domains)
+    virt_type: str | None = None  # <domain type>: "kvm", "qemu", "test" (persistent config)
+    vnc: str | None = None  # "host:port" of a live VNC display, if any
+    console_log: str | None = None  # the serial port's log file on the host
 
     @property
     def ours(self) -> bool:
@@ -64,6 +81,16 @@ class ObservedHost:
     memory_mib: int = 0
     domains: tuple[ObservedDomain, ...] = ()
     hostname: str | None = None  # what libvirt reports, for display
+    # From the host's capabilities: guest architecture -> domain types libvirt offers for it
+    # ("kvm", "qemu", ...).  Empty when the capabilities could not be read (nothing filtered).
+    guests: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def arches(self) -> tuple[str, ...]:
+        return tuple(sorted(self.guests))
+
+    def offers(self, arch: str, virt_type: str) -> bool:
+        return virt_type in self.guests.get(arch, ())
 
     def domain(self, name: str) -> ObservedDomain | None:
         for d in self.domains:

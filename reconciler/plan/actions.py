@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, TypeAlias
 
-from reconciler.payload import DiskSpec, DomainSpec
+from reconciler.payload import DiskSpec, DomainSpec, NicSpec
 from reconciler.plan.reasons import BlockReason
 
 Meta = tuple[tuple[str, str], ...]  # RBD image-meta to write, in order
@@ -51,6 +51,8 @@ class ActionKind(StrEnum):
     DELETE_VOLUME = "delete-volume"
     ATTACH_VOLUME = "attach-volume"
     DETACH_VOLUME = "detach-volume"
+    ATTACH_NIC = "attach-nic"  # interface hot-plug (live if running) and persistent config
+    DETACH_NIC = "detach-nic"  # unplug request; done once the NIC left the live domain
 
 
 def action_id(kind: ActionKind, resource: str, qualifier: str | None = None) -> str:
@@ -192,6 +194,26 @@ class DetachVolume(ActionBase):
     disk: DiskSpec
 
 
+@dataclass(frozen=True, kw_only=True)
+class AttachNic(ActionBase):
+    """Plug `nic` into the domain: live when it runs, and into its persistent config."""
+
+    kind: ClassVar[ActionKind] = ActionKind.ATTACH_NIC
+    host: str
+    domain: DomainSpec
+    nic: NicSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetachNic(ActionBase):
+    """Unplug the NIC with MAC `mac` (live and persistent); the guest acknowledges it."""
+
+    kind: ClassVar[ActionKind] = ActionKind.DETACH_NIC
+    host: str
+    domain: DomainSpec
+    mac: str
+
+
 Action: TypeAlias = (
     ImportImage
     | CloneRoot
@@ -206,6 +228,8 @@ Action: TypeAlias = (
     | DestroyDomain
     | AttachVolume
     | DetachVolume
+    | AttachNic
+    | DetachNic
 )
 
 

@@ -22,6 +22,7 @@ _KIND_ORDER = {
         (
             ActionKind.IMPORT_IMAGE,
             ActionKind.DETACH_VOLUME,
+            ActionKind.DETACH_NIC,
             ActionKind.STOP_DOMAIN,
             ActionKind.DESTROY_DOMAIN,
             ActionKind.DELETE_ROOT,
@@ -33,6 +34,7 @@ _KIND_ORDER = {
             ActionKind.DEFINE_DOMAIN,
             ActionKind.START_DOMAIN,
             ActionKind.ATTACH_VOLUME,
+            ActionKind.ATTACH_NIC,
         )
     )
 }

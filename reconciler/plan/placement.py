@@ -6,7 +6,9 @@ host's capacity (the Host spec's override, else what libvirt reports) minus what
 domain that counts already uses: all of ours (a stopped VM keeps its reservation, so
 starting it never overcommits) and every *running* foreign domain.  The ledger is updated
 by every placement and resize of the same plan, so the plan's own earlier decisions count.
-Anti-affinity: no two VMs of one group on one host.  Unreachable hosts are never chosen.
+Anti-affinity: no two VMs of one group on one host.  Architecture: a host runs an image only
+if its libvirt capabilities list the image's arch (a host whose capabilities could not be
+read is not filtered).  Unreachable hosts are never chosen.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class HostRoom:
     used_cpu: int = 0
     used_ram: int = 0
     groups: set[str] = field(default_factory=set)
+    arches: tuple[str, ...] = ()  # guest architectures libvirt offers; () = unknown
 
     @property
     def free_cpu(self) -> int:
@@ -35,9 +38,14 @@ class HostRoom:
     def free_ram(self) -> int:
         return self.ram - self.used_ram
 
-    def why_not(self, cpu: int, ram: int, group: str | None) -> str | None:
-        """None if (cpu, ram, group) fits here, else the reason it does not."""
+    def runs(self, arch: str | None) -> bool:
+        return arch is None or not self.arches or arch in self.arches
+
+    def why_not(self, cpu: int, ram: int, group: str | None, arch: str | None = None) -> str | None:
+        """None if (cpu, ram, group, arch) fits here, else the reason it does not."""
         parts = []
+        if not self.runs(arch):
+            parts.append(f"cannot run {arch} guests (offers {', '.join(self.arches)})")
         if cpu > self.free_cpu:
             parts.append(f"needs {cpu} CPU, {max(self.free_cpu, 0)} free")
         if ram > self.free_ram:
@@ -64,6 +72,7 @@ class Ledger:
             cpu = spec.cpu_capacity if spec and spec.cpu_capacity is not None else obs.cpus
             ram = spec.ram_capacity_mib if spec and spec.ram_capacity_mib is not None else None
             room = HostRoom(name, cpu, ram if ram is not None else obs.memory_mib)
+            room.arches = obs.arches
             for dom in obs.domains:
                 if dom.mark is not None or active(dom):
                     room.used_cpu += dom.vcpus
@@ -78,7 +87,14 @@ class Ledger:
         return ledger
 
     def place(
-        self, vm: str, cpu: int, ram: int, group: str | None, pin: str | None
+        self,
+        vm: str,
+        cpu: int,
+        ram: int,
+        group: str | None,
+        pin: str | None,
+        *,
+        arch: str | None = None,
     ) -> tuple[str | None, str]:
         """(host, "") on success, else (None, why): the per-host reasons, in host order."""
         domain = vm
@@ -86,7 +102,7 @@ class Ledger:
             room = self.rooms.get(pin)
             if room is None:
                 return None, f"pinned host {pin} is not a reachable host of the spec"
-            why = self._why(room, domain, cpu, ram, group)
+            why = self._why(room, domain, cpu, ram, group, arch=arch)
             if why is not None:
                 return None, f"{pin}: {why}"
             self._take(room, cpu, ram, group)
@@ -97,11 +113,14 @@ class Ledger:
                 cpu <= room.free_cpu
                 and ram <= room.free_ram
                 and (group is None or group not in room.groups)
+                and room.runs(arch)
                 and not self.world.name_taken(room.name, domain)
             ):
                 self._take(room, cpu, ram, group)
                 return room.name, ""
-        reasons = [f"{r.name}: {self._why(r, domain, cpu, ram, group)}" for r in candidates]
+        reasons = [
+            f"{r.name}: {self._why(r, domain, cpu, ram, group, arch=arch)}" for r in candidates
+        ]
         reasons.extend(f"{h}: unreachable" for h in self.world.unknown)
         if not reasons:
             return None, "no hosts in the spec"
@@ -123,11 +142,18 @@ class Ledger:
         return None
 
     def _why(
-        self, room: HostRoom, domain: str, cpu: int, ram: int, group: str | None
+        self,
+        room: HostRoom,
+        domain: str,
+        cpu: int,
+        ram: int,
+        group: str | None,
+        *,
+        arch: str | None = None,
     ) -> str | None:
         if self.world.name_taken(room.name, domain):
             return f"a domain named {domain} already exists there"
-        return room.why_not(cpu, ram, group)
+        return room.why_not(cpu, ram, group, arch)
 
     @staticmethod
     def _take(room: HostRoom, cpu: int, ram: int, group: str | None) -> None:

@@ -4,7 +4,8 @@ No I/O, no clock, no randomness: the same inputs always give the same plan, byte
 The rules run in a fixed order, each on the results of the ones before:
 
 1. ids: reuse the ids resources carry, allocate new ones in name order;
-2. VMs: existing ones first (resizes take capacity), then new ones (placement);
+2. VMs: existing ones first (resizes take capacity), then new ones (placement); then the
+   NICs of existing VMs (hot-plug and unplug, never a restart);
 3. volumes: create, grow, refuse to shrink, reclaimPolicy;
 4. attachments: detach what is not wanted where it is, then attach;
 5. removals: VMs and volumes that left the spec, as deletion groups;
@@ -24,6 +25,7 @@ from reconciler.plan.attachments import AttachmentRules, Detaches
 from reconciler.plan.draft import Draft
 from reconciler.plan.guard import hold_deletions
 from reconciler.plan.images import Images
+from reconciler.plan.nics import NicRules
 from reconciler.plan.placement import Ledger
 from reconciler.plan.removals import plan_removals
 from reconciler.plan.settings import PlanSettings
@@ -41,6 +43,7 @@ def plan(desired: DesiredState, observed: ObservedWorld, settings: PlanSettings)
     draft.ids.update({f"volume/{k}": v for k, v in volids.items()})
     images = Images(world, draft)
     vms = VmRules(world, draft, Ledger.build(world), images, vmids).run()
+    NicRules(draft, vms).run()
     volume_rules = VolumeRules(world, draft, vms, volids)
     vols = volume_rules.run()
     detaches = AttachmentRules(world, draft, vms, vols, volids).run()

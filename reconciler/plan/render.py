@@ -15,6 +15,7 @@ from typing import assert_never
 from reconciler.plan.actions import (
     Action,
     ActionKind,
+    AttachNic,
     AttachVolume,
     Change,
     ChangeOp,
@@ -24,6 +25,7 @@ from reconciler.plan.actions import (
     DeleteRoot,
     DeleteVolume,
     DestroyDomain,
+    DetachNic,
     DetachVolume,
     ImportImage,
     Plan,
@@ -58,6 +60,8 @@ _ACTION_SYMBOL = {
     ActionKind.RESIZE_VOLUME: "~",
     ActionKind.SET_VOLUME_META: "~",
     ActionKind.DETACH_VOLUME: "-",
+    ActionKind.ATTACH_NIC: "+",
+    ActionKind.DETACH_NIC: "-",
     ActionKind.DESTROY_DOMAIN: "-",
     ActionKind.DELETE_ROOT: "-",
     ActionKind.DELETE_VOLUME: "-",
@@ -145,6 +149,8 @@ def image_of(action: Action) -> str | None:
             | DestroyDomain()
             | AttachVolume()
             | DetachVolume()
+            | AttachNic()
+            | DetachNic()
         ):
             return None
         case _:

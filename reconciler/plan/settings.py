@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.model import Network
 from reconciler.payload import CephAccess
 
 # vda is the root disk; volumes go to the first free of vdb..vdz.
@@ -19,7 +20,9 @@ DEFAULT_MAX_TARGETS = 25
 @dataclass(frozen=True)
 class PlanSettings:
     ceph: CephAccess
-    console_dir: str = "/var/log/volctl/consoles"
+    console_dir: str = "/var/log/libvirt/qemu"
+    # NICs of VMs whose spec and Host name none (None: model.DEFAULT_NETWORKS)
+    default_networks: tuple[Network, ...] | None = None
     # If a plan would delete more than this share of the managed resources (VMs + volumes)
     # and more than one resource, it deletes nothing unless allow_mass_delete is set.
     delete_guard_ratio: float = 0.5
@@ -36,7 +39,9 @@ class PlanSettings:
         return f"{self.ceph.pool}/{image}"
 
     def console_log(self, vm: str) -> str:
-        return f"{self.console_dir.rstrip('/')}/{vm}.log"
+        """`<console_dir>/<vm>+console.log`: the '+' (never in a name) keeps it apart from
+        qemu's own `<domain>.log` when console_dir is libvirt's log dir."""
+        return f"{self.console_dir.rstrip('/')}/{vm}+console.log"
 
     def targets(self) -> tuple[str, ...]:
         letters = "bcdefghijklmnopqrstuvwxyz"[: max(0, min(self.max_targets, 25))]

@@ -10,9 +10,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from reconciler import identity
-from reconciler.model import Image, InstanceType, VirtualMachine, Volume
-from reconciler.observe.types import ObservedDomain, ObservedImage, OwnerMark
-from reconciler.payload import DomainSpec
+from reconciler.model import DEFAULT_NETWORKS, Host, Image, InstanceType, VirtualMachine, Volume
+from reconciler.observe.types import ObservedDomain, ObservedHost, ObservedImage, OwnerMark
+from reconciler.payload import DomainSpec, NicKind, NicSpec, VirtType
 from reconciler.plan.actions import Meta
 from reconciler.plan.settings import PlanSettings
 from reconciler.plan.world import active
@@ -20,8 +20,19 @@ from reconciler.plan.world import active
 GIB = 1 << 30
 
 
-def vm_hash(itype: InstanceType, image: Image) -> str:
-    """The VM spec hash stored in the owner mark: what the domain and root disk are made of."""
+def vm_hash(
+    itype: InstanceType,
+    image: Image,
+    virt_type: VirtType = VirtType.QEMU,
+    *,
+    vnc: bool = False,
+) -> str:
+    """The VM spec hash stored in the owner mark: what the domain and root disk are made of.
+
+    NICs are not part of it: they are hot-plugged by their own actions, not redefined.
+    Fields added after the first release enter the hash only when they differ from their
+    default, so VMs made before them keep their hash (and are not redefined for nothing).
+    """
     return _vm_hash(
         itype.cpu,
         itype.ram,
@@ -29,12 +40,24 @@ def vm_hash(itype: InstanceType, image: Image) -> str:
         image=image.meta.name,
         image_id=image.id,
         source=image.source.rbd or image.source.path,
+        extra=(
+            *((("virtType", virt_type.value),) if virt_type != VirtType.QEMU else ()),
+            *((("arch", image.arch),) if image.arch != "x86_64" else ()),
+            *((("graphics", "vnc"),) if vnc else ()),
+        ),
     )
 
 
 @lru_cache(maxsize=4096)
 def _vm_hash(
-    cpu: int, ram: int, disk: int, *, image: str, image_id: int, source: str | None
+    cpu: int,
+    ram: int,
+    disk: int,
+    *,
+    image: str,
+    image_id: int,
+    source: str | None,
+    extra: tuple[tuple[str, str], ...],
 ) -> str:
     return identity.spec_hash(
         {
@@ -44,7 +67,48 @@ def _vm_hash(
             "image": image,
             "imageId": image_id,
             "source": source,
+            **dict(extra),
         }
+    )
+
+
+def virt_type(host: Host | None, observed: ObservedHost | None, arch: str) -> VirtType:
+    """The Host's forced type, else kvm where libvirt offers it for `arch`, else TCG."""
+    if host is not None and host.virt_type is not None:
+        return VirtType(host.virt_type.value)
+    if observed is not None and observed.offers(arch, VirtType.KVM.value):
+        return VirtType.KVM
+    return VirtType.QEMU
+
+
+MAC_PREFIX = "52:54:00"  # qemu/KVM's locally administered OUI, as libvirt uses it
+MAX_NICS = 8
+
+
+def nic_mac(vmid: int, index: int) -> str:
+    """A deterministic MAC from (vmid, NIC index): 21 bits of vmid, 3 of index.
+
+    Unique for vmids below 2**21 with up to 8 NICs; stable across re-creates because the
+    vmid is.  (A hash would collide by the birthday bound after a few thousand NICs.)
+    """
+    value = ((vmid << 3) | (index & (MAX_NICS - 1))) & 0xFFFFFF
+    return f"{MAC_PREFIX}:{value >> 16:02x}:{(value >> 8) & 0xFF:02x}:{value & 0xFF:02x}"
+
+
+def desired_nics(
+    settings: PlanSettings, vm: VirtualMachine, host: Host | None, vmid: int
+) -> tuple[NicSpec, ...]:
+    """The VM's NICs: its own list, else the Host's default, the config's, one user-mode NIC."""
+    nets = vm.networks
+    if nets is None and host is not None:
+        nets = host.default_networks
+    if nets is None:
+        nets = settings.default_networks
+    if nets is None:
+        nets = DEFAULT_NETWORKS
+    return tuple(
+        NicSpec(mac=nic_mac(vmid, i), kind=NicKind(net.kind.value), source=net.name)
+        for i, net in enumerate(nets[:MAX_NICS])
     )
 
 
@@ -63,18 +127,28 @@ def desired_domain(
     itype: InstanceType,
     image: Image,
     vmid: int,
+    *,
+    host: Host | None = None,
+    observed: ObservedHost | None = None,
 ) -> DomainSpec:
+    """The domain `vm` should be, on `host` (its Host spec and observed capabilities decide
+    the domain type and default NICs; without a host, TCG and the config's NICs)."""
     name = vm.meta.name
+    vtype = virt_type(host, observed, image.arch)
     return DomainSpec(
         name=identity.domain_name(name),
         vmid=vmid,
-        spec_hash=vm_hash(itype, image),
+        spec_hash=vm_hash(itype, image, vtype, vnc=vm.vnc),
         vcpus=itype.cpu,
         memory_mib=itype.ram,
         root_image=settings.rbd(identity.root_disk_name(name)),
         console_log=settings.console_log(name),
         ceph=settings.ceph,
         running=vm.running,
+        virt_type=vtype,
+        arch=image.arch,
+        nics=desired_nics(settings, vm, host, vmid),
+        vnc=vm.vnc,
     )
 
 

@@ -19,7 +19,7 @@ from reconciler.plan.draft import Draft
 from reconciler.plan.images import Images, Source
 from reconciler.plan.placement import Ledger
 from reconciler.plan.reasons import BlockReason
-from reconciler.plan.specs import GIB, gib, root_meta, wanted_text
+from reconciler.plan.specs import GIB, desired_domain, gib, root_meta, wanted_text
 from reconciler.plan.world import DomainRef, World
 
 
@@ -52,6 +52,19 @@ class VmBase:
         info.blocked = Blocked(resource, reason, message)
         self.infos[name] = info
         return info
+
+    def _spec(self, vm: VirtualMachine, itype: InstanceType, image: Image, host: str) -> DomainSpec:
+        """The desired domain on `host`: its Host spec and capabilities pick type and NICs."""
+        w = self.world
+        return desired_domain(
+            w.settings,
+            vm,
+            itype,
+            image,
+            self.vmids[vm.meta.name],
+            host=w.desired.hosts.get(host),
+            observed=w.observed.hosts.get(host),
+        )
 
     def _types(self, vm: VirtualMachine) -> tuple[InstanceType, Image] | str:
         itype = self.world.desired.instance_types.get(vm.instance_type)

@@ -27,7 +27,6 @@ from reconciler.plan.images import NoSource, parent_of
 from reconciler.plan.reasons import BlockReason
 from reconciler.plan.specs import (
     GIB,
-    desired_domain,
     domain_text,
     gib,
     observed_domain,
@@ -134,7 +133,7 @@ class VmRules(VmBase):
             self._block(info, name, R.INVALID_SPEC, types)
             return
         itype, image = types
-        spec = desired_domain(self.world.settings, vm, itype, image, self.vmids[name])
+        spec = self._spec(vm, itype, image, ref.host)
         info.spec = replace(spec, name=ref.domain.name)
         self.infos[name] = info
         k = _Kept(vm, itype, image, ref, info.spec, self.world.roots.get(name))
@@ -155,7 +154,9 @@ class VmRules(VmBase):
         """The steps an existing VM needs; blocks what storage or capacity does not allow."""
         dom, itype, ok = k.ref.domain, k.itype, self.world.storage_ok
         resized = dom.vcpus != itype.cpu or dom.memory_mib != itype.ram
-        rehash = k.ref.mark.spec_hash != k.spec.spec_hash
+        rehash = k.ref.mark.spec_hash != k.spec.spec_hash or (
+            dom.virt_type in ("kvm", "qemu") and dom.virt_type != k.spec.virt_type.value
+        )
         clone = ok and k.root is None and self._can_reclone(k, info)
         grow = ok and k.root is not None and k.root.size_bytes < itype.disk * GIB
         if not ok and (resized or rehash):
@@ -348,19 +349,21 @@ class VmRules(VmBase):
             self._block(info, name, R.INVALID_SPEC, types)
             return
         itype, image = types
-        spec = info.spec = desired_domain(w.settings, vm, itype, image, self.vmids[name])
         reclone = root is not None and root.parent not in (None, parent_of(w, image))
         if root is None or reclone:
             src = self.images.ensure(image.meta.name, plan_import=False)
             if isinstance(src, NoSource):
                 self._block(info, name, src.reason, src.message)
                 return
-        host, why = self.ledger.place(name, itype.cpu, itype.ram, vm.anti_affinity_group, vm.host)
+        host, why = self.ledger.place(
+            name, itype.cpu, itype.ram, vm.anti_affinity_group, vm.host, arch=image.arch
+        )
         if host is None:
             msg = f"no host fits {itype.cpu} CPU, {itype.ram} MiB: {why}"
             self._block(info, name, R.UNSCHEDULABLE, msg)
             return
         info.host = host
+        spec = info.spec = self._spec(vm, itype, image, host)
         self.draft.placements[res] = host
         after: tuple[str, ...] = ()
         if reclone and root is not None:

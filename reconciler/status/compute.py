@@ -85,6 +85,8 @@ _OK_EVENTS: Mapping[ActionKind, str] = {
     ActionKind.DELETE_VOLUME: "Deleted",
     ActionKind.ATTACH_VOLUME: "Attached",
     ActionKind.DETACH_VOLUME: "Detached",
+    ActionKind.ATTACH_NIC: "NicAttached",
+    ActionKind.DETACH_NIC: "NicDetached",
 }
 _CONVERGED = (Phase.READY, Phase.STOPPED, Phase.RELEASED)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import assert_never
+from urllib.parse import urlsplit
 
 from reconciler import identity
 from reconciler.model import DesiredState, Kind
@@ -23,6 +24,7 @@ from reconciler.observe.types import (
 )
 from reconciler.plan.actions import (
     Action,
+    AttachNic,
     AttachVolume,
     Blocked,
     CloneRoot,
@@ -31,6 +33,7 @@ from reconciler.plan.actions import (
     DeleteRoot,
     DeleteVolume,
     DestroyDomain,
+    DetachNic,
     DetachVolume,
     ImportImage,
     Plan,
@@ -39,6 +42,7 @@ from reconciler.plan.actions import (
     StartDomain,
     StopDomain,
 )
+from reconciler.plan.specs import virt_type
 from reconciler.status.types import HostStatus, Phase
 
 
@@ -139,6 +143,9 @@ class Index:
                 ram_used_foreign_mib=ram_foreign,
                 domains_ours=n_ours,
                 domains_foreign=n_foreign,
+                virt_type=virt_type(spec, obs, "x86_64").value,
+                virt_type_forced=spec.virt_type is not None,
+                arches=obs.arches,
             )
         return out
 
@@ -162,6 +169,8 @@ def driven_hash(a: Action) -> str | None:
         case ImportImage() | CloneRoot() | CreateVolume() | SetVolumeMeta():
             return dict(a.meta).get(identity.META_SPEC_HASH)
         case ResizeVolume() | DeleteRoot() | DeleteVolume() | AttachVolume() | DetachVolume():
+            return None
+        case AttachNic() | DetachNic():  # NICs are not part of the VM's spec hash
             return None
         case _:
             assert_never(a)
@@ -280,6 +289,11 @@ def _vm(idx: Index, name: str) -> Facts:
         ids["pmid"] = pmid
     if dom is not None:
         details.update(state=str(dom.state), cpu=str(dom.vcpus), ram=str(dom.memory_mib))
+        details.update(virtType=dom.virt_type or "", macs=" ".join(n.mac for n in dom.nics))
+        if dom.vnc:
+            details["vnc"] = _vnc_address(idx, host, dom.vnc)
+        if dom.console_log:
+            details["consoleLog"] = dom.console_log
     observed = dom.mark.spec_hash if dom and dom.mark else None
     if vm is None:
         phase, msg = Phase.DELETING, "no longer in the spec"
@@ -308,6 +322,16 @@ def _vm(idx: Index, name: str) -> Facts:
         pmid=pmid,
         details=details,
     )
+
+
+def _vnc_address(idx: Index, host: str | None, listen: str) -> str:
+    """`vnc://ADDR:PORT`; a display listening on all addresses is shown at its host."""
+    addr, _, port = listen.rpartition(":")
+    if addr in ("0.0.0.0", "::", "") and host is not None:  # noqa: S104 - parsing, not binding
+        spec = idx.desired.hosts.get(host)
+        obs = idx.observed.hosts.get(host)
+        addr = (urlsplit(spec.uri).hostname if spec else None) or (obs and obs.hostname) or ""
+    return f"vnc://{addr}:{port}"
 
 
 def _released(idx: Index) -> set[str]:

@@ -85,6 +85,11 @@ class HostStatus:
     ram_used_foreign_mib: int = 0
     domains_ours: int = 0
     domains_foreign: int = 0
+    # the domain type volctl gives x86_64 VMs here ("kvm"/"qemu"; "" while unreachable),
+    # whether the Host spec forces it, and the guest architectures libvirt offers
+    virt_type: str = ""
+    virt_type_forced: bool = False
+    arches: tuple[str, ...] = ()
 
 
 # Histogram bucket upper bounds (seconds) for reconcile pass durations.

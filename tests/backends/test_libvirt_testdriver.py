@@ -139,3 +139,32 @@ def _ns() -> str:
     from reconciler.identity import XMLNS
 
     return XMLNS
+
+
+def test_nic_hotplug_on_the_test_driver_and_steady_state_cost(make_host) -> None:  # type: ignore[no-untyped-def]
+    """Interface attach/detach (emulated by redefinition on test:///), observed by MAC; the
+    capabilities are read once per connection, so a steady pass stays one RPC."""
+    from reconciler.payload import NicKind, NicSpec
+
+    hv = make_host("h1")
+    user = NicSpec("52:54:00:00:00:08", NicKind.USER)
+    lan = NicSpec("52:54:00:00:00:09", NicKind.NETWORK, "lan")
+    hv.define(spec("vm1", nics=(user,)))
+    hv.start("vm1")
+    first = hv.observe()
+    assert [n.mac for n in first.domains[0].nics] == [user.mac]
+    assert first.arches
+    hv.attach_nic("vm1", lan)
+    hv.attach_nic("vm1", lan)  # idempotent
+    dom = hv.observe().domains[0]
+    assert [(n.mac, n.kind, n.source) for n in dom.nics] == [
+        (user.mac, "user", None),
+        (lan.mac, "network", "lan"),
+    ]
+    hv.detach_nic("vm1", user.mac)
+    assert [n.mac for n in hv.observe().domains[0].nics] == [lan.mac]
+    before = hv.rpc_stats()
+    hv.observe()
+    after = hv.rpc_stats()
+    spent = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert spent == {"getAllDomainStats": 1}

@@ -42,7 +42,7 @@ def test_plan_settings_from_config_never_hold_a_key(tmp_path: Path) -> None:
     assert s.ceph.pool == "p1"
     assert s.ceph.auth_user == "vc"
     assert s.ceph.secret_uuid == "u-1"
-    assert s.console_log("web1") == "/var/log/c/web1.log"
+    assert s.console_log("web1") == "/var/log/c/web1+console.log"
     assert s.allow_mass_delete
     explicit = Config(ceph=CephConfig(conf=str(conf), monitors=(("10.1.1.1", 6789),)))
     assert plan_settings(explicit).ceph.monitors == (("10.1.1.1", 6789),)

@@ -125,7 +125,7 @@ def wait_for(pred: Callable[[], T | None], timeout: float, what: str, every: flo
 
 
 def guest_ready(console_dir: Path, vm: str) -> bool:
-    log = console_dir / f"{vm}.log"
+    log = console_dir / f"{vm}+console.log"
     return log.is_file() and "VOLCTL-GUEST: ready" in log.read_text(errors="replace")
 
 

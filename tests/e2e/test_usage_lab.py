@@ -228,7 +228,7 @@ def test_apply_wait_seed_endpoints_get_describe_delete(lab_pool: LabPool, tmp_pa
         # delete the attachment: the controller detaches, the seed view says available.
         # A virtio unplug needs the guest's cooperation, so wait until it has booted (a user
         # deleting an attachment seconds after boot would just wait longer).
-        wait_console(Path(lab_pool.config.console_dir) / "test_vm.log", READY_LINE, 120)
+        wait_console(Path(lab_pool.config.console_dir) / "test_vm+console.log", READY_LINE, 120)
         gone = volctl(lab_pool, "delete", "attachment", "data_1-on-test_vm")
         assert gone.returncode == 0, gone.stderr
         until(

@@ -22,10 +22,11 @@ from reconciler.observe.types import (
     ObservedDomain,
     ObservedHost,
     ObservedImage,
+    ObservedNic,
     ObservedStorage,
     OwnerMark,
 )
-from reconciler.payload import CephAccess, DiskSpec, DomainSpec
+from reconciler.payload import CephAccess, DiskSpec, DomainSpec, NicSpec
 
 CEPH = CephAccess(monitors=(("127.0.0.1", 6789),), auth_user="admin", secret_uuid="u-1")
 
@@ -38,6 +39,7 @@ class FakeDomain:
     detaching: set[str] = field(default_factory=set)  # requested, still in the live domain
     vcpus: int = 1
     memory_mib: int = 512
+    nics: dict[str, NicSpec] = field(default_factory=dict)  # mac -> NIC
 
 
 class Injector:
@@ -235,6 +237,9 @@ class FakeHypervisor:
                         )
                         for img, t in sorted(d.disks.items())
                     ),
+                    nics=tuple(
+                        ObservedNic(m, n.kind.value, n.source, "virtio") for m, n in d.nics.items()
+                    ),
                 )
                 for n, d in sorted(self.domains.items())
             )
@@ -256,9 +261,27 @@ class FakeHypervisor:
             if d is not None and d.spec is None:
                 raise Conflict(f"domain {spec.name} exists and is not ours")
             if d is None:
-                self.domains[spec.name] = FakeDomain(spec)
+                self.domains[spec.name] = FakeDomain(spec, nics={n.mac: n for n in spec.nics})
             else:
                 d.spec = spec
+                if not d.running:  # the persistent config is what an inactive domain shows
+                    d.nics = {n.mac: n for n in spec.nics}
+
+    def attach_nic(self, domain: str, nic: NicSpec) -> None:
+        self._call("attach_nic", domain)
+        with self.lock:
+            d = self.domains.get(domain)
+            if d is None:
+                raise NotFound(domain)
+            d.nics.setdefault(nic.mac, nic)
+
+    def detach_nic(self, domain: str, mac: str) -> None:
+        self._call("detach_nic", domain)
+        with self.lock:
+            d = self.domains.get(domain)
+            if d is None or mac not in d.nics:
+                raise NotFound(f"no NIC {mac} on {domain}")
+            del d.nics[mac]
 
     def start(self, name: str) -> None:
         self._call("start", name)

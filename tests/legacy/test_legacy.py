@@ -47,6 +47,8 @@ def test_seed_files_to_stdout_load_as_the_seed_described(
     assert (ubuntu.id, ubuntu.source.path) == (1, "/var/lib/images/ubuntu.img")
     assert ubuntu.meta.labels == {ORIGIN_HOST_LABEL: "10.1.33.121", ORIGIN_USER_LABEL: "root"}
     assert state.images["cirros"].id == 2
+    # the seed's naming: only `_64` images needed a 64-bit machine
+    assert (ubuntu.arch, state.images["cirros"].arch) == ("i686", "i686")
     assert {n: (t.tid, t.cpu, t.ram, t.disk) for n, t in state.instance_types.items()} == {
         "t1": (1, 1, 512, 1),
         "t2": (2, 2, 1024, 2),
@@ -86,14 +88,22 @@ def test_comments_blank_lines_and_whitespace_are_ignored(
         b"\xef\xbb\xbf# the lab\r\n\r\n  root@10.0.0.1  \r\nroot@10.0.0.2 # rack 2\r\n"
     )
     images = tmp_path / "images"
-    images.write_text("# images\n\nroot@10.0.0.1:/img/deb.img\nroot@10.0.0.2:/other/deb.img\n")
+    images.write_text(
+        "# images\n\nroot@10.0.0.1:/img/deb.img\nroot@10.0.0.2:/other/deb.img\n"
+        "root@10.0.0.2:/img/deb_64.img\n"
+    )
     types = tmp_path / "types.json"
     types.write_text('{"types": [{"tid": 7, "cpu": 2, "ram": 4096, "disk": 20}]}')
     assert main(_args(machines, images, types)) == 0
     state = load_texts([("out.yaml", capsys.readouterr().out)])
     assert [h.pmid for h in state.hosts.values()] == [1, 2]
     # two images with the same file name get distinct names, ids stay the line order
-    assert {n: i.id for n, i in state.images.items()} == {"deb": 1, "deb-2": 2}
+    assert {n: i.id for n, i in state.images.items()} == {"deb": 1, "deb-2": 2, "deb_64": 3}
+    assert {n: i.arch for n, i in state.images.items()} == {
+        "deb": "i686",
+        "deb-2": "i686",
+        "deb_64": "x86_64",
+    }
     assert state.instance_types["t7"].ram == 4096
 
 

@@ -20,10 +20,11 @@ from reconciler.observe.types import (
     ObservedDomain,
     ObservedHost,
     ObservedImage,
+    ObservedNic,
     ObservedWorld,
     OwnerMark,
 )
-from reconciler.payload import DomainSpec
+from reconciler.payload import DomainSpec, NicSpec
 from reconciler.plan.actions import Action, ActionKind, Plan
 
 IMPORTED_SIZE = 2 << 30  # what an imported image file "is" in the simulation
@@ -203,6 +204,21 @@ def _effect(w: _World, a: Action) -> None:
             if len(rest) == len(dom.disks):
                 raise SimError(f"{a.id}: {a.disk.rbd_image} is not attached to {dom.name}")
             w.host(a)[dom.name] = replace(dom, disks=rest)
+        case K.ATTACH_NIC:
+            dom = w.our_domain(a)
+            if any(n.mac == a.nic.mac for n in dom.nics):
+                raise SimError(f"{a.id}: {dom.name} already has a NIC {a.nic.mac}")
+            w.host(a)[dom.name] = replace(dom, nics=(*dom.nics, _nic(a.nic)))
+        case K.DETACH_NIC:
+            dom = w.our_domain(a)
+            rest_nics = tuple(n for n in dom.nics if n.mac != a.mac)
+            if len(rest_nics) == len(dom.nics):
+                raise SimError(f"{a.id}: {dom.name} has no NIC {a.mac}")
+            w.host(a)[dom.name] = replace(dom, nics=rest_nics)
+
+
+def _nic(nic: NicSpec) -> ObservedNic:
+    return ObservedNic(nic.mac, nic.kind.value, nic.source, "virtio")
 
 
 def _parent_size(w: _World, a: Action) -> int:
@@ -238,6 +254,8 @@ def _define(w: _World, a: Action) -> None:
             memory_mib=spec.memory_mib,
             mark=mark,
             disks=(ObservedDisk("vda", spec.root_image),),
+            nics=tuple(_nic(n) for n in spec.nics),
+            virt_type=spec.virt_type.value,
         )
         return
     if old.mark is None:
@@ -251,8 +269,16 @@ def _define(w: _World, a: Action) -> None:
         if any(d.target == "vda" for d in old.disks)
         else ((ObservedDisk("vda", spec.root_image), *old.disks))
     )
+    # the persistent config gets the spec's NICs; a running domain keeps its live ones
+    nics = tuple(_nic(n) for n in spec.nics) if old.state == DomainState.SHUTOFF else old.nics
     doms[spec.name] = replace(
-        old, vcpus=spec.vcpus, memory_mib=spec.memory_mib, mark=mark, disks=disks
+        old,
+        vcpus=spec.vcpus,
+        memory_mib=spec.memory_mib,
+        mark=mark,
+        disks=disks,
+        nics=nics,
+        virt_type=spec.virt_type.value,
     )
 
 

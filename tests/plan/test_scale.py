@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +14,7 @@ from reconciler.observe.types import (
     ObservedDomain,
     ObservedHost,
     ObservedImage,
+    ObservedNic,
     ObservedStorage,
     ObservedWorld,
     OwnerMark,
@@ -74,13 +76,12 @@ def _applied(world: ObservedWorld, p: Plan) -> ObservedWorld:
                 s.memory_mib,
                 OwnerMark(s.name, s.vmid, s.spec_hash),
                 (ObservedDisk("vda", s.root_image),),
+                tuple(ObservedNic(n.mac, n.kind.value, n.source) for n in s.nics),
             )
         elif isinstance(a, AttachVolume):
             d = doms[a.host][a.domain.name]
             disk = ObservedDisk(a.disk.target, a.disk.rbd_image, a.disk.serial)
-            doms[a.host][a.domain.name] = ObservedDomain(
-                d.name, d.uuid, d.state, d.vcpus, d.memory_mib, d.mark, (*d.disks, disk)
-            )
+            doms[a.host][a.domain.name] = replace(d, disks=(*d.disks, disk))
     hosts = {
         n: ObservedHost(n, True, None, h.cpus, h.memory_mib, tuple(doms[n].values()))
         for n, h in world.hosts.items()

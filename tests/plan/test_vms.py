@@ -78,7 +78,7 @@ def test_create_chain_imports_image_once_then_clones_defines_starts() -> None:
     assert define.domain.vcpus == 1
     assert define.domain.memory_mib == 1024
     assert define.domain.root_image == "rbd/vm-a-root"
-    assert define.domain.console_log == "/var/log/volctl/a.log"
+    assert define.domain.console_log == "/var/log/volctl/a+console.log"
     w = apply(empty(), p)
     found = domain_of(w, "a")
     assert found is not None

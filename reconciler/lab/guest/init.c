@@ -1,11 +1,14 @@
 /* volctl lab guest init: the whole userland of the lab's tiny base image.
  *
  * It exists so that end-to-end tests can watch a real Linux guest react to volctl:
- *   - loads the modules listed in /mods/order (virtio, virtio-scsi, ACPI button, evdev);
+ *   - loads the modules listed in /mods/order (virtio, virtio-net, virtio-scsi, ACPI button,
+ *     evdev);
  *   - prints "VOLCTL-GUEST: ready" on the serial console once it runs;
  *   - prints "VOLCTL-GUEST: blocks <dev[:serial]>..." whenever the set of block devices
  *     changes (virtio disks show their <serial>), so a hot-plug or detach is visible in the
  *     console log;
+ *   - prints "VOLCTL-GUEST: nics <ifname:mac>..." whenever the set of network interfaces
+ *     changes (loopback left out), so a NIC hot-plug or unplug shows its MAC;
  *   - powers off on the ACPI power button (virDomainShutdown), after printing
  *     "VOLCTL-GUEST: poweroff".
  * The kernel itself acknowledges ACPI PCI hot-unplug, which lets virtio detach complete. */
@@ -66,6 +69,27 @@ static void block_list(char *cur, size_t n) {
   if (d) closedir(d);
 }
 
+static void nic_list(char *cur, size_t n) {
+  DIR *d = opendir("/sys/class/net");
+  struct dirent *e;
+  cur[0] = 0;
+  while (d && (e = readdir(d))) {
+    if (e->d_name[0] == '.' || !strcmp(e->d_name, "lo")) continue;
+    char path[300], mac[64] = "", item[400];
+    snprintf(path, sizeof path, "/sys/class/net/%s/address", e->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t r = read(fd, mac, sizeof mac - 1);
+      close(fd);
+      mac[r > 0 ? r : 0] = 0;
+      mac[strcspn(mac, "\r\n ")] = 0;
+    }
+    snprintf(item, sizeof item, " %s:%s", e->d_name, mac);
+    if (strlen(cur) + strlen(item) + 1 < n) strcat(cur, item);
+  }
+  if (d) closedir(d);
+}
+
 static int evfd[MAX_EVDEV];
 
 static void open_input(void) {
@@ -97,12 +121,17 @@ int main(void) {
   for (int i = 0; i < MAX_EVDEV; i++) evfd[i] = -1;
   load_modules();
   printf("VOLCTL-GUEST: ready\n");
-  char last[2048] = "?", cur[2048];
+  char last[2048] = "?", cur[2048], last_nics[2048] = "?", nics[2048];
   for (unsigned tick = 0;; tick++) {
     block_list(cur, sizeof cur);
     if (strcmp(cur, last)) {
       printf("VOLCTL-GUEST: blocks%s\n", cur);
       strcpy(last, cur);
+    }
+    nic_list(nics, sizeof nics);
+    if (strcmp(nics, last_nics)) {
+      printf("VOLCTL-GUEST: nics%s\n", nics);
+      strcpy(last_nics, nics);
     }
     if (tick % 10 == 0) open_input();
     if (power_pressed()) {
