@@ -5,6 +5,9 @@ a single config that makes every command point at the lab.  Lookup order: `--con
 `$VOLCTL_CONFIG`, `./volctl.yaml`, `~/.config/volctl/config.yaml`, `/etc/volctl/config.yaml`.
 Single values can be overridden by env vars (VOLCTL_API, VOLCTL_TOKEN, VOLCTL_STORE).
 The config holds the *path* of a Ceph conf/keyring and the libvirt secret uuid, never a key.
+It is checked against `schemas/config.schema.json` the way specs are checked against theirs:
+every problem as `file:line: field: message`, an unknown key with a `did you mean`, so a typo
+(`apii:`, `secretUuid:`) is refused instead of silently falling back to a default.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from reconciler.errors import SpecError
 from reconciler.model import Network, NetworkKind
+from reconciler.loading.diagnostics import Diagnostic, SpecValidationError, dotted
+from reconciler.loading.schema import CONFIG_SCHEMA, explain, validator
+from reconciler.loading.yamldoc import parse
 
 DEFAULT_API = "http://127.0.0.1:8470"
 # a browser origin as sent in `Origin:`; `null` (sandboxed pages, file://) is not one on purpose
@@ -83,13 +87,46 @@ def load_config(explicit: str | None = None) -> Config:
     return cfg
 
 
-def _parse(path: Path) -> Config:
+class ConfigError(SpecValidationError):
+    """The config file has problems; the message lists each as file:line: field: message."""
+
+    def __str__(self) -> str:
+        count = len(self.diagnostics)
+        noun = "problem" if count == 1 else "problems"
+        lines = "\n".join(str(d) for d in self.diagnostics)
+        return f"invalid config ({count} {noun}):\n{lines}"
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """The config file's plain data, validated against the schema (ConfigError otherwise)."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read config: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: config must be a mapping")
+    documents, problems = parse(str(path), text)
+    if problems:
+        raise ConfigError(problems)
+    if not documents:
+        return {}
+    if len(documents) > 1:
+        raise ConfigError(
+            [Diagnostic(str(path), documents[1].line, "", "a config is one YAML document")]
+        )
+    doc = documents[0]
+    if not isinstance(doc.data, dict):
+        raise ConfigError([Diagnostic(str(path), doc.line, "", "config must be a mapping")])
+    diagnostics = [
+        Diagnostic(str(path), doc.line_of(where), dotted(where), message)
+        for error in validator(CONFIG_SCHEMA).iter_errors(doc.data)
+        for where, message in explain(error)
+    ]
+    if diagnostics:
+        raise ConfigError(sorted(dict.fromkeys(diagnostics), key=lambda d: (d.line, d.path)))
+    return doc.data
+
+
+def _parse(path: Path) -> Config:
+    raw = read_raw(path)
     ceph_raw = raw.get("ceph") or {}
     mons = tuple(
         (str(m.rsplit(":", 1)[0]), int(m.rsplit(":", 1)[1])) for m in ceph_raw.get("monitors", [])

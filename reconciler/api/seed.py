@@ -207,6 +207,12 @@ def volume_query(snap: Snapshot, query: Mapping[str, list[str]]) -> Reply:
         return volumeid
     vol = _by_id(snap, VOLUME, "volumeid", volumeid)
     if vol is None:
+        gone = snap.deleted_volumes.get(volumeid)  # the seed's "deleted", from the id ledger
+        if gone is not None:
+            gib = gone.size_bytes >> 30
+            return Reply(
+                200, {"volumeid": volumeid, "name": gone.name, "size": gib, "status": "deleted"}
+            )
         return Reply(404, {"error": f"volumeid : {volumeid} does not exist"})
     size = size_gib(vol)
     body: dict[str, Any] = {"volumeid": volumeid, "name": vol.name, "size": size}

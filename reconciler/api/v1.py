@@ -61,6 +61,7 @@ def resource_json(snap: Snapshot, res: ResourceStatus) -> dict[str, Any]:
         "desiredSpecHash": res.desired_spec_hash,
         "lastError": res.last_error,
         "created": res.created,
+        "labels": dict(res.labels),
         "events": [event_json(e) for e in res.events],
     }
     if res.kind == "VirtualMachine":
@@ -72,7 +73,7 @@ def resource_json(snap: Snapshot, res: ResourceStatus) -> dict[str, Any]:
     return out
 
 
-def host_json(h: HostStatus) -> dict[str, Any]:
+def host_json(h: HostStatus, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "name": h.name,
         "pmid": h.pmid,
@@ -91,7 +92,13 @@ def host_json(h: HostStatus) -> dict[str, Any]:
         "virtTypeForced": h.virt_type_forced,
         "arches": list(h.arches),
         "phase": str(Phase.READY if h.reachable else Phase.UNKNOWN),
+        "labels": dict(labels or {}),
     }
+
+
+def _host_labels(snap: Snapshot, name: str) -> Mapping[str, str]:
+    res = snap.resources.get(f"host/{name}")
+    return res.labels if res is not None else {}
 
 
 def source_json(src: SourceStatus | None) -> dict[str, Any] | None:
@@ -133,7 +140,8 @@ def snapshot_json(snap: Snapshot, events: int = 50) -> dict[str, Any]:
     out = summary_json(snap)
     for coll in ("vms", "volumes", "attachments", "images", "types"):
         out[coll] = _items(snap, COLLECTIONS[coll])
-    out["hosts"] = [host_json(h) for h in sorted(snap.hosts.values(), key=lambda h: h.name)]
+    hosts = sorted(snap.hosts.values(), key=lambda h: h.name)
+    out["hosts"] = [host_json(h, _host_labels(snap, h.name)) for h in hosts]
     out["events"] = [event_json(e) for e in snap.events[-events:]]
     return out
 
@@ -170,12 +178,16 @@ def route(snap: Snapshot, path: str, query: Mapping[str, list[str]]) -> Reply | 
         if name is None:
             hosts = sorted(snap.hosts.values(), key=lambda h: h.name)
             return Reply(
-                200, {"generation": snap.generation, "items": [host_json(h) for h in hosts]}
+                200,
+                {
+                    "generation": snap.generation,
+                    "items": [host_json(h, _host_labels(snap, h.name)) for h in hosts],
+                },
             )
         host = snap.hosts.get(name)
         if host is None:
             return Reply(404, {"error": f"host {name!r} not found"})
-        return Reply(200, host_json(host))
+        return Reply(200, host_json(host, _host_labels(snap, name)))
     if name is not None:
         return None
     if head == "events":

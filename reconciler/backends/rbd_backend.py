@@ -17,6 +17,10 @@ Why it looks like this:
   re-read only after we change the image ourselves.  Opens run in parallel.
 - **Idempotent.**  import/clone/create/resize/set_meta/remove all "ensure": an import that
   crashed before its snapshot is redone from scratch; a finished one is left alone.
+- **Ids never come back.**  The pool also holds the id ledger (`id_ledger.py`): observe reads
+  its counters in one op; `create`/`clone` of a volume or root disk advance the high-water
+  mark of its id before the image exists, and `remove` of a volume records it as deleted
+  before the image goes.
 - No key ever passes through here: librados reads the keyring named in the Ceph conf.
 """
 
@@ -33,12 +37,19 @@ from typing import Any, TypeVar
 import rados
 import rbd
 
-from reconciler.backends import rbd_tmp
+from reconciler.backends import id_ledger, rbd_tmp
 from reconciler.backends.calls import Worker, ceph_connection_lost, translate_ceph
 from reconciler.backends.rbd_import import copy_sparse, raw_source
 from reconciler.errors import BackendError, Conflict, Terminal, Transient
-from reconciler.identity import BASE_SNAPSHOT, MANAGED_BY, META_MANAGED_BY
-from reconciler.observe.types import ObservedImage, ObservedStorage
+from reconciler.identity import (
+    BASE_SNAPSHOT,
+    MANAGED_BY,
+    META_ID,
+    META_KIND,
+    META_MANAGED_BY,
+    META_NAME,
+)
+from reconciler.observe.types import DeletedVolume, IdLedger, ObservedImage, ObservedStorage
 
 T = TypeVar("T")
 
@@ -56,6 +67,16 @@ class _Static:
 
 def _ours(meta: Mapping[str, str]) -> bool:
     return meta.get(META_MANAGED_BY) == MANAGED_BY
+
+
+_ID_KINDS = {"root": "vm", "volume": "volume"}  # image kind -> the id kind its volctl.id is
+
+
+def _new_id(meta: Mapping[str, str]) -> tuple[str, int] | None:
+    """("vm" | "volume", id) when `meta` marks a root disk or a volume with its id."""
+    kind = _ID_KINDS.get(meta.get(META_KIND, ""))
+    value = meta.get(META_ID, "")
+    return (kind, int(value)) if kind is not None and value.isdigit() else None
 
 
 def split_snapshot(spec: str) -> tuple[str, str, str]:
@@ -96,6 +117,7 @@ class RbdStorage:
         self._cluster: Any = None
         self._ioctx: dict[str, Any] = {}
         self._static: dict[str, _Static] = {}  # image id -> cached static facts
+        self._deleted: tuple[int, dict[int, DeletedVolume]] = (0, {})  # (count, records)
         self._worker = Worker("rbd", threads=threads, on_timeout=self._timed_out)
 
     # -- connection -------------------------------------------------------------------------
@@ -210,6 +232,7 @@ class RbdStorage:
             ]
             calls += [functools.partial(self._snapshot_exists, s) for s in external_snapshots]
             results = self._worker.run_all(calls, timeout=self.timeout, what="observe images")
+            ids = self._call("read id ledger", self._read_ledger)
         except BackendError as exc:
             return ObservedStorage(reachable=False, reason=str(exc), pool=self.pool)
         except Exception as exc:  # noqa: BLE001 - any library error means "could not see"
@@ -230,8 +253,26 @@ class RbdStorage:
             live_ids = {i for _, i in listing}
             self._static = {k: v for k, v in self._static.items() if k in live_ids}
         return ObservedStorage(
-            reachable=True, pool=self.pool, images=images, external_snapshots=found
+            reachable=True, pool=self.pool, images=images, external_snapshots=found, ids=ids
         )
+
+    def _read_ledger(self, io: Any) -> IdLedger:
+        """The ledger's counters (one read op); its deleted records only when they changed."""
+        counters = id_ledger.read_counters(io)
+        count = counters[id_ledger.DELETED_COUNT]
+        with self._lock:
+            cached_count, deleted = self._deleted
+        if count != cached_count:
+            deleted = id_ledger.read_deleted(io)
+            with self._lock:
+                self._deleted = (count, deleted)
+        return id_ledger.ledger(counters, deleted)
+
+    @staticmethod
+    def _advance_ids(io: Any, meta: Mapping[str, str]) -> None:
+        new = _new_id(meta)
+        if new is not None:
+            id_ledger.advance(io, *new)
 
     # -- mutation helpers (run on worker threads) -------------------------------------------
 
@@ -290,6 +331,7 @@ class RbdStorage:
         def work(io: Any) -> None:
             im = self._open(io, name)
             if im is None:
+                self._advance_ids(io, meta)
                 tmp = self._scratch_create(io, name, size_bytes)
                 self._mark(io, tmp, meta)
                 self._publish(io, tmp, name)
@@ -324,7 +366,8 @@ class RbdStorage:
         def work(io: Any) -> None:
             # Checks on a read-only open: a read-write open would add our own watcher.
             with rbd.Image(io, name, read_only=True) as im:
-                self._check_ours(im, name)
+                meta = self._check_ours(im, name)
+                size = int(im.size())
                 watchers = list(im.watchers_list())
                 if watchers:
                     addrs = ", ".join(str(w["addr"]) for w in watchers)
@@ -336,6 +379,9 @@ class RbdStorage:
                     raise Conflict(
                         f"rbd image {self.pool}/{name} still has {len(children)} clone(s)"
                     )
+            new = _new_id(meta)
+            if new is not None and new[0] == "volume":  # recorded first: a crash only repeats it
+                id_ledger.record_deleted(io, new[1], meta.get(META_NAME, name), size)
             if snaps:
                 with rbd.Image(io, name) as im:
                     for snap in snaps:
@@ -353,6 +399,7 @@ class RbdStorage:
         def work(io: Any) -> None:
             im = self._open(io, name)
             if im is None:
+                self._advance_ids(io, meta)
                 tmp = self._scratch_clone(io, parent, name)
                 self._mark(io, tmp, meta, size_bytes)
                 self._publish(io, tmp, name)

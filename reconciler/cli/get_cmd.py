@@ -1,7 +1,9 @@
-"""`volctl get KIND [NAME] [-o table|wide|json|yaml|name]`: the controller's view, kubectl style.
+"""`volctl get KIND [NAME] [-o table|wide|json|yaml|name] [-l SELECTOR] [-w]`, kubectl style.
 
 Reads the REST view only (never libvirt or Ceph), so it is instant and works while a host
-hangs; it shows what the controller last observed, with phase, host, ids and age.
+hangs; it shows what the controller last observed, with phase, host, ids and age.  `-l`
+selects on metadata.labels (`cli/selector.py`); `-w` prints the table, then one line per
+resource each time the controller publishes a pass that changed it (`cli/watch.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.cli import client
+from reconciler.cli import client, selector
 from reconciler.cli.client import ApiError, Client
 
 COLLECTION = {
@@ -122,6 +124,25 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "-o", "--output", choices=("table", "wide", "json", "yaml", "name"), default="table"
     )
+    p.add_argument(
+        "-l",
+        "--selector",
+        metavar="SELECTOR",
+        help="filter on labels: key=value, key!=value, key, !key; comma-separated (all must hold)",
+    )
+    p.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="after listing, print a line for each resource whenever the controller changes it",
+    )
+    p.add_argument(
+        "--watch-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help=argparse.SUPPRESS,  # how often -w asks the controller for a new pass
+    )
     p.set_defaults(func=run)
 
 
@@ -135,41 +156,58 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 def run(args: argparse.Namespace) -> int:
     kind = client.kind_of(args.kind)
     coll = COLLECTION[kind]
+    wanted = selector.parse(args.selector) if args.selector else selector.Selector()
     api = Client(client.config_of(args))
-    now: float | None = None
     try:
-        if args.name:
-            items = [api.get(f"/api/v1/{coll}/{args.name}")]
-        else:
-            body = api.get(f"/api/v1/{coll}")
-            items = body["items"]
-        now = api.get("/api/v1/status").get("time") or None
+        items, now = fetch(api, coll, args.name, wanted)
     except ApiError as exc:
         if exc.status == 404 and args.name:
             print(f'error: {args.kind} "{args.name}" not found', file=sys.stderr)
             return 1
         raise
-    if args.output == "json":
-        print(json.dumps(items[0] if args.name else {"items": items}, indent=2))
+    if args.output in ("json", "yaml", "name"):
+        show_documents(items, kind, args.output, single=bool(args.name) and not args.watch)
+    elif not items and not args.watch:
+        print(f"No {coll} found.", file=sys.stderr)
+    else:
+        rendered = rows_of(coll, items, now, wide=args.output == "wide")
+        print(table(headers_of(coll, wide=args.output == "wide"), rendered), flush=True)
+    if not args.watch:
         return 0
-    if args.output == "yaml":
-        print(yaml.safe_dump(items[0] if args.name else {"items": items}, sort_keys=False), end="")
-        return 0
-    if args.output == "name":
+    from reconciler.cli.watch import watch  # noqa: PLC0415 - only for -w
+
+    return watch(api, args, kind, items, wanted)
+
+
+def fetch(
+    api: Client, coll: str, name: str | None, wanted: selector.Selector
+) -> tuple[list[dict[str, Any]], float]:
+    """The selected items of a collection (or the one named), and the controller's clock."""
+    path = f"/api/v1/{coll}/{name}" if name else f"/api/v1/{coll}"
+    body = api.get(path)
+    items = [body] if name else body["items"]
+    status = api.get("/api/v1/status")
+    now = float(status.get("time") or 0) or time.time()
+    return [i for i in items if wanted.matches(i.get("labels"))], now
+
+
+def show_documents(items: list[dict[str, Any]], kind: str, output: str, *, single: bool) -> None:
+    if output == "json":
+        print(json.dumps(items[0] if single else {"items": items}, indent=2), flush=True)
+    elif output == "yaml":
+        body = items[0] if single else {"items": items}
+        print(yaml.safe_dump(body, sort_keys=False), end="", flush=True)
+    else:
         short = client.short_key(kind, "")
         for item in items:
-            print(short + item["name"])
-        return 0
-    if not items:
-        print(f"No {coll} found.", file=sys.stderr)
-        return 0
-    headers, row, wide_headers, wide_row = COLUMNS[coll]
-    clock = float(now) if now else time.time()
-    rows = []
-    for item in items:
-        cells = row(item, clock)
-        if args.output == "wide":
-            cells += wide_row(item, clock)
-        rows.append(cells)
-    print(table(headers + (wide_headers if args.output == "wide" else []), rows))
-    return 0
+            print(short + item["name"], flush=True)
+
+
+def headers_of(coll: str, *, wide: bool) -> list[str]:
+    headers, _row, wide_headers, _wide_row = COLUMNS[coll]
+    return headers + (wide_headers if wide else [])
+
+
+def rows_of(coll: str, items: list[dict[str, Any]], now: float, *, wide: bool) -> list[list[str]]:
+    _headers, row, _wide_headers, wide_row = COLUMNS[coll]
+    return [row(item, now) + (wide_row(item, now) if wide else []) for item in items]

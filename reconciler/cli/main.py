@@ -27,6 +27,7 @@ from reconciler.cli import (
     reconcile_cmd,
     run_cmd,
     validate,
+    version_cmd,
 )
 from reconciler.errors import VolctlError
 
@@ -47,6 +48,7 @@ COMMANDS = (
     console_cmd,
     completion_cmd,
     doctor_cmd,
+    version_cmd,
 )
 
 

@@ -2,7 +2,9 @@
 
 It observes every host and the pool, runs the same pure planner the controller runs, and
 prints the pending changes.  Exit codes follow `terraform plan -detailed-exitcode`: 0 when
-there is nothing to do, 2 when there are changes, 1 on error (an invalid spec included).
+there is nothing to do, 2 when there are changes, 1 on error: an invalid spec, or a host or
+Ceph that could not be observed ("cannot plan: ..."), since a plan on partial knowledge would
+understate what is pending.
 With `--git URL --rev REV` it plans one commit of the repository (merged with the apply
 store) instead, for reviewing a change before it is merged (see `cli/review.py`).
 """
@@ -17,6 +19,7 @@ from typing import Any
 
 from reconciler.cli import review
 from reconciler.config import Config, load_config
+from reconciler.controller.knowledge import CannotPlan, unknowns
 from reconciler.controller.oneshot import connections_for, plan_only, source_for
 from reconciler.controller.wiring import BackendConnections, plan_settings
 from reconciler.logging import configure
@@ -32,7 +35,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "plan",
         help="show what volctl would change now (exit 0: none, 2: changes, 1: error)",
-        description="Exit 0 when in sync, 2 when there are changes, 1 on error. Observe the "
+        description="Exit 0 when in sync, 2 when there are changes, 1 on error (including "
+        "'cannot plan: ...' when any host or Ceph is unknown). Observe the "
         "hosts and the RBD pool, plan against the desired state and print the pending "
         "changes. Reads the configured source (store directory or git) unless -f is given; "
         "with --git/--rev, plans that git revision merged with the apply store (review a "
@@ -94,16 +98,15 @@ def run(
         print(f"warning: planning the last good revision {fetched.revision}", file=sys.stderr)
     settings = plan_settings(config, allow_mass_delete=args.allow_mass_delete)
     result = plan_only(fetched.state, lambda: connect(config), settings)
+    missing = unknowns(result.observed)
+    if missing:  # never "No changes" on partial knowledge
+        print(f"error: {CannotPlan(missing)}", file=sys.stderr)
+        return EXIT_ERROR
     if args.output == "json":
         json.dump(plan_json(result.plan), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_text(result.plan))
-    unknown = [h for h in result.observed.hosts.values() if not h.reachable]
-    for h in unknown:
-        print(f"warning: host {h.name} is unknown: {h.reason}", file=sys.stderr)
-    if not result.observed.storage.reachable:
-        print(f"warning: storage unreachable: {result.observed.storage.reason}", file=sys.stderr)
     return EXIT_CHANGES if result.plan.actions else EXIT_NO_CHANGES
 
 

@@ -3,7 +3,8 @@
 Meant for CI jobs and cron-style use without a long-running controller.  The pass is the
 controller's own (fetch, observe, plan, execute, re-observe); the exit code says whether the
 re-observed world matches the desired state, and a summary names every resource that is
-not there yet and why.
+not there yet and why.  A host or Ceph that cannot be observed makes the pass refuse to plan
+("cannot plan: ...", exit 1): nothing is executed on partial knowledge.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 from typing import Any
 
 from reconciler.config import load_config
+from reconciler.controller.knowledge import CompleteKnowledge
 from reconciler.controller.oneshot import source_for
+from reconciler.controller.passes import default_planner
 from reconciler.controller.wiring import build_runtime
 from reconciler.logging import configure
 from reconciler.status.types import Phase, Snapshot
@@ -26,7 +29,8 @@ def register(subparsers: Any) -> None:
         "reconcile",
         help="run one reconcile pass; exit 0 only if converged",
         description="Run one reconcile pass against the configured source (or -f files) and "
-        "exit 0 only if the world has converged; otherwise print what is left and exit 1.",
+        "exit 0 only if the world has converged; otherwise print what is left and exit 1. "
+        "Exit 1 with 'cannot plan: ...' (and change nothing) when a host or Ceph is unknown.",
     )
     parser.add_argument("--once", action="store_true", required=True, help="run one pass")
     parser.add_argument(
@@ -41,11 +45,15 @@ def run(args: argparse.Namespace) -> int:
     configure(args.log_level)
     config = load_config(getattr(args, "config", None))
     source = source_for(config, args.paths)
-    rt = build_runtime(config, source, allow_mass_delete=args.allow_mass_delete)
+    gate = CompleteKnowledge(default_planner())
+    rt = build_runtime(config, source, allow_mass_delete=args.allow_mass_delete, planner=gate)
     try:
         result = rt.engine.run_pass(frozenset({"once"}))
     finally:
         rt.close()
+    if gate.refused is not None:  # nothing was executed on partial knowledge
+        print(f"error: {gate.refused}", file=sys.stderr)
+        return 1
     sys.stdout.write(summary(result.snapshot))
     return 0 if result.snapshot.converged else 1
 

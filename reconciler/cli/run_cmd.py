@@ -3,7 +3,8 @@
 Desired state comes from the apply store directory (always) and, with `--git` or a `git:`
 section in the config, from a git repository.  The loop runs until SIGINT/SIGTERM; status
 is served by `reconciler.api.server` on `--listen`.  `--once` runs passes until the world
-converges or stops making progress and exits 0 only if it converged.
+converges or a pass makes no progress, at most `--max-passes` (10), and exits 0 only if it
+converged.  Only one controller may run on a store directory (`controller/store_lock.py`).
 
 Under systemd (`Type=notify`, contrib/systemd/volctl.service) it sends READY=1 after the
 first pass, a STATUS= line after every pass and STOPPING=1 on SIGTERM/SIGINT.  A signal lets
@@ -22,14 +23,17 @@ from typing import Any
 
 import structlog
 
+from reconciler.cli.apply_cmd import seconds
 from reconciler.cli.reconcile_cmd import summary
-from reconciler.config import load_config
+from reconciler.config import Config, load_config
 from reconciler.controller.loop import LoopSettings
 from reconciler.controller.oneshot import source_for
 from reconciler.controller.passes import EngineSettings, PassResult
 from reconciler.controller.sdnotify import notify
+from reconciler.controller.store_lock import StoreLock
 from reconciler.controller.triggers import Resync
 from reconciler.controller.wiring import build_runtime
+from reconciler.errors import VolctlError
 from reconciler.execute.executor import Limits
 from reconciler.logging import configure
 
@@ -44,19 +48,56 @@ def register(subparsers: Any) -> None:
         "and serve status over HTTP.",
     )
     p.add_argument("--git", dest="git_url", metavar="URL", help="git repository with specs")
-    p.add_argument("--branch", default="main", help="git branch (default main)")
-    p.add_argument("--path", default=".", help="directory inside the repository (default .)")
-    p.add_argument("--interval", type=float, default=60.0, help="git poll seconds (default 60)")
+    p.add_argument("--branch", default="main", help="git branch (default %(default)s)")
+    p.add_argument(
+        "--path", default=".", help="directory inside the repository (default %(default)s)"
+    )
+    p.add_argument(
+        "--interval",
+        type=duration,
+        default=60.0,
+        metavar="D",
+        help="git poll interval: seconds or 30s, 5m, 1h (default %(default)ss)",
+    )
     p.add_argument("--listen", help="REST address host:port (default: config 'listen')")
-    p.add_argument("--once", action="store_true", help="reconcile until converged, then exit")
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="run passes until converged or no pass makes progress (at most --max-passes), "
+        "then exit 0 if converged, 1 if not",
+    )
+    p.add_argument(
+        "--max-passes",
+        type=int,
+        default=10,
+        metavar="N",
+        help="with --once: stop after N passes (default %(default)s)",
+    )
     p.add_argument("-f", "--filename", dest="paths", action="extend", nargs="+", metavar="PATH")
-    p.add_argument("--resync", type=float, default=30.0, help="resync seconds (default 30)")
-    p.add_argument("--per-host", type=int, default=4, help="parallel actions per host")
-    p.add_argument("--parallel", type=int, default=16, help="parallel actions overall")
-    p.add_argument("--detach-wait", type=float, default=15.0, help="seconds to await a detach")
+    p.add_argument(
+        "--resync",
+        type=duration,
+        default=30.0,
+        metavar="D",
+        help="full resync period: seconds or 30s, 5m (default %(default)ss)",
+    )
+    p.add_argument(
+        "--per-host", type=int, default=4, help="parallel actions per host (default %(default)s)"
+    )
+    p.add_argument(
+        "--parallel", type=int, default=16, help="parallel actions overall (default %(default)s)"
+    )
+    p.add_argument(
+        "--detach-wait",
+        type=duration,
+        default=15.0,
+        metavar="D",
+        help="how long one pass waits for a guest to release a detached disk "
+        "(default %(default)ss)",
+    )
     p.add_argument("--allow-mass-delete", action="store_true")
     p.add_argument("--no-api", action="store_true", help="do not serve the REST view")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", help="log level (default %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -68,6 +109,26 @@ def run(args: argparse.Namespace) -> int:
         from reconciler.api.hooks import token_of  # noqa: PLC0415 - only when serving
 
         hook_token = token_of(config.webhook)  # a bad webhook config stops before any work
+    if args.paths:  # files given with -f: no store to share
+        return _run(args, config, hook_token)
+    with StoreLock(config.store):  # a second controller on this store is refused
+        return _run(args, config, hook_token)
+
+
+def duration(text: str) -> float:
+    """argparse type for --interval and friends: 60, 60.5, 30s, 5m, 1h."""
+    try:
+        value = seconds(text)
+    except VolctlError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (e.g. 60, 30s, 5m, 1h)"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _run(args: argparse.Namespace, config: Config, hook_token: str | None) -> int:
     source = source_for(
         config,
         args.paths,
@@ -101,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         if args.once:
-            result = rt.controller.run_until_converged()
+            result = rt.controller.run_until_converged(max_passes=args.max_passes)
             sys.stdout.write(summary(result.snapshot))
             return 0 if result.snapshot.converged else 1
         _stop_on_signals(rt.controller.stop)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 
 from reconciler.controller.connections import Connections
+from reconciler.controller.knowledge import CannotPlan
 from reconciler.execute.executor import ExecutionReport, Executor, Limits
 from reconciler.execute.handlers import Backends, DeviceEvents
 from reconciler.execute.retry import RetryTracker
@@ -110,6 +111,9 @@ class Engine:
         st = _PassState()
         try:
             self._run(st, rid, bound)
+        except CannotPlan as exc:  # a one-shot command's refusal, not a bug
+            st.error = str(exc)
+            bound.warning("pass.cannot_plan", error=st.error)
         except Exception as exc:  # noqa: BLE001 - a pass never takes the loop down
             st.error = f"pass failed: {type(exc).__name__}: {exc}"
             bound.exception("pass.panic", error=st.error)

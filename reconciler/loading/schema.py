@@ -9,6 +9,7 @@ jsonschema error into a `Diagnostic` with the line of the offending field.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -35,6 +36,7 @@ SCHEMA_FILES: Mapping[Kind, str] = {
 }
 TOP_SCHEMA = "volctl.schema.json"
 COMMON_SCHEMA = "common.schema.json"
+CONFIG_SCHEMA = "config.schema.json"  # the volctl config file (reconciler/config.py)
 KINDS = ", ".join(k.value for k in Kind)
 
 _TYPE_WORDS = {
@@ -50,6 +52,12 @@ _PATTERN_WORDS = {
     "path": "an absolute file path made of letters, digits and . _ / + @ : = , ~ - "
     "without . or .. segments",
     "rbd": "an RBD snapshot reference pool/image@snap",
+    # config.schema.json
+    "api": "an http:// or https:// URL",
+    "listen": "host:port",
+    "secretUUID": "a UUID such as 5b3c1a2e-8f4d-4c6b-9a7e-2d1f0e3c4b5a",
+    "interval": "a duration such as 30, 30s, 5m or 1h",
+    "monitors": "host:port",
 }
 _NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting and ending with a letter or digit"
 
@@ -252,12 +260,19 @@ def explain(error: jsonschema.ValidationError) -> Iterator[tuple[tuple[str | int
             if isinstance(value, dict) and field not in value:
                 yield (*path, field), "required field is missing"
     elif keyword == "additionalProperties" and expected is False:
-        allowed = ", ".join(schema.get("properties", {}))
-        for extra in sorted(set(value) - set(schema.get("properties", {})), key=str):
-            yield (*path, extra), f"unknown field (allowed here: {allowed})"
+        known = list(schema.get("properties", {}))
+        allowed = ", ".join(known)
+        for extra in sorted(set(value) - set(known), key=str):
+            yield (
+                (*path, extra),
+                f"unknown field{did_you_mean(extra, known)} (allowed here: {allowed})",
+            )
     elif keyword == "type":
-        wanted = _TYPE_WORDS.get(str(expected), str(expected))
+        kinds = expected if isinstance(expected, list) else [expected]
+        wanted = " or ".join(_TYPE_WORDS.get(str(k), str(k)) for k in kinds)
         yield path, f"must be {wanted} (got {described(value)})"
+    elif keyword == "minLength":
+        yield path, "must not be empty" if expected == 1 else f"is too short (at least {expected})"
     elif keyword == "minimum":
         yield path, f"must be ≥ {expected} (got {show(value)})"
     elif keyword == "maximum":
@@ -287,6 +302,16 @@ def explain(error: jsonschema.ValidationError) -> Iterator[tuple[tuple[str | int
         yield path, error.message
 
 
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """ "; did you mean 'size'?" for a near miss among `choices`, else "".
+
+    Case is ignored when comparing (`secretUuid` is meant as `secretUUID`).
+    """
+    folded = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(str(word).lower(), list(folded), n=1, cutoff=0.7)
+    return f"; did you mean {show(folded[close[0]])}?" if close else ""
+
+
 def _key_path(
     path: tuple[str | int, ...], value: Any, in_property_names: bool
 ) -> tuple[str | int, ...]:
@@ -302,6 +327,8 @@ def _pattern_message(path: tuple[str | int, ...], value: str, in_property_names:
     if len(path) >= 2 and path[-2] == "labels":
         return f"label value {show(value)} is not valid: empty, or {_NAME_RULE}"
     last = path[-1] if path else ""
+    if isinstance(last, int) and len(path) >= 2:
+        last = path[-2]  # an item of a list: the list's words
     if isinstance(last, str) and last in _PATTERN_WORDS:
         return f"must be {_PATTERN_WORDS[last]} (got {show(value)})"
     return f"{show(value)} is not a valid name: {_NAME_RULE}{_culprit(value)}"

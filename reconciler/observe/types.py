@@ -117,6 +117,31 @@ class ObservedImage:
 
 
 @dataclass(frozen=True)
+class DeletedVolume:
+    """A volume volctl deleted (reclaimPolicy Delete), as recorded when it was removed."""
+
+    volumeid: int
+    name: str
+    size_bytes: int
+    deleted_at: str  # ISO 8601 UTC
+
+
+@dataclass(frozen=True)
+class IdLedger:
+    """The ids' high-water marks and the deleted volumes, kept in the pool beside the images.
+
+    `vm`/`volume` are the highest vmid/volumeid ever handed out (0 when the ledger does not
+    exist yet, as in a deployment from before it: the planner then counts from the ids the
+    resources carry, so nothing changes for them).  A new id is above both, so an id never
+    comes back after its resource is deleted.
+    """
+
+    vm: int = 0
+    volume: int = 0
+    deleted_volumes: Mapping[int, DeletedVolume] = field(default_factory=dict)  # by volumeid
+
+
+@dataclass(frozen=True)
 class ObservedStorage:
     reachable: bool
     reason: str | None = None
@@ -124,6 +149,7 @@ class ObservedStorage:
     images: Mapping[str, ObservedImage] = field(default_factory=dict)
     # existing snapshots referenced by Image sources of the form pool/image@snap -> exists?
     external_snapshots: Mapping[str, bool] = field(default_factory=dict)
+    ids: IdLedger = field(default_factory=IdLedger)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,13 @@
 
 volctl keeps no database: a VM's vmid lives in its domain's owner mark and in its root
 disk's image-meta, a volume's volumeid in its image-meta.  An existing resource keeps the
-id it carries; new resources get max(known ids of that kind) + 1, + 2, ... in name order,
-so the same inputs always give the same ids.  Ids recorded on resources that are no longer
-in the spec still count as known, so an id is never handed out twice while its old owner
-exists.
+id it carries; new resources get max(high-water mark, known ids of that kind) + 1, + 2, ...
+in name order, so the same inputs always give the same ids.  Ids recorded on resources that
+are no longer in the spec still count as known, so an id is never handed out twice while its
+old owner exists; the high-water mark (`IdLedger`, observed with the pool and advanced by the
+storage backend before it creates a resource with a new id) keeps it from coming back after
+the owner is deleted.  Without a ledger (a deployment from before it) the mark is 0 and the
+known ids alone decide, so existing resources keep their ids.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def vm_ids(world: World) -> dict[str, int]:
         value = meta_int(root)
         if value is not None:
             known.setdefault(vm, value)
-    return _allocate(world.desired.vms, known)
+    return _allocate(world.desired.vms, known, world.observed.storage.ids.vm)
 
 
 def volume_ids(world: World) -> dict[str, int]:
@@ -36,11 +39,11 @@ def volume_ids(world: World) -> dict[str, int]:
         value = meta_int(img)
         if value is not None:
             known[vol] = value
-    return _allocate(world.desired.volumes, known)
+    return _allocate(world.desired.volumes, known, world.observed.storage.ids.volume)
 
 
-def _allocate(wanted: Iterable[str], known: Mapping[str, int]) -> dict[str, int]:
-    next_id = max(known.values(), default=0) + 1
+def _allocate(wanted: Iterable[str], known: Mapping[str, int], mark: int) -> dict[str, int]:
+    next_id = max(mark, *known.values()) + 1 if known else mark + 1
     out: dict[str, int] = {}
     for name in sorted(wanted):
         if name in known:

@@ -99,6 +99,23 @@ def settled(r: ResourceStatus) -> bool:
     return r.kind == Kind.IMAGE and r.phase is Phase.PENDING
 
 
+_COLLECTION_OF_KIND: Mapping[str, str] = {
+    Kind.HOST.value: "hosts",
+    Kind.IMAGE.value: "images",
+    Kind.INSTANCE_TYPE.value: "instance_types",
+    Kind.VIRTUAL_MACHINE.value: "vms",
+    Kind.VOLUME.value: "volumes",
+    Kind.VOLUME_ATTACHMENT.value: "attachments",
+}
+
+
+def labels_of(desired: DesiredState, kind: str, name: str) -> Mapping[str, str]:
+    """metadata.labels of a desired resource ({} when it is not in the spec)."""
+    items = getattr(desired, _COLLECTION_OF_KIND.get(kind, ""), None) or {}
+    item = items.get(name)
+    return item.meta.labels if item is not None else {}
+
+
 def compute(previous: Snapshot, p: PassInput) -> Snapshot:
     """The snapshot after pass `p` (previous supplies history, transitions and counters)."""
     metrics = _metrics(previous.metrics, p)
@@ -128,7 +145,8 @@ def compute(previous: Snapshot, p: PassInput) -> Snapshot:
         status, events, corrected = _status(
             facts, prev, idx, by_res.get(facts.key, []), p, same_revision=same_revision
         )
-        resources[facts.key] = status
+        labels = labels_of(p.desired, facts.kind, facts.name)
+        resources[facts.key] = replace(status, labels=labels) if labels else status
         new_events.extend(events)
         drift += corrected
     metrics = replace(metrics, drift_corrections_total=metrics.drift_corrections_total + drift)
@@ -155,6 +173,11 @@ def compute(previous: Snapshot, p: PassInput) -> Snapshot:
         events=(*previous.events, *new_events)[-MAX_SNAPSHOT_EVENTS:],
         pending_actions=len(p.plan.actions),
         metrics=metrics,
+        deleted_volumes=(
+            p.observed.storage.ids.deleted_volumes
+            if p.observed.storage.reachable
+            else previous.deleted_volumes
+        ),
     )
 
 

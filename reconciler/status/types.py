@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from reconciler.observe.types import DeletedVolume
 from reconciler.source.protocol import SourceStatus
 
 
@@ -68,6 +69,7 @@ class ResourceStatus:
     pmid: int | None = None
     details: Mapping[str, str] = field(default_factory=dict)  # kind-specific, e.g. "attachedTo"
     created: float | None = None  # first seen by this controller (for AGE)
+    labels: Mapping[str, str] = field(default_factory=dict)  # metadata.labels (for get -l)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class Snapshot:
     events: tuple[Event, ...] = ()  # recent events across all resources, newest last
     pending_actions: int = 0
     metrics: Metrics = field(default_factory=Metrics)
+    # volumes volctl deleted (reclaimPolicy Delete), by volumeid, from the pool's id ledger
+    deleted_volumes: Mapping[int, DeletedVolume] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[ResourceStatus]:
         return [r for r in self.resources.values() if r.kind == kind]

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 from reconciler.backends.protocols import DomainEventCallback, EventKind
 from reconciler.errors import Conflict, NotFound, Transient
-from reconciler.identity import MANAGED_BY, META_MANAGED_BY
+from reconciler.identity import MANAGED_BY, META_ID, META_KIND, META_MANAGED_BY, META_NAME
 from reconciler.observe.types import (
+    DeletedVolume,
     DomainState,
+    IdLedger,
     ObservedDisk,
     ObservedDomain,
     ObservedHost,
@@ -82,6 +84,9 @@ class FakeStorage:
         self.watchers: dict[str, set[str]] = defaultdict(set)
         self.lock = threading.Lock()
         self.reachable = True
+        # the id ledger, as RbdStorage keeps it in the pool (backends/id_ledger.py)
+        self.hwm: dict[str, int] = {"vm": 0, "volume": 0}
+        self.deleted: dict[int, DeletedVolume] = {}
 
     def _call(self, method: str, name: str) -> None:
         if not self.reachable:
@@ -114,8 +119,9 @@ class FakeStorage:
             external[ref] = img is not None and snap in img.snapshots
         if not self.reachable:
             raise Transient("ceph: connection timed out")
+        ids = IdLedger(self.hwm["vm"], self.hwm["volume"], dict(self.deleted))
         return ObservedStorage(
-            reachable=True, pool=self.pool, images=imgs, external_snapshots=external
+            reachable=True, pool=self.pool, images=imgs, external_snapshots=external, ids=ids
         )
 
     def _add(
@@ -129,6 +135,9 @@ class FakeStorage:
         with self.lock:
             if name in self.images:
                 raise Conflict(f"image {name} exists")
+            kind = {"root": "vm", "volume": "volume"}.get(meta.get(META_KIND, ""))
+            if kind is not None and meta.get(META_ID, "").isdigit():  # advanced before creating
+                self.hwm[kind] = max(self.hwm[kind], int(meta[META_ID]))
             self.images[name] = ObservedImage(name, size, meta, parent, snaps, snaps)
 
     def import_image(self, name: str, path: str, meta: dict[str, str]) -> None:
@@ -178,8 +187,15 @@ class FakeStorage:
                 raise NotFound(name)
             if self.watchers[name]:
                 raise Transient(f"image {name} has watchers")
-            if self.images[name].meta.get(META_MANAGED_BY) != MANAGED_BY:
+            img = self.images[name]
+            if img.meta.get(META_MANAGED_BY) != MANAGED_BY:
                 raise Conflict(f"image {name} is not ours")
+            if img.meta.get(META_KIND) == "volume" and img.meta.get(META_ID, "").isdigit():
+                vid = int(img.meta[META_ID])
+                self.deleted[vid] = DeletedVolume(
+                    vid, img.meta.get(META_NAME, name), img.size_bytes, "2026-01-01T00:00:00Z"
+                )
+                self.hwm["volume"] = max(self.hwm["volume"], vid)
             del self.images[name]
 
     def close(self) -> None:

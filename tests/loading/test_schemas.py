@@ -28,7 +28,14 @@ def _documents(text: str) -> list[object]:
 
 def test_every_schema_is_valid_draft_2020_12() -> None:
     names = sorted(p.name for p in SCHEMAS.glob("*.json"))
-    assert names == sorted([*schema.SCHEMA_FILES.values(), schema.TOP_SCHEMA, schema.COMMON_SCHEMA])
+    assert names == sorted(
+        [
+            *schema.SCHEMA_FILES.values(),
+            schema.TOP_SCHEMA,
+            schema.COMMON_SCHEMA,
+            schema.CONFIG_SCHEMA,
+        ]
+    )
     for path in SCHEMAS.glob("*.json"):
         contents = json.loads(path.read_text())
         assert contents["$schema"] == "https://json-schema.org/draft/2020-12/schema"

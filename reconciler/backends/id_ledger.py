@@ -1,0 +1,145 @@
+"""The id ledger: one RADOS object in the managed pool that keeps vmid/volumeid from coming back.
+
+volctl keeps no database: ids live on the resources (domain metadata, RBD image-meta).  That
+alone lets the highest id return after its owner is deleted, so the pool also holds
+`volctl.ids`, a small object whose omap has
+
+- `hwm.vm`, `hwm.volume`: the highest id of each kind ever handed out, advanced *before* a
+  resource with a higher id is created (so a crash in between only skips an id);
+- `deleted.volume.<volumeid>` -> JSON `{volumeid, name, sizeBytes, deletedAt}`: written just
+  *before* a volume is removed (reclaimPolicy Delete), so `/volume/query` can say "deleted";
+- `deleted.count`: how many such records exist, so a pass reads the three counters in one
+  O(1) read op and re-reads the records only when the count changed.
+
+A missing object is a deployment from before the ledger: every mark reads as 0 and the
+planner counts from the ids the resources carry, so existing ids are unchanged (the first
+creation then writes the object).  The advance is read-then-write: one controller per pool
+is assumed (a second one on the same store directory is refused by `controller/store_lock`).
+Functions here take an open ioctx and run on the RBD backend's worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import rados
+
+from reconciler.observe.types import DeletedVolume, IdLedger
+
+OBJECT = "volctl.ids"
+HWM = {"vm": "hwm.vm", "volume": "hwm.volume"}
+DELETED_COUNT = "deleted.count"
+DELETED_PREFIX = "deleted.volume."
+_PAGE = 1000
+
+
+def read_counters(io: Any) -> dict[str, int]:
+    """hwm.vm, hwm.volume and deleted.count in one read op (0 when absent)."""
+    keys = (*HWM.values(), DELETED_COUNT)
+    try:
+        with rados.ReadOpCtx() as op:
+            it, _ret = io.get_omap_vals_by_keys(op, keys)
+            io.operate_read_op(op, OBJECT)
+            found = {str(k): _int(v) for k, v in it}
+    except rados.ObjectNotFound:
+        found = {}
+    return {k: found.get(k, 0) for k in keys}
+
+
+def read_deleted(io: Any) -> dict[int, DeletedVolume]:
+    """Every deleted-volume record, page by page."""
+    out: dict[int, DeletedVolume] = {}
+    after = ""
+    while True:
+        try:
+            with rados.ReadOpCtx() as op:
+                it, _ret = io.get_omap_vals(op, after, DELETED_PREFIX, _PAGE)
+                io.operate_read_op(op, OBJECT)
+                page = [(str(k), v) for k, v in it]
+        except rados.ObjectNotFound:
+            return out
+        for _key, value in page:
+            record = _record(value)
+            if record is not None:
+                out[record.volumeid] = record
+        if len(page) < _PAGE:
+            return out
+        after = page[-1][0]
+
+
+def ledger(counters: Mapping[str, int], deleted: Mapping[int, DeletedVolume]) -> IdLedger:
+    return IdLedger(
+        vm=counters.get(HWM["vm"], 0),
+        volume=counters.get(HWM["volume"], 0),
+        deleted_volumes=dict(deleted),
+    )
+
+
+def advance(io: Any, kind: str, value: int) -> None:
+    """Ensure the high-water mark of `kind` ("vm" | "volume") is at least `value`."""
+    key = HWM[kind]
+    if read_counters(io)[key] >= value:
+        return
+    _write(io, {key: str(value)})
+
+
+def record_deleted(io: Any, volumeid: int, name: str, size_bytes: int) -> None:
+    """Record a volume about to be removed, and make sure its id stays taken."""
+    counters = read_counters(io)
+    key = f"{DELETED_PREFIX}{volumeid}"
+    existing = _existing(io, key)
+    body = json.dumps(
+        {
+            "volumeid": volumeid,
+            "name": name,
+            "sizeBytes": size_bytes,
+            "deletedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+        sort_keys=True,
+    )
+    values = {key: body}
+    if not existing:
+        values[DELETED_COUNT] = str(counters[DELETED_COUNT] + 1)
+    if counters[HWM["volume"]] < volumeid:
+        values[HWM["volume"]] = str(volumeid)
+    _write(io, values)
+
+
+def _existing(io: Any, key: str) -> bool:
+    try:
+        with rados.ReadOpCtx() as op:
+            it, _ret = io.get_omap_vals_by_keys(op, (key,))
+            io.operate_read_op(op, OBJECT)
+            return any(True for _ in it)
+    except rados.ObjectNotFound:
+        return False
+
+
+def _write(io: Any, values: Mapping[str, str]) -> None:
+    with rados.WriteOpCtx() as op:
+        op.new(rados.LIBRADOS_CREATE_IDEMPOTENT)
+        io.set_omap(op, tuple(values), tuple(v.encode() for v in values.values()))
+        io.operate_write_op(op, OBJECT)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(bytes(value).decode() if not isinstance(value, str) else value)
+    except (ValueError, UnicodeDecodeError):
+        return 0
+
+
+def _record(value: Any) -> DeletedVolume | None:
+    try:
+        raw = json.loads(bytes(value).decode())
+        return DeletedVolume(
+            volumeid=int(raw["volumeid"]),
+            name=str(raw["name"]),
+            size_bytes=int(raw["sizeBytes"]),
+            deleted_at=str(raw["deletedAt"]),
+        )
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None  # a record we cannot read is not worth failing the pass for
