@@ -30,10 +30,9 @@ def librados_library() -> str:
     """The librados API version this process is linked against (not the cluster's)."""
     handle = rados.Rados(conffile=None)
     try:
-        major, minor, extra = handle.version()
+        return str(handle.version())  # a rados.Version, printed "major.minor.extra"
     finally:
         handle.shutdown()
-    return f"{major}.{minor}.{extra}"
 
 
 def libvirt_daemon(uri: str, *, timeout: float = 10.0) -> str:

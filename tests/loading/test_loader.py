@@ -158,7 +158,13 @@ INVALID: list[tuple[str, str, list[tuple[int, str, str]]]] = [
     (
         "unknown-field",
         volume("v", "1", "  sizeGb: 3\n"),
-        [(7, "spec.sizeGb", "unknown field; did you mean 'size'? (allowed here: size, reclaimPolicy)")],
+        [
+            (
+                7,
+                "spec.sizeGb",
+                "unknown field; did you mean 'size'? (allowed here: size, reclaimPolicy)",
+            )
+        ],
     ),
     ("bad-name", volume("'a b'"), [(4, "metadata.name", "' ' is not allowed")]),
     (

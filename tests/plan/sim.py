@@ -59,6 +59,7 @@ class _World:
         }
         self.images: dict[str, ObservedImage] = dict(world.storage.images)
         self.pool = world.storage.pool
+        self.ids = world.storage.ids  # the id ledger, advanced as the RBD backend does
 
     def freeze(self) -> ObservedWorld:
         hosts = {
@@ -69,8 +70,19 @@ class _World:
             else h
             for name, h in self.orig.hosts.items()
         }
-        storage = replace(self.orig.storage, images=dict(sorted(self.images.items())))
+        storage = replace(self.orig.storage, images=dict(sorted(self.images.items())), ids=self.ids)
         return ObservedWorld(hosts=hosts, storage=storage)
+
+    def advance_ids(self, meta: dict[str, str]) -> None:
+        """The high-water mark follows every root disk and volume created with its id."""
+        value = meta.get(identity.META_ID, "")
+        kind = meta.get(identity.META_KIND)
+        if not value.isdigit():
+            return
+        if kind == "root":
+            self.ids = replace(self.ids, vm=max(self.ids.vm, int(value)))
+        elif kind == "volume":
+            self.ids = replace(self.ids, volume=max(self.ids.volume, int(value)))
 
     # --- lookups that enforce the rules -------------------------------------------------
 
@@ -158,6 +170,7 @@ def _effect(w: _World, a: Action) -> None:
                     parent = a.parent
                     size = max(size, _parent_size(w, a))
                 w.images[a.image_name] = ObservedImage(a.image_name, size, dict(a.meta), parent)
+                w.advance_ids(dict(a.meta))
         case K.RESIZE_VOLUME:
             img = w.our_image(a)
             assert a.size_bytes is not None

@@ -1,13 +1,15 @@
-"""Integer ids: reused from the resources, new ones are max + 1 in name order."""
+"""Integer ids: reused from the resources, new ones above max(high-water mark, known ids)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from reconciler import identity
+from reconciler.model import ReclaimPolicy
+from reconciler.observe.types import IdLedger
 from reconciler.plan.actions import ActionKind
 
-from .builders import converge, desired, host, ohost, run, vm, volume, world
+from .builders import converge, desired, host, ohost, root_of, run, vm, volume, world
 
 HOSTS = [host("h1", 1)]
 
@@ -46,3 +48,31 @@ def test_ids_of_resources_that_left_the_spec_are_not_reused() -> None:
     p = run(desired(HOSTS, [vm("a"), vm("c")], [volume("w")]), w)
     assert p.ids["vm/c"] == 3
     assert p.ids["volume/w"] == 2
+
+
+def test_the_highest_id_is_not_reused_after_its_resource_is_deleted() -> None:
+    gone = volume("y", policy=ReclaimPolicy.DELETE)
+    w = converge(desired(HOSTS, [vm("a"), vm("b")], [volume("x"), gone]), world(ohost("h1")))
+    assert (w.storage.ids.vm, w.storage.ids.volume) == (2, 2)  # advanced as they were created
+    w = converge(desired(HOSTS, [vm("a")], [volume("x")]), w)  # b and y (highest ids) deleted
+    assert root_of(w, "b") is None
+    assert not [i for i in w.storage.images.values() if i.meta.get(identity.META_ID) == "2"]
+    p = run(desired(HOSTS, [vm("a"), vm("c")], [volume("x"), volume("z")]), w)
+    assert p.ids["vm/c"] == 3  # max(known) + 1 would hand out b's 2 again
+    assert p.ids["volume/z"] == 3
+
+
+def test_a_world_without_a_ledger_keeps_its_ids_and_counts_from_them() -> None:
+    """A deployment from before the ledger: nothing changes for existing resources."""
+    w = converge(desired(HOSTS, [vm("m"), vm("z")], [volume("v")]), world(ohost("h1")))
+    w = replace(w, storage=replace(w.storage, ids=IdLedger()))
+    p = run(desired(HOSTS, [vm("a"), vm("m"), vm("z")], [volume("v")]), w)
+    assert p.ids == {"vm/a": 3, "vm/m": 1, "vm/z": 2, "volume/v": 1}
+    assert not [a for a in p.actions if a.resource in ("vm/m", "vm/z", "volume/v")]
+
+
+def test_a_ledger_above_every_known_id_decides() -> None:
+    w = world(ohost("h1"))
+    w = replace(w, storage=replace(w.storage, ids=IdLedger(vm=41, volume=7)))
+    p = run(desired(HOSTS, [vm("a")], [volume("v")]), w)
+    assert p.ids == {"vm/a": 42, "volume/v": 8}
