@@ -10,8 +10,8 @@ import argparse
 from typing import Any
 
 COMMANDS = (
-    "apply diff delete get describe validate plan run reconcile import-legacy lab completion"
-    " console logs"
+    "apply diff delete get describe validate plan run reconcile import-legacy lab version "
+    "completion console logs doctor"
 )
 KINDS = "vms volumes attachments hosts images types"
 
@@ -29,11 +29,19 @@ _volctl() {
     case "$prev" in
         -f|--filename|--config)
             COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return;;
-        -o|--output) COMPREPLY=($(compgen -W "table wide json yaml name" -- "$cur")); return;;
+        -o|--output)
+            case "$cmd" in
+                get) COMPREPLY=($(compgen -W "table wide json yaml name" -- "$cur"));;
+                doctor) COMPREPLY=($(compgen -W "table json" -- "$cur"));;
+                *) COMPREPLY=($(compgen -W "text json" -- "$cur"));;
+            esac
+            return;;
     esac
     case "$cmd" in
         apply) COMPREPLY=($(compgen -W "-f --filename --dry-run --wait --timeout" -- "$cur"));;
-        diff|validate) COMPREPLY=($(compgen -W "-f --filename" -- "$cur"));;
+        diff) COMPREPLY=($(compgen -W "-f --filename" -- "$cur"));;
+        validate|plan) COMPREPLY=($(compgen -W "-f --filename -o --output" -- "$cur"));;
+        version) COMPREPLY=($(compgen -W "--client -o --output" -- "$cur"));;
         completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur"));;
         console|logs)
             local vms
@@ -45,7 +53,7 @@ _volctl() {
             else
                 local names
                 names=$(volctl get "${COMP_WORDS[2]}" -o name 2>/dev/null | sed 's|.*/||')
-                COMPREPLY=($(compgen -W "$names -o --output" -- "$cur"))
+                COMPREPLY=($(compgen -W "$names -o --output -l --selector -w --watch" -- "$cur"))
             fi;;
     esac
 }
@@ -64,18 +72,27 @@ _volctl() {
     fi
     case "${words[CURRENT-1]}" in
         -f|--filename|--config) _files; return;;
-        -o|--output) compadd table wide json yaml name; return;;
+        -o|--output)
+            case "${words[2]}" in
+                get) compadd table wide json yaml name;;
+                doctor) compadd table json;;
+                *) compadd text json;;
+            esac
+            return;;
     esac
     case "${words[2]}" in
         apply) compadd -- -f --filename --dry-run --wait --timeout;;
-        diff|validate) compadd -- -f --filename;;
+        diff) compadd -- -f --filename;;
+        validate|plan) compadd -- -f --filename -o --output;;
+        version) compadd -- --client -o --output;;
         completion) compadd bash zsh;;
         console|logs) compadd -- ${(f)"$(volctl get vms -o name 2>/dev/null | sed 's|.*/||')"};;
         get|describe|delete)
             if (( CURRENT == 3 )); then
                 compadd -a kinds
             else
-                compadd -- ${(f)"$(volctl get ${words[3]} -o name 2>/dev/null | sed 's|.*/||')"}
+                compadd -- ${(f)"$(volctl get ${words[3]} -o name 2>/dev/null | sed 's|.*/||')"} \
+                    -o --output -l --selector -w --watch
             fi;;
     esac
 }

@@ -31,6 +31,8 @@ from typing import IO, Any
 import pytest
 from source.specs import BASE, vm
 
+from reconciler.cli.completion_cmd import script
+from reconciler.cli.main import build_parser, main
 from reconciler.lab.proc import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -333,3 +335,34 @@ def test_version_prints_volctl_libvirt_hosts_and_ceph(config: Path, tmp_path: Pa
     assert client.returncode == 0
     assert client.stdout.startswith("volctl:   0.1.0\n")
     assert "host/" not in client.stdout
+
+
+# ---- the help says what the code does -------------------------------------------------------
+
+
+def test_run_help_shows_defaults_and_takes_durations(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "parallel actions per host (default 4)" in text
+    assert "parallel actions overall (default 16)" in text
+    assert "(default 15.0s)" in text  # --detach-wait
+    assert "git poll interval: seconds or 30s, 5m, 1h (default 60.0s)" in text
+    assert "at most --max-passes" in text
+    assert "stop after N passes (default 10)" in text
+    args = build_parser().parse_args(
+        ["run", "--interval", "5m", "--resync", "30s", "--detach-wait", "2", "--max-passes", "3"]
+    )
+    assert (args.interval, args.resync, args.detach_wait, args.max_passes) == (300.0, 30.0, 2.0, 3)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--interval", "soon"])
+    assert "'soon' is not a duration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_offers_the_output_formats_each_command_takes(shell: str) -> None:
+    text = script(shell)
+    assert "text json" in text  # validate, plan, version
+    assert "table wide json yaml name" in text  # get only
+    assert " version " in text
+    assert "--selector" in text
