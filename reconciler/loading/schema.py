@@ -55,7 +55,6 @@ _PATTERN_WORDS = {
     # config.schema.json
     "api": "an http:// or https:// URL",
     "listen": "host:port",
-    "secretUUID": "a UUID such as 5b3c1a2e-8f4d-4c6b-9a7e-2d1f0e3c4b5a",
     "interval": "a duration such as 30, 30s, 5m or 1h",
     "monitors": "host:port",
 }
