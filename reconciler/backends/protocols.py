@@ -80,9 +80,17 @@ class Hypervisor(Protocol):
 
 
 class Storage(Protocol):
-    """The managed RBD pool."""
+    """The managed RBD pool, and the id ledger kept in it.
 
-    def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage: ...
+    The ledger (`ObservedStorage.ids`) makes ids one-way: `clone`/`create` of an image whose
+    meta marks a root disk or volume with its `volctl.id` first raise that kind's high-water
+    mark to the id, and `remove` of a volume first records it as deleted (for the seed's
+    `"status": "deleted"`).  A pool without a ledger reads as all marks 0.
+    """
+
+    def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage:
+        """Every image in the pool, and the id ledger's marks (one read op)."""
+        ...
 
     def import_image(self, name: str, path: str, meta: dict[str, str]) -> None:
         """Import a local file as RBD image `name`, snapshot and protect BASE_SNAPSHOT."""
@@ -101,7 +109,9 @@ class Storage(Protocol):
     def set_meta(self, name: str, meta: dict[str, str]) -> None: ...
 
     def remove(self, name: str) -> None:
-        """Remove one of *our* images (NotFound if gone; Transient while it has watchers)."""
+        """Remove one of *our* images (NotFound if gone; Transient while it has watchers).
+
+        A volume is recorded in the id ledger as deleted before it goes."""
         ...
 
     def close(self) -> None: ...

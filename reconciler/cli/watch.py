@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from reconciler.cli import get_cmd
-from reconciler.cli.client import Client
+from reconciler.cli.client import ApiError, Client
 from reconciler.cli.selector import Selector
 
 _VOLATILE = ("events", "created")  # change without the resource changing
@@ -49,7 +49,12 @@ def watch(
         if current == generation:
             continue
         generation = current
-        fresh, now = get_cmd.fetch(api, coll, args.name, wanted)
+        try:
+            fresh, now = get_cmd.fetch(api, coll, args.name, wanted)
+        except ApiError as exc:
+            if exc.status != 404 or not args.name:
+                raise
+            fresh, now = [], time.time()  # the one resource watched is gone
         changed = [i for i in fresh if seen.get(i["name"], ("",))[0] != signature(i)]
         names = {i["name"] for i in fresh}
         gone = [{**item, "phase": "Deleted"} for n, (_s, item) in seen.items() if n not in names]
