@@ -13,16 +13,20 @@ alone lets the highest id return after its owner is deleted, so the pool also ho
 
 A missing object is a deployment from before the ledger: every mark reads as 0 and the
 planner counts from the ids the resources carry, so existing ids are unchanged (the first
-creation then writes the object).  The advance is read-then-write: one controller per pool
-is assumed (a second one on the same store directory is refused by `controller/store_lock`).
+creation then writes the object).  Every read-modify-write runs under a RADOS exclusive lock
+on the object (`locked`), so parallel creations - the executor clones many roots at once -
+and even two controllers on one pool cannot lower a mark or lose a deleted record.
 Functions here take an open ioctx and run on the RBD backend's worker threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import rados
@@ -34,6 +38,30 @@ HWM = {"vm": "hwm.vm", "volume": "hwm.volume"}
 DELETED_COUNT = "deleted.count"
 DELETED_PREFIX = "deleted.volume."
 _PAGE = 1000
+LOCK_NAME = "volctl.ids.update"
+LOCK_SECONDS = 30  # a holder that dies mid-update frees the lock after this
+_local = threading.Lock()  # this process's writers queue here instead of spinning on EBUSY
+
+
+@contextlib.contextmanager
+def locked(io: Any, *, wait: float = 20.0) -> Iterator[None]:
+    """Hold the ledger's RADOS exclusive lock (and this process's) for one update."""
+    cookie = uuid.uuid4().hex
+    deadline = time.monotonic() + wait
+    with _local:
+        while True:
+            try:
+                io.lock_exclusive(OBJECT, LOCK_NAME, cookie, "volctl id ledger", LOCK_SECONDS)
+                break
+            except (rados.ObjectBusy, rados.ObjectExists):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(rados.Error):
+                io.unlock(OBJECT, LOCK_NAME, cookie)
 
 
 def read_counters(io: Any) -> dict[str, int]:
@@ -81,13 +109,20 @@ def ledger(counters: Mapping[str, int], deleted: Mapping[int, DeletedVolume]) ->
 def advance(io: Any, kind: str, value: int) -> None:
     """Ensure the high-water mark of `kind` ("vm" | "volume") is at least `value`."""
     key = HWM[kind]
-    if read_counters(io)[key] >= value:
+    if read_counters(io)[key] >= value:  # the common case: no lock needed to see it
         return
-    _write(io, {key: str(value)})
+    with locked(io):
+        if read_counters(io)[key] < value:
+            _write(io, {key: str(value)})
 
 
 def record_deleted(io: Any, volumeid: int, name: str, size_bytes: int) -> None:
     """Record a volume about to be removed, and make sure its id stays taken."""
+    with locked(io):
+        _record_deleted(io, volumeid, name, size_bytes)
+
+
+def _record_deleted(io: Any, volumeid: int, name: str, size_bytes: int) -> None:
     counters = read_counters(io)
     key = f"{DELETED_PREFIX}{volumeid}"
     existing = _existing(io, key)
