@@ -10,6 +10,7 @@ not there yet and why.  A host or Ceph that cannot be observed makes the pass re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -17,6 +18,7 @@ from reconciler.config import load_config
 from reconciler.controller.knowledge import CompleteKnowledge
 from reconciler.controller.oneshot import source_for
 from reconciler.controller.passes import default_planner
+from reconciler.controller.store_lock import StoreLock
 from reconciler.controller.wiring import build_runtime
 from reconciler.logging import configure
 from reconciler.status.types import Phase, Snapshot
@@ -47,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
     source = source_for(config, args.paths)
     gate = CompleteKnowledge(default_planner())
     rt = build_runtime(config, source, allow_mass_delete=args.allow_mass_delete, planner=gate)
+    lock = contextlib.nullcontext() if args.paths else StoreLock(config.store)
     try:
-        result = rt.engine.run_pass(frozenset({"once"}))
+        with lock:  # a pass is a controller's work: not while `volctl run` holds the store
+            result = rt.engine.run_pass(frozenset({"once"}))
     finally:
         rt.close()
     if gate.refused is not None:  # nothing was executed on partial knowledge

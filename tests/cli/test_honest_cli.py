@@ -203,6 +203,9 @@ def test_a_second_controller_on_the_same_store_is_refused(config: Path, tmp_path
         assert second.returncode == 1
         assert f"pid {first.pid} on host {socket.gethostname()}" in second.stderr
         assert str(store) in second.stderr
+        once = volctl(config, "reconcile", "--once", timeout=60)  # a pass is a controller's work
+        assert once.returncode == 1
+        assert f"pid {first.pid} on host" in once.stderr
         assert first.poll() is None  # the first one is unaffected
     finally:
         first.kill()  # dies without cleaning up: the kernel releases the flock
