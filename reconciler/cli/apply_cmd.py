@@ -110,11 +110,14 @@ def dry_run_plan(
     except Exception as exc:  # noqa: BLE001 - any backend failure: the preview is optional
         print(f"(cannot plan against the live world: {exc})", file=sys.stderr)
         return 0
+    from reconciler.controller.knowledge import CannotPlan, unknowns  # noqa: PLC0415
+
+    missing = unknowns(result.observed)
+    if missing:  # a preview on partial knowledge would understate it: none at all
+        print(f"({CannotPlan(missing)}; no plan against the live world)", file=sys.stderr)
+        return 0
     print("\nplan against the live world (nothing was executed):")
     sys.stdout.write(render_text(result.plan))
-    for h in result.observed.hosts.values():
-        if not h.reachable:
-            print(f"warning: host {h.name} is unknown: {h.reason}", file=sys.stderr)
     return 0
 
 
