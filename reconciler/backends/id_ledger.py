@@ -31,6 +31,7 @@ from typing import Any
 
 import rados
 
+from reconciler.identity import META_ID, META_KIND
 from reconciler.observe.types import DeletedVolume, IdLedger
 
 OBJECT = "volctl.ids"
@@ -62,6 +63,43 @@ def locked(io: Any, *, wait: float = 20.0) -> Iterator[None]:
         finally:
             with contextlib.suppress(rados.Error):
                 io.unlock(OBJECT, LOCK_NAME, cookie)
+
+
+_ID_KINDS = {"root": "vm", "volume": "volume"}  # image kind -> the id kind its volctl.id is
+
+
+def new_id(meta: Mapping[str, str]) -> tuple[str, int] | None:
+    """("vm" | "volume", id) when image-meta marks a root disk or a volume with its id."""
+    kind = _ID_KINDS.get(meta.get(META_KIND, ""))
+    value = meta.get(META_ID, "")
+    return (kind, int(value)) if kind is not None and value.isdigit() else None
+
+
+class Reader:
+    """Reads the ledger once per pass: the counters in one op, the deleted records only when
+    `deleted.count` changed since the last read (they are cached here)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deleted: tuple[int, dict[int, DeletedVolume]] = (0, {})
+
+    def read(self, io: Any) -> IdLedger:
+        counters = read_counters(io)
+        count = counters[DELETED_COUNT]
+        with self._lock:
+            cached_count, deleted = self._deleted
+        if count != cached_count:
+            deleted = read_deleted(io)
+            with self._lock:
+                self._deleted = (count, deleted)
+        return ledger(counters, deleted)
+
+
+def advance_for(io: Any, meta: Mapping[str, str]) -> None:
+    """Before creating an image with this meta: raise its id kind's mark to its id."""
+    new = new_id(meta)
+    if new is not None:
+        advance(io, *new)
 
 
 def read_counters(io: Any) -> dict[str, int]:

@@ -41,15 +41,8 @@ from reconciler.backends import id_ledger, rbd_tmp
 from reconciler.backends.calls import Worker, ceph_connection_lost, translate_ceph
 from reconciler.backends.rbd_import import copy_sparse, raw_source
 from reconciler.errors import BackendError, Conflict, Terminal, Transient
-from reconciler.identity import (
-    BASE_SNAPSHOT,
-    MANAGED_BY,
-    META_ID,
-    META_KIND,
-    META_MANAGED_BY,
-    META_NAME,
-)
-from reconciler.observe.types import DeletedVolume, IdLedger, ObservedImage, ObservedStorage
+from reconciler.identity import BASE_SNAPSHOT, MANAGED_BY, META_MANAGED_BY, META_NAME
+from reconciler.observe.types import ObservedImage, ObservedStorage
 
 T = TypeVar("T")
 
@@ -67,16 +60,6 @@ class _Static:
 
 def _ours(meta: Mapping[str, str]) -> bool:
     return meta.get(META_MANAGED_BY) == MANAGED_BY
-
-
-_ID_KINDS = {"root": "vm", "volume": "volume"}  # image kind -> the id kind its volctl.id is
-
-
-def _new_id(meta: Mapping[str, str]) -> tuple[str, int] | None:
-    """("vm" | "volume", id) when `meta` marks a root disk or a volume with its id."""
-    kind = _ID_KINDS.get(meta.get(META_KIND, ""))
-    value = meta.get(META_ID, "")
-    return (kind, int(value)) if kind is not None and value.isdigit() else None
 
 
 def split_snapshot(spec: str) -> tuple[str, str, str]:
@@ -117,7 +100,7 @@ class RbdStorage:
         self._cluster: Any = None
         self._ioctx: dict[str, Any] = {}
         self._static: dict[str, _Static] = {}  # image id -> cached static facts
-        self._deleted: tuple[int, dict[int, DeletedVolume]] = (0, {})  # (count, records)
+        self._ledger = id_ledger.Reader()  # caches the deleted records between passes
         self._worker = Worker("rbd", threads=threads, on_timeout=self._timed_out)
 
     # -- connection -------------------------------------------------------------------------
@@ -232,7 +215,7 @@ class RbdStorage:
             ]
             calls += [functools.partial(self._snapshot_exists, s) for s in external_snapshots]
             results = self._worker.run_all(calls, timeout=self.timeout, what="observe images")
-            ids = self._call("read id ledger", self._read_ledger)
+            ids = self._call("read id ledger", self._ledger.read)
         except BackendError as exc:
             return ObservedStorage(reachable=False, reason=str(exc), pool=self.pool)
         except Exception as exc:  # noqa: BLE001 - any library error means "could not see"
@@ -255,24 +238,6 @@ class RbdStorage:
         return ObservedStorage(
             reachable=True, pool=self.pool, images=images, external_snapshots=found, ids=ids
         )
-
-    def _read_ledger(self, io: Any) -> IdLedger:
-        """The ledger's counters (one read op); its deleted records only when they changed."""
-        counters = id_ledger.read_counters(io)
-        count = counters[id_ledger.DELETED_COUNT]
-        with self._lock:
-            cached_count, deleted = self._deleted
-        if count != cached_count:
-            deleted = id_ledger.read_deleted(io)
-            with self._lock:
-                self._deleted = (count, deleted)
-        return id_ledger.ledger(counters, deleted)
-
-    @staticmethod
-    def _advance_ids(io: Any, meta: Mapping[str, str]) -> None:
-        new = _new_id(meta)
-        if new is not None:
-            id_ledger.advance(io, *new)
 
     # -- mutation helpers (run on worker threads) -------------------------------------------
 
@@ -331,7 +296,7 @@ class RbdStorage:
         def work(io: Any) -> None:
             im = self._open(io, name)
             if im is None:
-                self._advance_ids(io, meta)
+                id_ledger.advance_for(io, meta)
                 tmp = self._scratch_create(io, name, size_bytes)
                 self._mark(io, tmp, meta)
                 self._publish(io, tmp, name)
@@ -379,7 +344,7 @@ class RbdStorage:
                     raise Conflict(
                         f"rbd image {self.pool}/{name} still has {len(children)} clone(s)"
                     )
-            new = _new_id(meta)
+            new = id_ledger.new_id(meta)
             if new is not None and new[0] == "volume":  # recorded first: a crash only repeats it
                 id_ledger.record_deleted(io, new[1], meta.get(META_NAME, name), size)
             if snaps:
@@ -399,7 +364,7 @@ class RbdStorage:
         def work(io: Any) -> None:
             im = self._open(io, name)
             if im is None:
-                self._advance_ids(io, meta)
+                id_ledger.advance_for(io, meta)
                 tmp = self._scratch_clone(io, parent, name)
                 self._mark(io, tmp, meta, size_bytes)
                 self._publish(io, tmp, name)

@@ -8,6 +8,7 @@ record kept in the ledger.  The ledger itself is checked with the `rados` tool.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -99,3 +100,17 @@ def test_deleted_ids_are_not_reused_and_deleted_volumes_answer_deleted(
         assert http(base, f"/vm/query?vmid={vmid['b']}")[0] == 404
         assert http(base, f"/volume/query?volumeid={volid}")[1]["status"] == "deleted"
         assert http(base, f"/volume/query?volumeid={new_volid}")[1]["status"] == "available"
+
+
+def test_version_reports_each_lab_host_and_the_ceph_cluster(
+    lab_pool: LabPool, tmp_path: Path
+) -> None:
+    (tmp_path / "inventory.yaml").write_text(Path(lab_pool.info.inventory_path).read_text())
+    done = volctl(lab_pool, "version", "-o", "json", "-f", str(tmp_path / "inventory.yaml"))
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert set(found["hosts"]) == {h.name for h in lab_pool.info.hosts}
+    assert all(
+        v.count(".") == 2 and not v.startswith("unreachable") for v in found["hosts"].values()
+    )
+    assert found["ceph"].startswith("ceph version "), found["ceph"]
