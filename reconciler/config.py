@@ -116,13 +116,20 @@ def read_raw(path: Path) -> dict[str, Any]:
     if not isinstance(doc.data, dict):
         raise ConfigError([Diagnostic(str(path), doc.line, "", "config must be a mapping")])
     diagnostics = [
-        Diagnostic(str(path), doc.line_of(where), dotted(where), message)
+        Diagnostic(str(path), doc.line_of(where), dotted(where), _no_secret(where, message))
         for error in validator(CONFIG_SCHEMA).iter_errors(doc.data)
         for where, message in explain(error)
     ]
     if diagnostics:
         raise ConfigError(sorted(dict.fromkeys(diagnostics), key=lambda d: (d.line, d.path)))
     return doc.data
+
+
+def _no_secret(where: tuple[str | int, ...], message: str) -> str:
+    """A problem with a token is told without the value: it is a secret even when invalid."""
+    if where and str(where[-1]).lower().endswith("token"):
+        return "must be a non-empty string (the value is not shown)"
+    return message
 
 
 def _parse(path: Path) -> Config:

@@ -42,23 +42,21 @@ def versions(args: argparse.Namespace) -> dict[str, Any]:
     if args.client:
         return out
     from reconciler.config import load_config  # noqa: PLC0415
-    from reconciler.controller.oneshot import (  # noqa: PLC0415
-        SourceInvalid,
-        desired_or_raise,
-        source_for,
-    )
+    from reconciler.controller.oneshot import source_for  # noqa: PLC0415
 
     config = load_config(getattr(args, "config", None))
     source = source_for(config, args.paths)
     hosts: dict[str, str] = {}
     try:
-        desired = desired_or_raise(source)
-        for name, host in sorted(desired.hosts.items()):
-            hosts[name] = backend.libvirt_daemon(host.uri, timeout=args.timeout)
-    except SourceInvalid as exc:
-        hosts["(source)"] = f"invalid: {exc.errors[0] if exc.errors else exc}"
+        fetched = source.fetch()
     finally:
         source.close()
+    if fetched.state is None:
+        errors = fetched.errors or ("the source has no valid revision",)
+        hosts["(source)"] = f"invalid: {errors[0]}"
+    else:
+        for name, host in sorted(fetched.state.hosts.items()):
+            hosts[name] = backend.libvirt_daemon(host.uri, timeout=args.timeout)
     out["hosts"] = hosts
     out["ceph"] = backend.ceph_cluster(config.ceph.conf, config.ceph.user, timeout=args.timeout)
     return out

@@ -168,6 +168,17 @@ def test_a_config_with_an_unknown_key_is_refused_with_its_line(tmp_path: Path) -
         assert volctl(path, *cmd).returncode == 1, cmd
 
 
+def test_a_bad_token_is_refused_without_showing_it(tmp_path: Path) -> None:
+    path = tmp_path / "volctl.yaml"
+    path.write_text("token: 918273645546372819\nwebhook: {token: 1234567890123456789}\n")
+    done = volctl(path, "get", "vms")
+    assert done.returncode == 1
+    assert f"{path}:1: token: must be a non-empty string" in done.stderr
+    assert f"{path}:2: webhook.token: must be a non-empty string" in done.stderr
+    assert "918273645546372819" not in done.stderr
+    assert "1234567890123456789" not in done.stderr
+
+
 def test_every_key_of_the_documented_config_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "volctl.yaml"
     path.write_text(
