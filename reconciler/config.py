@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import SpecError
-from reconciler.model import Network, NetworkKind
 from reconciler.loading.diagnostics import Diagnostic, SpecValidationError, dotted
 from reconciler.loading.schema import CONFIG_SCHEMA, explain, validator
 from reconciler.loading.yamldoc import parse
+from reconciler.model import Network, NetworkKind
 
 DEFAULT_API = "http://127.0.0.1:8470"
 # a browser origin as sent in `Origin:`; `null` (sandboxed pages, file://) is not one on purpose
