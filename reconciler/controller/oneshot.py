@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from reconciler.backends.factory import storage_for
+from reconciler.controller.factory import storage_for
 from reconciler.config import Config
 from reconciler.controller.passes import Planner, default_planner
 from reconciler.controller.wiring import BackendConnections, HostOpener, open_libvirt

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from reconciler.backends.factory import ceph_access, hypervisor_for, storage_for
+from reconciler.controller.factory import ceph_access, hypervisor_for, storage_for
 from reconciler.backends.protocols import DomainEventCallback, Hypervisor, Storage
 from reconciler.config import Config
 from reconciler.controller.connections import external_snapshots

@@ -1,11 +1,12 @@
-"""Pure parts of the backends: monitor parsing, domain XML render/parse round trip."""
+"""Pure parts of the backends and their wiring: monitor parsing (controller.factory), domain
+XML render/parse round trip."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from reconciler.backends import domxml
-from reconciler.backends.factory import (
+from reconciler.controller.factory import (
     ceph_access,
     hypervisor_for,
     monitors_from_conf,
