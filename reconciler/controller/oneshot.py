@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from reconciler.controller.factory import storage_for
 from reconciler.config import Config
+from reconciler.controller.factory import storage_for
 from reconciler.controller.passes import Planner, default_planner
 from reconciler.controller.wiring import BackendConnections, HostOpener, open_libvirt
 from reconciler.model import DesiredState

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.backends import domxml
+from reconciler.config import CephConfig
 from reconciler.controller.factory import (
     ceph_access,
     hypervisor_for,
     monitors_from_conf,
     parse_mon_host,
 )
-from reconciler.config import CephConfig
 from reconciler.identity import XMLNS
 from reconciler.model import Host, Meta
 from reconciler.observe.types import OwnerMark

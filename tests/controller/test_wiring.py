@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.controller.factory import monitors_from_conf
 from reconciler.config import CephConfig, Config
+from reconciler.controller.factory import monitors_from_conf
 from reconciler.controller.wiring import open_libvirt, plan_settings
 from reconciler.model import Host, Meta
 
