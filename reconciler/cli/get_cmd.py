@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import yaml
-
 from reconciler.cli import client
 from reconciler.cli.client import ApiError, Client
 
@@ -153,10 +151,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(items[0] if args.name else {"items": items}, indent=2))
         return 0
     if args.output == "yaml":
+        import yaml
+
         print(yaml.safe_dump(items[0] if args.name else {"items": items}, sort_keys=False), end="")
         return 0
     if args.output == "name":
-        short = client.short_key(kind, "")
+        from reconciler.source.documents import short_key
+
+        short = short_key(kind, "")
         for item in items:
             print(short + item["name"])
         return 0

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.config import load_config
-from reconciler.controller.oneshot import source_for
-from reconciler.controller.wiring import build_runtime
-from reconciler.logging import configure
-from reconciler.status.types import Phase, Snapshot
+from reconciler.cli import client
 
-_QUIET = (Phase.READY, Phase.STOPPED, Phase.RELEASED)
+if TYPE_CHECKING:
+    from reconciler.status.types import Snapshot
 
 
 def register(subparsers: Any) -> None:
@@ -29,8 +26,10 @@ def register(subparsers: Any) -> None:
         "exit 0 only if the world has converged; otherwise print what is left and exit 1.",
     )
     parser.add_argument("--once", action="store_true", required=True, help="run one pass")
-    parser.add_argument(
-        "-f", "--filename", dest="paths", action="extend", nargs="+", metavar="PATH"
+    client.add_filename(
+        parser,
+        required=False,
+        help_text="spec file or directory to reconcile instead of the configured source",
     )
     parser.add_argument("--allow-mass-delete", action="store_true")
     parser.add_argument("--log-level", default="info", help="structlog level (default info)")
@@ -38,6 +37,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.config import load_config
+    from reconciler.controller.oneshot import source_for
+    from reconciler.controller.wiring import build_runtime
+    from reconciler.logging import configure
+
     configure(args.log_level)
     config = load_config(getattr(args, "config", None))
     source = source_for(config, args.paths)
@@ -52,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(snap: Snapshot) -> str:
     """Human summary of a snapshot: counts, actions run, and what is not converged."""
+    from reconciler.status.types import Phase
+
+    quiet = (Phase.READY, Phase.STOPPED, Phase.RELEASED)
     lines: list[str] = []
     if snap.source is not None and snap.source.error:
         lines.append(f"source error: {snap.source.error}")
@@ -65,7 +72,7 @@ def summary(snap: Snapshot) -> str:
         if not h.reachable:
             lines.append(f"host/{h.name}: Unknown: {h.reason}")
     for key, r in sorted(snap.resources.items()):
-        if r.phase in _QUIET or key.startswith("host/"):
+        if r.phase in quiet or key.startswith("host/"):
             continue
         why = r.last_error or next((c.message for c in r.conditions if c.message), "")
         lines.append(f"{key}: {r.phase}" + (f": {why}" if why else ""))

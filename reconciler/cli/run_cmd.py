@@ -18,22 +18,13 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
-
+from reconciler.cli import client
 from reconciler.cli.reconcile_cmd import summary
-from reconciler.config import load_config
-from reconciler.controller.loop import LoopSettings
-from reconciler.controller.oneshot import source_for
-from reconciler.controller.passes import EngineSettings, PassResult
-from reconciler.controller.sdnotify import notify
-from reconciler.controller.triggers import Resync
-from reconciler.controller.wiring import build_runtime
-from reconciler.execute.executor import Limits
-from reconciler.logging import configure
 
-log = structlog.get_logger("volctl.run")
+if TYPE_CHECKING:
+    from reconciler.controller.passes import PassResult
 
 
 def register(subparsers: Any) -> None:
@@ -49,7 +40,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--interval", type=float, default=60.0, help="git poll seconds (default 60)")
     p.add_argument("--listen", help="REST address host:port (default: config 'listen')")
     p.add_argument("--once", action="store_true", help="reconcile until converged, then exit")
-    p.add_argument("-f", "--filename", dest="paths", action="extend", nargs="+", metavar="PATH")
+    client.add_filename(
+        p, required=False, help_text="spec file or directory to use instead of the store and git"
+    )
     p.add_argument("--resync", type=float, default=30.0, help="resync seconds (default 30)")
     p.add_argument("--per-host", type=int, default=4, help="parallel actions per host")
     p.add_argument("--parallel", type=int, default=16, help="parallel actions overall")
@@ -61,11 +54,23 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import structlog
+
+    from reconciler.config import load_config
+    from reconciler.controller.loop import LoopSettings
+    from reconciler.controller.oneshot import source_for
+    from reconciler.controller.passes import EngineSettings
+    from reconciler.controller.triggers import Resync
+    from reconciler.controller.wiring import build_runtime
+    from reconciler.execute.executor import Limits
+    from reconciler.logging import configure
+
+    log = structlog.get_logger("volctl.run")
     configure(args.log_level)
     config = load_config(getattr(args, "config", None))
     hook_token = None
     if config.webhook is not None and not args.no_api:
-        from reconciler.api.hooks import token_of  # noqa: PLC0415 - only when serving
+        from reconciler.api.hooks import token_of
 
         hook_token = token_of(config.webhook)  # a bad webhook config stops before any work
     source = source_for(
@@ -88,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     )
     server = None
     if not args.no_api:
-        from reconciler.api.hooks import GitHook  # noqa: PLC0415 - only when serving
-        from reconciler.api.server import serve  # noqa: PLC0415
+        from reconciler.api.hooks import GitHook
+        from reconciler.api.server import serve
 
         hook = None if hook_token is None else GitHook(hook_token, rt.controller.refresh_source)
         server = serve(
@@ -104,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
             result = rt.controller.run_until_converged()
             sys.stdout.write(summary(result.snapshot))
             return 0 if result.snapshot.converged else 1
-        _stop_on_signals(rt.controller.stop)
+        _stop_on_signals(rt.controller.stop, log)
         rt.controller.watch_source()
         log.info("controller.start", source=source.kind, url=source.url)
-        rt.controller.run(after_pass=_Readiness())
+        rt.controller.run(after_pass=_Readiness(log))
         log.info("controller.stop")
         return 0
     finally:
@@ -116,9 +121,11 @@ def run(args: argparse.Namespace) -> int:
         rt.close()
 
 
-def _stop_on_signals(stop: Any) -> None:
+def _stop_on_signals(stop: Any, log: Any) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
+
+    from reconciler.controller.sdnotify import notify
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         log.info("signal", signal=signal.Signals(signum).name)
@@ -132,15 +139,18 @@ def _stop_on_signals(stop: Any) -> None:
 class _Readiness:
     """After each pass: STATUS= for `systemctl status`; READY=1 once, after the first."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: Any) -> None:
         self.ready = False
+        self.log = log
 
     def __call__(self, result: PassResult) -> None:
+        from reconciler.controller.sdnotify import notify
+
         snap = result.snapshot
         state = "converged" if snap.converged else f"{snap.pending_actions} action(s) pending"
         lines = [f"STATUS=pass {result.reconcile_id}: {state}"]
         if not self.ready:
             lines.insert(0, "READY=1")
-            log.info("controller.ready", reconcile_id=result.reconcile_id)
+            self.log.info("controller.ready", reconcile_id=result.reconcile_id)
         notify(*lines)
         self.ready = True
