@@ -12,9 +12,6 @@ from __future__ import annotations
 import random
 import time
 
-from conftest import Harness, build, spec
-from fakeworld import FakeHypervisor, FakeStorage
-
 from reconciler.errors import Transient
 from reconciler.execute.retry import Backoff, RetryTracker
 from reconciler.model import DesiredState
@@ -23,6 +20,9 @@ from reconciler.plan.actions import ActionKind, Plan
 from reconciler.plan.planner import plan
 from reconciler.plan.settings import PlanSettings
 from reconciler.status.types import Phase
+from tests.execute.fakeworld import FakeHypervisor, FakeStorage
+
+from .harness import Harness, build, spec
 
 HOSTS = {"h1": "fake://h1"}
 VMS = {"a": None, "b": None}

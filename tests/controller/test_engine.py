@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 
-from conftest import Harness, build, spec
-from fakeworld import FakeHypervisor, FakeStorage
 from structlog.testing import capture_logs
 
 from reconciler.errors import Terminal, Transient
@@ -19,6 +17,9 @@ from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import Plan
 from reconciler.plan.settings import PlanSettings
 from reconciler.status.types import ConditionType, Phase, Snapshot
+from tests.execute.fakeworld import FakeHypervisor, FakeStorage
+
+from .harness import Harness, build, spec
 
 HOSTS = {"h1": "fake://h1", "h2": "fake://h2"}
 
