@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -131,6 +132,17 @@ def spec(
     )
 
 
+class FakeClock:
+    """Simulated seconds: `Harness.run_due` moves it to the next due timer, so a test sees
+    the passes that minutes of backoff would bring without waiting for them."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass
 class Harness:
     source: MemorySource
@@ -153,6 +165,23 @@ class Harness:
 
         self.thread = threading.Thread(target=body, name="controller", daemon=True)
         self.thread.start()
+
+    def run_due(self, clock: FakeClock, until: float, max_passes: int = 50) -> list[float]:
+        """What `Controller.run` does, on simulated time: jump to the next due timer, run that
+        pass, arm the timers, until nothing is due before `until` (or `max_passes`, which only
+        a hot loop reaches).  Returns the simulated start time of every pass."""
+        triggers = self.controller.triggers
+        started: list[float] = []
+        while len(started) < max_passes:
+            due = triggers.next_due()
+            if due is None or due >= until:
+                break
+            clock.now = max(clock.now, due)
+            started.append(clock.now)
+            result = self.engine.run_pass(frozenset(triggers.wait(timeout=0)))
+            self.controller.arm(result)
+        clock.now = max(clock.now, until)
+        return started
 
     def wait(self, pred: Callable[[Snapshot], bool], timeout: float = 15.0) -> Snapshot:
         snap = self.store.wait_for(pred, timeout=timeout)
@@ -187,10 +216,13 @@ def build(
     planner: Planner | None = None,
     detach_wait: float = 1.0,
     resync: float = 0.5,
+    clock: FakeClock | None = None,
 ) -> Harness:
+    """A wired controller; with `clock`, its timers, retry backoff and status times run on
+    that simulated clock (drive it with `Harness.run_due`), else on the real ones."""
     store = StatusStore()
     devices = DeviceEvents()
-    triggers = Triggers(rng=random.Random(3))
+    triggers = Triggers(rng=random.Random(3), clock=clock or time.monotonic)
     loop = LoopSettings(resync=Resync(resync, 0.1), event_coalesce=0.05, requeue_min=0.05)
     sink = EventSink(store, devices, triggers, loop.event_coalesce)
     conns = StaticConnections(hypervisors, storage, on_event=sink)
@@ -204,6 +236,7 @@ def build(
         retry=RetryTracker(Backoff((0.2, 0.4, 0.8), jitter=0.1), random.Random(5)),
         planner=planner,
         events=devices,
+        clock=clock or time.time,
     )
     controller = Controller(engine, triggers, settings=loop)
     return Harness(source, engine, controller, store, hypervisors, storage)
