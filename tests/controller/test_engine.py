@@ -46,6 +46,12 @@ FULL = spec(
     volumes={"v1": 1, "v2": 2},
     attachments={"att1": ("v1", "a"), "att2": ("v2", "c")},
 )
+MOVED = spec(  # FULL with v1 moved from a to b
+    HOSTS,
+    vms={"a": None, "b": None, "c": None},
+    volumes={"v1": 1, "v2": 2},
+    attachments={"att1": ("v1", "b"), "att2": ("v2", "c")},
+)
 
 
 def cond(snap: Snapshot, key: str, ctype: ConditionType) -> bool:
@@ -197,13 +203,7 @@ def test_unacknowledged_detach_is_detaching_not_moved(
     h, hvs, _ = make(harnesses, FULL, detach_wait=0.3)
     assert h.engine.run_pass().snapshot.converged
     hvs["h1"].guest_acks_detach = False
-    moved = spec(
-        HOSTS,
-        vms={"a": None, "b": None, "c": None},
-        volumes={"v1": 1, "v2": 2},
-        attachments={"att1": ("v1", "b"), "att2": ("v2", "c")},
-    )
-    h.source.set(moved)
+    h.source.set(MOVED)
     snap = h.engine.run_pass().snapshot
     assert not snap.converged
     assert snap.resources["volume/v1"].phase is Phase.DETACHING
@@ -297,13 +297,7 @@ def test_a_spec_change_is_not_drift_but_an_out_of_band_detach_is(
 ) -> None:
     h, hvs, _ = make(harnesses, FULL)
     assert h.engine.run_pass().snapshot.converged
-    moved = spec(
-        HOSTS,
-        vms={"a": None, "b": None, "c": None},
-        volumes={"v1": 1, "v2": 2},
-        attachments={"att1": ("v1", "b"), "att2": ("v2", "c")},
-    )
-    h.source.set(moved)
+    h.source.set(MOVED)
     snap = h.engine.run_pass().snapshot
     assert snap.converged
     assert hvs["h1"].domains["b"].disks == {"vol-v1": "vdb"}
