@@ -5,23 +5,24 @@ a single config that makes every command point at the lab.  Lookup order: `--con
 `$VOLCTL_CONFIG`, `./volctl.yaml`, `~/.config/volctl/config.yaml`, `/etc/volctl/config.yaml`.
 Single values can be overridden by env vars (VOLCTL_API, VOLCTL_TOKEN, VOLCTL_STORE).
 The config holds the *path* of a Ceph conf/keyring and the libvirt secret uuid, never a key.
-It is checked against `schemas/config.schema.json` the way specs are checked against theirs:
-every problem as `file:line: field: message`, an unknown key with a `did you mean`, so a typo
-(`apii:`, `secretUuid:`) is refused instead of silently falling back to a default.
+The commands read it through `reconciler.loading.config_file`, which checks it against
+`schemas/config.schema.json` the way specs are checked: every problem as `file:line: field:
+message`, an unknown key with a `did you mean`, so a typo (`apii:`, `secretUuid:`) is refused
+instead of silently falling back to a default.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from reconciler.errors import SpecError
-from reconciler.loading.diagnostics import Diagnostic, SpecValidationError, dotted
-from reconciler.loading.schema import CONFIG_SCHEMA, explain, validator
-from reconciler.loading.yamldoc import parse
 from reconciler.model import Network, NetworkKind
 
 DEFAULT_API = "http://127.0.0.1:8470"
@@ -69,11 +70,20 @@ def _candidates(explicit: str | None) -> list[Path]:
     return out
 
 
-def load_config(explicit: str | None = None) -> Config:
+Reader = Callable[[Path], dict[str, Any]]
+
+
+def load_config(explicit: str | None = None, *, read: Reader | None = None) -> Config:
+    """The config found as the module docstring says, with env overrides applied.
+
+    `read` turns the file into plain data.  The commands pass the schema-checked reader,
+    `reconciler.loading.config_file.read_checked` (through its `load_config`): this module
+    sits below `loading` in the layer table, so it cannot call the schema check itself.
+    """
     cfg = Config()
     for cand in _candidates(explicit):
         if cand.is_file():
-            cfg = _parse(cand)
+            cfg = _parse(cand, read or read_plain)
             break
         if explicit or os.environ.get("VOLCTL_CONFIG"):
             raise SpecError(f"{cand}: config file not found")
@@ -87,53 +97,19 @@ def load_config(explicit: str | None = None) -> Config:
     return cfg
 
 
-class ConfigError(SpecValidationError):
-    """The config file has problems; the message lists each as file:line: field: message."""
-
-    def __str__(self) -> str:
-        count = len(self.diagnostics)
-        noun = "problem" if count == 1 else "problems"
-        lines = "\n".join(str(d) for d in self.diagnostics)
-        return f"invalid config ({count} {noun}):\n{lines}"
-
-
-def read_raw(path: Path) -> dict[str, Any]:
-    """The config file's plain data, validated against the schema (ConfigError otherwise)."""
+def read_plain(path: Path) -> dict[str, Any]:
+    """The config file's data, unchecked (`loading/config_file.py` is the checked reader)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise SpecError(f"{path}: cannot read config: {exc}") from exc
-    documents, problems = parse(str(path), text)
-    if problems:
-        raise ConfigError(problems)
-    if not documents:
-        return {}
-    if len(documents) > 1:
-        raise ConfigError(
-            [Diagnostic(str(path), documents[1].line, "", "a config is one YAML document")]
-        )
-    doc = documents[0]
-    if not isinstance(doc.data, dict):
-        raise ConfigError([Diagnostic(str(path), doc.line, "", "config must be a mapping")])
-    diagnostics = [
-        Diagnostic(str(path), doc.line_of(where), dotted(where), _no_secret(where, message))
-        for error in validator(CONFIG_SCHEMA).iter_errors(doc.data)
-        for where, message in explain(error)
-    ]
-    if diagnostics:
-        raise ConfigError(sorted(dict.fromkeys(diagnostics), key=lambda d: (d.line, d.path)))
-    return doc.data
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: config must be a mapping")
+    return raw
 
 
-def _no_secret(where: tuple[str | int, ...], message: str) -> str:
-    """A problem with a token is told without the value: it is a secret even when invalid."""
-    if where and str(where[-1]).lower().endswith("token"):
-        return "must be a non-empty string (the value is not shown)"
-    return message
-
-
-def _parse(path: Path) -> Config:
-    raw = read_raw(path)
+def _parse(path: Path, read: Reader) -> Config:
+    raw = read(path)
     ceph_raw = raw.get("ceph") or {}
     mons = tuple(
         (str(m.rsplit(":", 1)[0]), int(m.rsplit(":", 1)[1])) for m in ceph_raw.get("monitors", [])

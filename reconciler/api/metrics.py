@@ -1,154 +1,144 @@
 """`/metrics`: the snapshot's counters in the Prometheus text exposition format (0.0.4).
 
-Why hand-written instead of prometheus_client: the numbers are already accumulated by the
-controller in `Snapshot.metrics`; rendering them is a few lines, and a second registry with
-its own locking would only be a chance for the two to disagree.
+Why a collector and not prometheus_client's Counter/Gauge objects: the controller already
+accumulates every number in `Snapshot.metrics` (one immutable snapshot per pass), so a second
+set of live metric objects would only be a chance for the two to disagree.  `SnapshotCollector`
+turns one snapshot into metric families and prometheus_client writes the exposition (escaping,
+number format, histogram layout).  Nothing is registered globally: every scrape renders the
+snapshot it is given, so two servers in one process (as in the tests) never share state.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
 
-from reconciler.status.types import PASS_BUCKETS, Phase, Snapshot
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from reconciler.status.types import PASS_BUCKETS, HostStatus, Phase, Snapshot
 
-
-def _esc(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(**labels: object) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items()) + "}"
-
-
-def _num(value: float) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value))
-
-
-def _family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 def render(snap: Snapshot) -> str:
+    """The exposition text of one snapshot."""
+    return generate_latest(SnapshotCollector(lambda: snap)).decode()
+
+
+class SnapshotCollector(Collector):
+    """Metric families read from the current snapshot each time they are collected."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        yield from _passes(snap)
+        yield from _resources(snap)
+        yield from _hosts(sorted(snap.hosts.values(), key=lambda h: h.name))
+        yield from _source(snap)
+        yield from _loop(snap)
+
+
+def _passes(snap: Snapshot) -> Iterator[Metric]:
     m = snap.metrics
-    lines: list[str] = []
-    buckets = [
-        f'volctl_reconcile_duration_seconds_bucket{{le="{b}"}} {c}'
-        for b, c in zip(PASS_BUCKETS, m.pass_buckets, strict=False)
-    ]
-    buckets.append(f'volctl_reconcile_duration_seconds_bucket{{le="+Inf"}} {m.passes_total}')
-    buckets.append(f"volctl_reconcile_duration_seconds_sum {_num(m.pass_seconds_sum)}")
-    buckets.append(f"volctl_reconcile_duration_seconds_count {m.passes_total}")
-    lines += _family(
-        "volctl_reconcile_duration_seconds", "histogram", "Duration of reconcile passes.", buckets
+    buckets = [(str(b), float(c)) for b, c in zip(PASS_BUCKETS, m.pass_buckets, strict=False)]
+    yield HistogramMetricFamily(
+        "volctl_reconcile_duration_seconds",
+        "Duration of reconcile passes.",
+        buckets=[*buckets, ("+Inf", float(m.passes_total))],
+        sum_value=m.pass_seconds_sum,
     )
-    lines += _family(
+    actions = CounterMetricFamily(
         "volctl_actions_total",
-        "counter",
         "Actions executed, by action kind and result.",
-        (
-            f"volctl_actions_total{_labels(kind=k, result=r)} {n}"
-            for (k, r), n in sorted(m.actions_total.items())
-        ),
+        labels=("kind", "result"),
     )
-    lines += _family(
+    for (kind, result), n in sorted(m.actions_total.items()):
+        actions.add_metric((kind, result), n)
+    yield actions
+    yield CounterMetricFamily(
         "volctl_drift_corrections_total",
-        "counter",
         "Actions that repaired changes made outside volctl.",
-        [f"volctl_drift_corrections_total {m.drift_corrections_total}"],
+        value=m.drift_corrections_total,
     )
-    lines += _family(
+    yield CounterMetricFamily(
         "volctl_libvirt_events_total",
-        "counter",
         "libvirt events that triggered a reconcile pass.",
-        [f"volctl_libvirt_events_total {m.events_received_total}"],
+        value=m.events_received_total,
     )
-    phases: Counter[tuple[str, str]] = Counter(
-        (r.kind, r.phase.value) for r in snap.resources.values()
+
+
+def _resources(snap: Snapshot) -> Iterator[Metric]:
+    """Every phase of every kind present, zeros included, so a phase that empties drops to 0."""
+    phases = Counter((r.kind, r.phase) for r in snap.resources.values())
+    family = GaugeMetricFamily(
+        "volctl_resources", "Managed resources by kind and phase.", labels=("kind", "phase")
     )
-    kinds = sorted({r.kind for r in snap.resources.values()})
-    lines += _family(
-        "volctl_resources",
-        "gauge",
-        "Managed resources by kind and phase.",
-        (
-            f"volctl_resources{_labels(kind=k, phase=p.value)} {phases.get((k, p.value), 0)}"
-            for k in kinds
-            for p in Phase
-        ),
-    )
-    hosts = sorted(snap.hosts.values(), key=lambda h: h.name)
-    lines += _family(
+    for kind in sorted({r.kind for r in snap.resources.values()}):
+        for phase in Phase:
+            family.add_metric((kind, phase.value), phases[(kind, phase)])
+    yield family
+
+
+def _hosts(hosts: list[HostStatus]) -> Iterator[Metric]:
+    reachable = GaugeMetricFamily(
         "volctl_host_reachable",
-        "gauge",
         "1 when the host's libvirt could be observed in the last pass.",
-        (
-            f"volctl_host_reachable{_labels(host=h.name, pmid=h.pmid)} {_num(h.reachable)}"
-            for h in hosts
-        ),
+        labels=("host", "pmid"),
     )
-    for metric, attr, text in (
+    for h in hosts:
+        reachable.add_metric((h.name, str(h.pmid)), float(h.reachable))
+    yield reachable
+    for name, attr, text in (
         ("volctl_host_cpus", "cpus", "CPUs of the host."),
         ("volctl_host_memory_mib", "memory_mib", "Memory of the host in MiB."),
     ):
-        lines += _family(
-            metric,
-            "gauge",
-            text,
-            (f"{metric}{_labels(host=h.name)} {getattr(h, attr)}" for h in hosts),
-        )
-    for metric, ours, foreign, text in (
+        family = GaugeMetricFamily(name, text, labels=("host",))
+        for h in hosts:
+            family.add_metric((h.name,), getattr(h, attr))
+        yield family
+    for name, ours, foreign, text in (
         ("volctl_host_cpu_used", "cpu_used_ours", "cpu_used_foreign", "vCPUs allocated."),
         ("volctl_host_ram_used_mib", "ram_used_ours_mib", "ram_used_foreign_mib", "RAM allocated."),
     ):
-        lines += _family(
-            metric,
-            "gauge",
-            f"{text} owner=volctl for ours, foreign for everything else.",
-            (
-                f"{metric}{_labels(host=h.name, owner=o)} {getattr(h, a)}"
-                for h in hosts
-                for o, a in (("volctl", ours), ("foreign", foreign))
-            ),
-        )
+        help_text = f"{text} owner=volctl for ours, foreign for everything else."
+        family = GaugeMetricFamily(name, help_text, labels=("host", "owner"))
+        for h in hosts:
+            family.add_metric((h.name, "volctl"), getattr(h, ours))
+            family.add_metric((h.name, "foreign"), getattr(h, foreign))
+        yield family
+
+
+def _source(snap: Snapshot) -> Iterator[Metric]:
     src = snap.source
-    info = []
-    if src is not None:
-        info.append(
-            "volctl_source_info"
-            + _labels(
-                kind=src.kind,
-                url=src.url,
-                branch=src.branch or "",
-                path=src.path,
-                revision=src.last_applied_revision or "",
-            )
-            + " 1"
-        )
-    lines += _family(
+    info = GaugeMetricFamily(
         "volctl_source_info",
-        "gauge",
         "The desired-state source and its last applied revision (git commit or store digest).",
-        info,
+        labels=("kind", "url", "branch", "path", "revision"),
     )
-    lines += _family(
+    if src is not None:
+        revision = src.last_applied_revision or ""
+        info.add_metric((src.kind, src.url, src.branch or "", src.path, revision), 1)
+    yield info
+    yield GaugeMetricFamily(
         "volctl_source_error",
-        "gauge",
         "1 when the last attempted revision was rejected.",
-        [f"volctl_source_error {_num(bool(src is not None and src.error))}"],
+        value=float(src is not None and bool(src.error)),
     )
-    for metric, value, text in (
-        ("volctl_converged", _num(snap.converged), "1 when the last pass found nothing to do."),
-        ("volctl_generation", str(snap.generation), "Reconcile passes published."),
-        ("volctl_pending_actions", str(snap.pending_actions), "Actions planned but not done."),
+
+
+def _loop(snap: Snapshot) -> Iterator[Metric]:
+    for name, value, text in (
+        ("volctl_converged", float(snap.converged), "1 when the last pass found nothing to do."),
+        ("volctl_generation", snap.generation, "Reconcile passes published."),
+        ("volctl_pending_actions", snap.pending_actions, "Actions planned but not done."),
     ):
-        lines += _family(metric, "gauge", text, [f"{metric} {value}"])
-    return "\n".join(lines) + "\n"
+        yield GaugeMetricFamily(name, text, value=value)

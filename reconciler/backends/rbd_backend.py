@@ -337,8 +337,7 @@ class RbdStorage:
                 if watchers:
                     addrs = ", ".join(str(w["addr"]) for w in watchers)
                     raise Transient(f"rbd image {self.pool}/{name} is in use by {addrs}")
-                snaps = [str(s["name"]) for s in im.list_snaps()]
-                protected = [s for s in snaps if im.is_protected_snap(s)]
+                snaps, protected = rbd_tmp.snapshots(im)
                 children = list(im.list_children2()) if protected else []
                 if children:
                     raise Conflict(
@@ -347,13 +346,7 @@ class RbdStorage:
             new = id_ledger.new_id(meta)
             if new is not None and new[0] == "volume":  # recorded first: a crash only repeats it
                 id_ledger.record_deleted(io, new[1], meta.get(META_NAME, name), size)
-            if snaps:
-                with rbd.Image(io, name) as im:
-                    for snap in snaps:
-                        if snap in protected:
-                            im.unprotect_snap(snap)
-                        im.remove_snap(snap)
-            rbd.RBD().remove(io, name)
+            rbd_tmp.remove_image(io, name, snaps, protected)
 
         self._forget(name)
         self._call(f"remove {name}", work)

@@ -13,7 +13,9 @@ Scratch images left behind by a crash are volctl's own debris, marked or not: on
 a grace period and open by nobody (an image being written has a watcher), they are removed -
 before a new attempt at the same final name, and by every `observe()`.  The grace period
 covers the short windows in which a live creator holds no watcher (between create and open,
-between close and rename).  All functions here run on the backend's worker threads.
+between close and rename).  Removing an image with its snapshots (`remove_image`) lives here
+too: the debris sweep and `RbdStorage.remove` do it the same way.  All functions here run on
+the backend's worker threads.
 """
 
 from __future__ import annotations
@@ -49,6 +51,25 @@ def age_seconds(im: Any) -> float:
     return float((datetime.now(UTC) - created).total_seconds())
 
 
+def snapshots(im: Any) -> tuple[list[str], set[str]]:
+    """An open image's snapshot names, and those of them that are protected."""
+    snaps = [str(s["name"]) for s in im.list_snaps()]
+    return snaps, {s for s in snaps if im.is_protected_snap(s)}
+
+
+def remove_image(io: Any, name: str, snaps: list[str], protected: set[str]) -> None:
+    """Remove an image and its snapshots (`snaps`, from a read-only look the caller made after
+    its own checks): unprotect, remove each snapshot, then the image.  The read-write open is
+    short, so the image carries our watcher only while its snapshots go."""
+    if snaps:
+        with rbd.Image(io, name) as im:
+            for snap in snaps:
+                if snap in protected:
+                    im.unprotect_snap(snap)
+                im.remove_snap(snap)
+    rbd.RBD().remove(io, name)
+
+
 def remove_debris(io: Any, name: str, grace: float) -> bool:
     """Remove one scratch image if nobody has it open and it is older than `grace`."""
     if not is_tmp(name):
@@ -57,15 +78,8 @@ def remove_debris(io: Any, name: str, grace: float) -> bool:
         with rbd.Image(io, name, read_only=True) as im:
             if list(im.watchers_list()) or age_seconds(im) < grace:
                 return False
-            snaps = [str(s["name"]) for s in im.list_snaps()]
-            protected = [s for s in snaps if im.is_protected_snap(s)]
-        if snaps:
-            with rbd.Image(io, name) as im:
-                for snap in snaps:
-                    if snap in protected:
-                        im.unprotect_snap(snap)
-                    im.remove_snap(snap)
-        rbd.RBD().remove(io, name)
+            snaps, protected = snapshots(im)
+        remove_image(io, name, snaps, protected)
     except rbd.ImageNotFound:
         return False
     return True

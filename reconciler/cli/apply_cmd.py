@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import client
 from reconciler.cli.client import Client, Ownership, Unreachable
-from reconciler.errors import SpecError, VolctlError
-from reconciler.loading.diagnostics import SpecValidationError
-from reconciler.source.store import SpecStore
-from reconciler.status.types import Phase
+from reconciler.status.types import Phase  # value types only: stdlib underneath
+
+if TYPE_CHECKING:
+    from reconciler.source.store import SpecStore
 
 # phases as the REST view shows them (a Phase is its string value)
 READY: frozenset[str] = frozenset({Phase.READY, Phase.STOPPED})
@@ -52,6 +52,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler import durations
+    from reconciler.loading.diagnostics import SpecValidationError
+    from reconciler.source.store import SpecStore
+
+    timeout = durations.seconds(args.timeout, "--timeout")
     config = client.config_of(args)
     texts, problems = client.read_inputs(args.paths)
     if problems:
@@ -78,18 +83,7 @@ def run(args: argparse.Namespace) -> int:
         return dry_run_plan(config, store, texts, own)
     if not args.wait:
         return 0
-    return wait(api, store, [k for k, _ in results], seconds(args.timeout))
-
-
-def seconds(value: str) -> float:
-    text = value.strip().lower()
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError as exc:
-        raise VolctlError(f"--timeout {value!r} is not a duration (e.g. 90s, 5m)") from exc
+    return wait(api, store, [k for k, _ in results], timeout)
 
 
 def dry_run_plan(
@@ -97,11 +91,12 @@ def dry_run_plan(
 ) -> int:
     """Print the actions the documents would cause, planned against the live world with the
     controller's own observe + plan (nothing is executed)."""
-    try:
-        from reconciler.cli.plan_cmd import render_text  # noqa: PLC0415 - heavy imports
-        from reconciler.controller.oneshot import connections_for, plan_only  # noqa: PLC0415
-        from reconciler.controller.wiring import plan_settings  # noqa: PLC0415
+    from reconciler.cli.plan_cmd import render_text
+    from reconciler.controller.oneshot import connections_for, plan_only
+    from reconciler.controller.wiring import plan_settings
+    from reconciler.loading.diagnostics import SpecValidationError
 
+    try:
         desired = store.desired_after(texts, context=own.context)
         result = plan_only(desired, lambda: connections_for(config), plan_settings(config))
     except SpecValidationError as exc:
@@ -110,7 +105,7 @@ def dry_run_plan(
     except Exception as exc:  # noqa: BLE001 - any backend failure: the preview is optional
         print(f"(cannot plan against the live world: {exc})", file=sys.stderr)
         return 0
-    from reconciler.controller.knowledge import CannotPlan, unknowns  # noqa: PLC0415
+    from reconciler.controller.knowledge import CannotPlan, unknowns
 
     missing = unknowns(result.observed)
     if missing:  # a preview on partial knowledge would understate it: none at all
@@ -135,6 +130,8 @@ def _phase_line(item: dict[str, Any]) -> str:
 
 
 def _expected_revision(store: SpecStore) -> str:
+    from reconciler.errors import SpecError
+
     try:
         return store.revision_of(store.texts())
     except SpecError:
@@ -195,20 +192,14 @@ def wait(api: Client, store: SpecStore, keys: list[str], timeout: float) -> int:
         time.sleep(1.0)
 
 
-SHORT = {
-    "VirtualMachine": "vm",
-    "Volume": "volume",
-    "VolumeAttachment": "attachment",
-    "Image": "image",
-    "InstanceType": "instancetype",
-}
-
-
 def _index(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The snapshot's resources by the store's keys ("vm/NAME"), the keys `apply` printed."""
+    from reconciler.source.documents import short_key
+
     out: dict[str, dict[str, Any]] = {}
     for coll in ("vms", "volumes", "attachments", "images", "types"):
         for item in snap.get(coll, []):
-            key = f"{SHORT.get(item['kind'], item['kind'].lower())}/{item['name']}"
+            key = short_key(item["kind"], item["name"])
             item["key"] = key
             out[key] = item
     return out

@@ -5,6 +5,10 @@ must fail the same clear way when it is not there; `apply`, `diff` and `delete` 
 same spec store and must agree on which resources git owns.  The controller is found through
 the config (`--config`, `$VOLCTL_CONFIG`, ./volctl.yaml, ...) with `$VOLCTL_API`,
 `$VOLCTL_TOKEN` and `$VOLCTL_STORE` overriding single values.
+
+Like the command modules, this one imports only the standard library when it is loaded: the
+config, loader and store (yaml, jsonschema, watchdog) are imported by the functions that use
+them, so `volctl --help` and `volctl get` never pay for them.
 """
 
 from __future__ import annotations
@@ -13,20 +17,14 @@ import argparse
 import json
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.config import Config, load_config
 from reconciler.errors import VolctlError
-from reconciler.loading import sources as spec_sources
-from reconciler.loading.diagnostics import Diagnostic
-from reconciler.source.git import GitSource, label
-from reconciler.source.store import SpecStore, documents_of, short_key
 
-__all__ = ["documents_of", "short_key"]
+if TYPE_CHECKING:
+    from reconciler.config import Config
+    from reconciler.loading.diagnostics import Diagnostic
 
 # CLI words -> model kind (singular, plural and kubectl-ish short forms)
 KIND_WORDS: dict[str, str] = {}
@@ -62,6 +60,8 @@ class ApiError(VolctlError):
 
 
 def config_of(args: argparse.Namespace) -> Config:
+    from reconciler.loading.config_file import load_config
+
     return load_config(getattr(args, "config", None))
 
 
@@ -76,6 +76,10 @@ class Client:
         self.timeout = timeout
 
     def get(self, path: str, **params: str) -> Any:
+        import urllib.error
+        import urllib.parse
+        import urllib.request  # ssl and http.client: only for commands that ask the controller
+
         url = self.base + path
         if params:
             url += "?" + urllib.parse.urlencode(params)
@@ -111,6 +115,9 @@ class Ownership:
 def ownership(config: Config, client: Client | None = None) -> Ownership:
     """Learn what git owns from the controller (REST /api/v1/source) and from the git cache
     under the state dir; either may be missing (controller down, no git)."""
+    from reconciler.source.git import GitSource, label
+    from reconciler.source.store import documents_of, short_key
+
     info: dict[str, Any] = {}
     if client is not None:
         try:
@@ -138,6 +145,8 @@ def ownership(config: Config, client: Client | None = None) -> Ownership:
 
 
 def read_inputs(paths: list[str]) -> tuple[list[tuple[str, str]], list[Diagnostic]]:
+    from reconciler.loading import sources as spec_sources
+
     files, problems = spec_sources.expand(paths)
     texts, more = spec_sources.read(files)
     return texts, problems + more
@@ -149,10 +158,6 @@ def print_diagnostics(diagnostics: Any, verb: str) -> None:
         print(d, file=sys.stderr)
     noun = "problem" if len(diags) == 1 else "problems"
     print(f"error: {len(diags)} {noun}; nothing was {verb}", file=sys.stderr)
-
-
-def store_of(config: Config) -> SpecStore:
-    return SpecStore(config.store)
 
 
 def age(created: float | None, now: float | None = None) -> str:
@@ -169,7 +174,12 @@ def age(created: float | None, now: float | None = None) -> str:
     return f"{secs // 86400}d"
 
 
-def add_filename(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def add_filename(
+    parser: argparse.ArgumentParser,
+    required: bool = True,
+    help_text: str = "file, directory (recursive *.yaml/*.yml) or '-' for stdin; may be repeated",
+) -> None:
+    """`-f/--filename PATH...` into `args.paths`, the same for every command that reads specs."""
     parser.add_argument(
         "-f",
         "--filename",
@@ -178,5 +188,5 @@ def add_filename(parser: argparse.ArgumentParser, required: bool = True) -> None
         nargs="+",
         required=required,
         metavar="PATH",
-        help="file, directory (recursive *.yaml/*.yml) or '-' for stdin; may be repeated",
+        help=help_text,
     )

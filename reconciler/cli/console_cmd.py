@@ -98,7 +98,7 @@ def _raw_terminal(fd: int) -> Iterator[None]:
 
 def run_console(args: argparse.Namespace) -> int:
     # libvirt only when attaching: `volctl --help` stays fast
-    from reconciler.backends.console import (  # noqa: PLC0415
+    from reconciler.backends.console import (
         ESCAPE,
         ConsoleSession,
         stdout_writer,
@@ -136,7 +136,7 @@ def run_console(args: argparse.Namespace) -> int:
 
 
 def run_logs(args: argparse.Namespace) -> int:
-    from reconciler.backends.console import follow_log, stdout_writer  # noqa: PLC0415
+    from reconciler.backends.console import follow_log, stdout_writer
 
     target = _target(args)
     if not target.console_log:

@@ -15,8 +15,6 @@ from typing import Any
 from reconciler.cli import client
 from reconciler.cli.client import Client
 from reconciler.errors import VolctlError
-from reconciler.loading.diagnostics import SpecValidationError
-from reconciler.source.store import SpecStore, documents_of, short_key
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +31,9 @@ def register(subparsers: Any) -> None:
 
 
 def targets(args: argparse.Namespace) -> list[tuple[str, str]]:
+    from reconciler.loading.diagnostics import SpecValidationError
+    from reconciler.source.store import documents_of
+
     out: list[tuple[str, str]] = []
     if args.paths:
         texts, problems = client.read_inputs(args.paths)
@@ -60,6 +61,9 @@ def targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.loading.diagnostics import SpecValidationError
+    from reconciler.source.store import SpecStore, short_key
+
     config = client.config_of(args)
     try:
         wanted = targets(args)

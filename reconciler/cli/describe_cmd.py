@@ -13,12 +13,9 @@ import sys
 import time
 from typing import Any
 
-import yaml
-
 from reconciler.cli import client
 from reconciler.cli.client import ApiError, Client
 from reconciler.cli.get_cmd import COLLECTION, table
-from reconciler.source.store import SpecStore, documents_of
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +30,8 @@ def register(subparsers: Any) -> None:
 
 
 def _spec(args: argparse.Namespace, api: Client, kind: str, name: str) -> tuple[str, Any]:
+    from reconciler.source.store import SpecStore, documents_of
+
     config = client.config_of(args)
     store = SpecStore(config.store)
     text = store.read(kind, name)
@@ -49,6 +48,8 @@ def _spec(args: argparse.Namespace, api: Client, kind: str, name: str) -> tuple[
 
 
 def _block(title: str, value: Any) -> list[str]:
+    import yaml
+
     if value in (None, {}, []):
         return [f"{title}:  <none>"]
     text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False).rstrip()
@@ -66,10 +67,12 @@ def _events(events: list[dict[str, Any]], now: float) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.source.documents import short_key
+
     kind = client.kind_of(args.kind)
     api = Client(client.config_of(args))
     coll = COLLECTION[kind]
-    key = client.short_key(kind, args.name)
+    key = short_key(kind, args.name)
     try:
         item = api.get(f"/api/v1/{coll}/{args.name}")
         now = float(api.get("/api/v1/status").get("time") or time.time())

@@ -13,14 +13,15 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import client, review
 from reconciler.cli.client import Client
-from reconciler.config import Config
 from reconciler.errors import VolctlError
-from reconciler.loading.diagnostics import SpecValidationError
-from reconciler.source.store import SpecStore, StoredDocument, render
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
+    from reconciler.source.store import StoredDocument
 
 SAME = 0
 DIFFERENT = 1
@@ -69,6 +70,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _files(config: Config, args: argparse.Namespace) -> int:
+    from reconciler.loading.diagnostics import SpecValidationError
+    from reconciler.source.store import SpecStore, documents_of, render
+
     texts, problems = client.read_inputs(args.paths)
     if problems:
         client.print_diagnostics(problems, "compared")
@@ -81,7 +85,7 @@ def _files(config: Config, args: argparse.Namespace) -> int:
     except SpecValidationError as exc:
         client.print_diagnostics(exc.diagnostics, "compared")
         return ERROR
-    docs, _ = client.documents_of(texts)
+    docs, _ = documents_of(texts)
     different = False
     for d in docs:
         path = store.path_for(d.kind, d.name)
@@ -105,6 +109,8 @@ def _files(config: Config, args: argparse.Namespace) -> int:
 
 
 def _revisions(config: Config, args: argparse.Namespace) -> int:
+    from reconciler.source.store import documents_of
+
     """Per resource, the documents at the base revision against those at REV."""
     base_rev = args.base or review.branch_of(config, args)
     target = review.open_source(config, args, args.rev)
@@ -117,8 +123,8 @@ def _revisions(config: Config, args: argparse.Namespace) -> int:
             return ERROR
         new_sha = target.git.head()
         old_sha = base.git.head()
-        new, _ = client.documents_of(target.git.texts_at(new_sha))
-        old, _ = client.documents_of(base.git.texts_at(old_sha))
+        new, _ = documents_of(target.git.texts_at(new_sha))
+        old, _ = documents_of(base.git.texts_at(old_sha))
     finally:
         target.close()
         base.close()
@@ -129,6 +135,8 @@ def _revisions(config: Config, args: argparse.Namespace) -> int:
 def _write(
     old: list[StoredDocument], new: list[StoredDocument], old_sha: str, new_sha: str
 ) -> bool:
+    from reconciler.source.store import render
+
     before = {(d.kind, d.name): d for d in old}
     after = {(d.kind, d.name): d for d in new}
     keys = list(after) + [k for k in before if k not in after]

@@ -41,12 +41,12 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.config import load_config  # noqa: PLC0415 - lazy: keep --help fast
-    from reconciler.controller.oneshot import source_for  # noqa: PLC0415
-    from reconciler.doctor import DoctorSettings, run_doctor  # noqa: PLC0415
-    from reconciler.doctor.render import as_json, table  # noqa: PLC0415
-    from reconciler.doctor.result import all_passed  # noqa: PLC0415
-    from reconciler.logging import configure  # noqa: PLC0415
+    from reconciler.controller.oneshot import source_for
+    from reconciler.doctor import DoctorSettings, run_doctor
+    from reconciler.doctor.render import as_json, table
+    from reconciler.doctor.result import all_passed
+    from reconciler.loading.config_file import load_config
+    from reconciler.logging import configure
 
     configure("warning")
     config = load_config(getattr(args, "config", None))

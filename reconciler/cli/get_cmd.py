@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import yaml
-
 from reconciler.cli import client, selector
 from reconciler.cli.client import ApiError, Client
 
@@ -174,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         print(table(headers_of(coll, wide=args.output == "wide"), rendered), flush=True)
     if not args.watch:
         return 0
-    from reconciler.cli.watch import watch  # noqa: PLC0415 - only for -w
+    from reconciler.cli.watch import watch
 
     return watch(api, args, kind, items, wanted)
 
@@ -195,10 +193,14 @@ def show_documents(items: list[dict[str, Any]], kind: str, output: str, *, singl
     if output == "json":
         print(json.dumps(items[0] if single else {"items": items}, indent=2), flush=True)
     elif output == "yaml":
+        import yaml
+
         body = items[0] if single else {"items": items}
         print(yaml.safe_dump(body, sort_keys=False), end="", flush=True)
     else:
-        short = client.short_key(kind, "")
+        from reconciler.source.documents import short_key
+
+        short = short_key(kind, "")
         for item in items:
             print(short + item["name"], flush=True)
 

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler.lab.guest_image import ensure_base_image
-from reconciler.lab.lab import DEFAULT_DIR, Lab
-from reconciler.lab.state import default_cache_dir
+# stdlib only below reconciler.lab.state: the defaults the help text shows
+from reconciler.lab.state import DEFAULT_DIR, default_cache_dir
 
 
 def _default_dir() -> str:
@@ -89,6 +88,8 @@ def register(subparsers: Any) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from reconciler.lab.lab import Lab
+
     lab = Lab(args.dir)
     info = lab.up(
         args.hosts,
@@ -106,17 +107,23 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from reconciler.lab.guest_image import ensure_base_image
+
     image = ensure_base_image(Path(args.cache_dir), lambda msg: print(msg, file=sys.stderr))
     print(image)
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
+    from reconciler.lab.lab import Lab
+
     Lab(args.dir).down(keep=args.keep)
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    from reconciler.lab.lab import Lab
+
     lab = Lab(args.dir)
     rows = lab.status()
     if not rows:
@@ -134,6 +141,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _env(args: argparse.Namespace) -> int:
+    from reconciler.lab.lab import Lab
+
     lab = Lab(args.dir)
     if not (lab.dir / "lab.json").exists():
         print(f"no lab in {lab.dir}; run `volctl lab up` first", file=sys.stderr)

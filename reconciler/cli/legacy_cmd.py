@@ -15,16 +15,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from reconciler import legacy
-from reconciler.loading import check_texts
-from reconciler.loading.diagnostics import Diagnostic, SpecValidationError
-from reconciler.loading.schema import TOP_SCHEMA, schema_dir
-from reconciler.model import Kind
-
+# by Kind value (a StrEnum): this module is loaded for every `volctl` start, the model only
+# when a command runs
 FILES = {
-    Kind.HOST: "hosts.yaml",
-    Kind.IMAGE: "images.yaml",
-    Kind.INSTANCE_TYPE: "instancetypes.yaml",
+    "Host": "hosts.yaml",
+    "Image": "images.yaml",
+    "InstanceType": "instancetypes.yaml",
 }
 
 
@@ -56,6 +52,8 @@ def register(subparsers: Any) -> None:
 
 
 def _read(path: str) -> tuple[str, str]:
+    from reconciler.loading.diagnostics import Diagnostic, SpecValidationError
+
     try:
         return path, Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -64,6 +62,10 @@ def _read(path: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler import legacy
+    from reconciler.loading import check_texts
+    from reconciler.loading.diagnostics import SpecValidationError
+
     try:
         converted = legacy.convert(_read(args.machines), _read(args.images), _read(args.types))
     except SpecValidationError as exc:
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir:
         modeline = _modeline(Path(args.output_dir))
         for kind, filename in FILES.items():
-            docs = [c.document for c in converted if c.kind is kind]
+            docs = [c.document for c in converted if c.kind == kind]
             if docs:
                 outputs[filename] = modeline + header + legacy.dump(docs)
     else:
@@ -96,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _modeline(directory: Path) -> str:
+    from reconciler.loading.schema import TOP_SCHEMA, schema_dir
+
     target = os.path.relpath(schema_dir() / TOP_SCHEMA, directory.resolve())
     return f"# yaml-language-server: $schema={target}\n"
 

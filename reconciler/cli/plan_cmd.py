@@ -15,16 +15,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.cli import review
-from reconciler.config import Config, load_config
-from reconciler.controller.knowledge import CannotPlan, unknowns
-from reconciler.controller.oneshot import connections_for, plan_only, source_for
-from reconciler.controller.wiring import BackendConnections, plan_settings
-from reconciler.logging import configure
-from reconciler.plan.actions import Plan
-from reconciler.plan.render import render
+from reconciler.cli import client, review
+
+if TYPE_CHECKING:
+    from reconciler.config import Config
+    from reconciler.controller.wiring import BackendConnections
+    from reconciler.plan.actions import Plan
 
 EXIT_NO_CHANGES = 0
 EXIT_ERROR = 1
@@ -42,14 +40,10 @@ def register(subparsers: Any) -> None:
         "with --git/--rev, plans that git revision merged with the apply store (review a "
         "change before merging it).",
     )
-    parser.add_argument(
-        "-f",
-        "--filename",
-        dest="paths",
-        action="extend",
-        nargs="+",
-        metavar="PATH",
-        help="spec file or directory to plan against instead of the configured source",
+    client.add_filename(
+        parser,
+        required=False,
+        help_text="spec file or directory to plan against instead of the configured source",
     )
     parser.add_argument(
         "--allow-mass-delete",
@@ -64,8 +58,15 @@ def register(subparsers: Any) -> None:
 def run(
     args: argparse.Namespace,
     *,
-    connect: Callable[[Config], BackendConnections] = connections_for,
+    connect: Callable[[Config], BackendConnections] | None = None,
 ) -> int:
+    from reconciler.controller.knowledge import CannotPlan, unknowns
+    from reconciler.controller.oneshot import connections_for, plan_only, source_for
+    from reconciler.controller.wiring import plan_settings
+    from reconciler.loading.config_file import load_config
+    from reconciler.logging import configure
+
+    connector = connect or connections_for
     configure("warning")
     config = load_config(getattr(args, "config", None))
     reviewing = review.wanted(args)
@@ -97,7 +98,7 @@ def run(
     if fetched.errors:
         print(f"warning: planning the last good revision {fetched.revision}", file=sys.stderr)
     settings = plan_settings(config, allow_mass_delete=args.allow_mass_delete)
-    result = plan_only(fetched.state, lambda: connect(config), settings)
+    result = plan_only(fetched.state, lambda: connector(config), settings)
     missing = unknowns(result.observed)
     if missing:  # never "No changes" on partial knowledge
         print(f"error: {CannotPlan(missing)}", file=sys.stderr)
@@ -111,6 +112,8 @@ def run(
 
 
 def render_text(plan: Plan) -> str:
+    from reconciler.plan.render import render
+
     out = render(plan)
     return out if out.endswith("\n") else out + "\n"
 

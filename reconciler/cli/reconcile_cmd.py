@@ -4,7 +4,8 @@ Meant for CI jobs and cron-style use without a long-running controller.  The pas
 controller's own (fetch, observe, plan, execute, re-observe); the exit code says whether the
 re-observed world matches the desired state, and a summary names every resource that is
 not there yet and why.  A host or Ceph that cannot be observed makes the pass refuse to plan
-("cannot plan: ...", exit 1): nothing is executed on partial knowledge.
+("cannot plan: ...", exit 1): nothing is executed on partial knowledge.  The pass is a
+controller's work, so it is refused while `volctl run` holds the store.
 """
 
 from __future__ import annotations
@@ -12,18 +13,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.config import load_config
-from reconciler.controller.knowledge import CompleteKnowledge
-from reconciler.controller.oneshot import source_for
-from reconciler.controller.passes import default_planner
-from reconciler.controller.store_lock import StoreLock
-from reconciler.controller.wiring import build_runtime
-from reconciler.logging import configure
-from reconciler.status.types import Phase, Snapshot
+from reconciler.cli import client
 
-_QUIET = (Phase.READY, Phase.STOPPED, Phase.RELEASED)
+if TYPE_CHECKING:
+    from reconciler.status.types import Snapshot
 
 
 def register(subparsers: Any) -> None:
@@ -35,8 +30,10 @@ def register(subparsers: Any) -> None:
         "Exit 1 with 'cannot plan: ...' (and change nothing) when a host or Ceph is unknown.",
     )
     parser.add_argument("--once", action="store_true", required=True, help="run one pass")
-    parser.add_argument(
-        "-f", "--filename", dest="paths", action="extend", nargs="+", metavar="PATH"
+    client.add_filename(
+        parser,
+        required=False,
+        help_text="spec file or directory to reconcile instead of the configured source",
     )
     parser.add_argument("--allow-mass-delete", action="store_true")
     parser.add_argument("--log-level", default="info", help="structlog level (default info)")
@@ -44,10 +41,18 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.controller.knowledge import CompleteKnowledge
+    from reconciler.controller.oneshot import source_for
+    from reconciler.plan.planner import plan as default_planner
+    from reconciler.controller.store_lock import StoreLock
+    from reconciler.controller.wiring import build_runtime
+    from reconciler.loading.config_file import load_config
+    from reconciler.logging import configure
+
     configure(args.log_level)
     config = load_config(getattr(args, "config", None))
     source = source_for(config, args.paths)
-    gate = CompleteKnowledge(default_planner())
+    gate = CompleteKnowledge(default_planner)
     rt = build_runtime(config, source, allow_mass_delete=args.allow_mass_delete, planner=gate)
     lock = contextlib.nullcontext() if args.paths else StoreLock(config.store)
     try:
@@ -64,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(snap: Snapshot) -> str:
     """Human summary of a snapshot: counts, actions run, and what is not converged."""
+    from reconciler.status.types import Phase
+
+    quiet = (Phase.READY, Phase.STOPPED, Phase.RELEASED)
     lines: list[str] = []
     if snap.source is not None and snap.source.error:
         lines.append(f"source error: {snap.source.error}")
@@ -77,7 +85,7 @@ def summary(snap: Snapshot) -> str:
         if not h.reachable:
             lines.append(f"host/{h.name}: Unknown: {h.reason}")
     for key, r in sorted(snap.resources.items()):
-        if r.phase in _QUIET or key.startswith("host/"):
+        if r.phase in quiet or key.startswith("host/"):
             continue
         why = r.last_error or next((c.message for c in r.conditions if c.message), "")
         lines.append(f"{key}: {r.phase}" + (f": {why}" if why else ""))

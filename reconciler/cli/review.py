@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.config import Config
-from reconciler.source.composite import CompositeSource
-from reconciler.source.factory import review_source
+if TYPE_CHECKING:  # loaded with every `volctl` start: the sources only when a review runs
+    from reconciler.config import Config
+    from reconciler.source.composite import CompositeSource
 
 
 def add_git_options(parser: argparse.ArgumentParser, *, rev_required: bool = False) -> None:
@@ -44,6 +44,8 @@ def branch_of(config: Config, args: argparse.Namespace) -> str:
 
 def open_source(config: Config, args: argparse.Namespace, rev: str) -> CompositeSource:
     """REV of the repository merged with the store; fetched at the first `fetch()`."""
+    from reconciler.source.factory import review_source
+
     return review_source(config, rev=rev, git_url=args.git_url, path=args.path)
 
 

@@ -19,25 +19,14 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
-
-from reconciler.cli.apply_cmd import seconds
+from reconciler.cli import client
 from reconciler.cli.reconcile_cmd import summary
-from reconciler.config import Config, load_config
-from reconciler.controller.loop import LoopSettings
-from reconciler.controller.oneshot import source_for
-from reconciler.controller.passes import EngineSettings, PassResult
-from reconciler.controller.sdnotify import notify
-from reconciler.controller.store_lock import StoreLock
-from reconciler.controller.triggers import Resync
-from reconciler.controller.wiring import build_runtime
-from reconciler.errors import VolctlError
-from reconciler.execute.executor import Limits
-from reconciler.logging import configure
 
-log = structlog.get_logger("volctl.run")
+if TYPE_CHECKING:
+    from reconciler.config import Config
+    from reconciler.controller.passes import PassResult
 
 
 def register(subparsers: Any) -> None:
@@ -73,7 +62,9 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="with --once: stop after N passes (default %(default)s)",
     )
-    p.add_argument("-f", "--filename", dest="paths", action="extend", nargs="+", metavar="PATH")
+    client.add_filename(
+        p, required=False, help_text="spec file or directory to use instead of the store and git"
+    )
     p.add_argument(
         "--resync",
         type=duration,
@@ -101,34 +92,49 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def duration(text: str) -> float:
+    """argparse type for --interval and friends: 60, 60.5, 30s, 5m, 1h."""
+    from reconciler.durations import seconds
+    from reconciler.errors import SpecError
+
+    try:
+        return seconds(text, "")
+    except SpecError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (e.g. 60, 30s, 5m, 1h)"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
+    import structlog
+
+    from reconciler.loading.config_file import load_config
+    from reconciler.logging import configure
+
+    log = structlog.get_logger("volctl.run")
     configure(args.log_level)
     config = load_config(getattr(args, "config", None))
     hook_token = None
     if config.webhook is not None and not args.no_api:
-        from reconciler.api.hooks import token_of  # noqa: PLC0415 - only when serving
+        from reconciler.api.hooks import token_of
 
         hook_token = token_of(config.webhook)  # a bad webhook config stops before any work
     if args.paths:  # files given with -f: no store to share
-        return _run(args, config, hook_token)
+        return _run(args, config, hook_token, log)
+    from reconciler.controller.store_lock import StoreLock
+
     with StoreLock(config.store):  # a second controller on this store is refused
-        return _run(args, config, hook_token)
+        return _run(args, config, hook_token, log)
 
 
-def duration(text: str) -> float:
-    """argparse type for --interval and friends: 60, 60.5, 30s, 5m, 1h."""
-    try:
-        value = seconds(text)
-    except VolctlError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration (e.g. 60, 30s, 5m, 1h)"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
+def _run(args: argparse.Namespace, config: Config, hook_token: str | None, log: Any) -> int:
+    from reconciler.controller.loop import LoopSettings
+    from reconciler.controller.oneshot import source_for
+    from reconciler.controller.passes import EngineSettings
+    from reconciler.controller.triggers import Resync
+    from reconciler.controller.wiring import build_runtime
+    from reconciler.execute.executor import Limits
 
-
-def _run(args: argparse.Namespace, config: Config, hook_token: str | None) -> int:
     source = source_for(
         config,
         args.paths,
@@ -149,8 +155,8 @@ def _run(args: argparse.Namespace, config: Config, hook_token: str | None) -> in
     )
     server = None
     if not args.no_api:
-        from reconciler.api.hooks import GitHook  # noqa: PLC0415 - only when serving
-        from reconciler.api.server import serve  # noqa: PLC0415
+        from reconciler.api.hooks import GitHook
+        from reconciler.api.server import serve
 
         hook = None if hook_token is None else GitHook(hook_token, rt.controller.refresh_source)
         server = serve(
@@ -165,10 +171,10 @@ def _run(args: argparse.Namespace, config: Config, hook_token: str | None) -> in
             result = rt.controller.run_until_converged(max_passes=args.max_passes)
             sys.stdout.write(summary(result.snapshot))
             return 0 if result.snapshot.converged else 1
-        _stop_on_signals(rt.controller.stop)
+        _stop_on_signals(rt.controller.stop, log)
         rt.controller.watch_source()
         log.info("controller.start", source=source.kind, url=source.url)
-        rt.controller.run(after_pass=_Readiness())
+        rt.controller.run(after_pass=_Readiness(log))
         log.info("controller.stop")
         return 0
     finally:
@@ -177,9 +183,11 @@ def _run(args: argparse.Namespace, config: Config, hook_token: str | None) -> in
         rt.close()
 
 
-def _stop_on_signals(stop: Any) -> None:
+def _stop_on_signals(stop: Any, log: Any) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
+
+    from reconciler.controller.sdnotify import notify
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         log.info("signal", signal=signal.Signals(signum).name)
@@ -193,15 +201,18 @@ def _stop_on_signals(stop: Any) -> None:
 class _Readiness:
     """After each pass: STATUS= for `systemctl status`; READY=1 once, after the first."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: Any) -> None:
         self.ready = False
+        self.log = log
 
     def __call__(self, result: PassResult) -> None:
+        from reconciler.controller.sdnotify import notify
+
         snap = result.snapshot
         state = "converged" if snap.converged else f"{snap.pending_actions} action(s) pending"
         lines = [f"STATUS=pass {result.reconcile_id}: {state}"]
         if not self.ready:
             lines.insert(0, "READY=1")
-            log.info("controller.ready", reconcile_id=result.reconcile_id)
+            self.log.info("controller.ready", reconcile_id=result.reconcile_id)
         notify(*lines)
         self.ready = True

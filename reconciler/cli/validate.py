@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from reconciler.loading import check_paths
+from reconciler.cli import client
 
 
 def register(subparsers: Any) -> None:
@@ -22,16 +22,7 @@ def register(subparsers: Any) -> None:
         description="Check spec files, directories (recursive *.yaml/*.yml) or stdin ('-'). "
         "Exit 0 when valid, 1 when not.",
     )
-    parser.add_argument(
-        "-f",
-        "--filename",
-        dest="paths",
-        action="extend",
-        nargs="+",
-        required=True,
-        metavar="PATH",
-        help="file, directory or '-' for stdin; may be repeated",
-    )
+    client.add_filename(parser)
     parser.add_argument(
         "-o",
         "--output",
@@ -43,6 +34,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.loading import check_paths
+
     result = check_paths(args.paths)
     if args.output == "json":
         json.dump([d.to_dict() for d in result.diagnostics], sys.stdout, indent=2)

@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
 
 
 def versions(args: argparse.Namespace) -> dict[str, Any]:
-    from reconciler.backends import versions as backend  # noqa: PLC0415 - loads libvirt/rados
+    from reconciler.backends import versions as backend
 
     out: dict[str, Any] = {
         "volctl": metadata.version("volctl"),
@@ -41,8 +41,8 @@ def versions(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.client:
         return out
-    from reconciler.config import load_config  # noqa: PLC0415
-    from reconciler.controller.oneshot import source_for  # noqa: PLC0415
+    from reconciler.controller.oneshot import source_for
+    from reconciler.loading.config_file import load_config
 
     config = load_config(getattr(args, "config", None))
     source = source_for(config, args.paths)

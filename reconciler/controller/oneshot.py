@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from reconciler.backends.factory import storage_for
 from reconciler.config import Config
-from reconciler.controller.passes import Planner, default_planner
+from reconciler.controller.factory import storage_for
+from reconciler.controller.passes import Planner
 from reconciler.controller.wiring import BackendConnections, HostOpener, open_libvirt
 from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import Plan
+from reconciler.plan.planner import plan as default_planner
 from reconciler.plan.settings import PlanSettings
 from reconciler.source.factory import build_source
 from reconciler.source.files import FileSource
@@ -57,7 +58,7 @@ def plan_only(
     try:
         conns.sync(desired)
         observed = conns.observe(desired)
-        plan = (planner or default_planner())(desired, observed, settings)
+        plan = (planner or default_planner)(desired, observed, settings)
     finally:
         conns.close()
     return PlanResult(desired, observed, plan)

@@ -11,7 +11,6 @@ reconciliation: the last good desired state stays in force and the error goes to
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 import uuid
@@ -28,6 +27,7 @@ from reconciler.execute.retry import RetryTracker
 from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import Plan
+from reconciler.plan.planner import plan as default_planner
 from reconciler.plan.settings import PlanSettings
 from reconciler.source.protocol import Revision, Source, SourceStatus
 from reconciler.status.compute import PassInput, compute
@@ -37,12 +37,6 @@ from reconciler.status.types import Snapshot
 log = structlog.get_logger("volctl.controller")
 
 Planner = Callable[[DesiredState, ObservedWorld, PlanSettings], Plan]
-
-
-def default_planner() -> Planner:
-    """`reconciler.plan.planner.plan`, imported late so tests can run a planner of their own."""
-    fn: Planner = importlib.import_module("reconciler.plan.planner").plan
-    return fn
 
 
 @dataclass(frozen=True)
@@ -89,7 +83,7 @@ class Engine:
         self.store = store
         self.settings = settings or EngineSettings()
         self.retry = retry or RetryTracker()
-        self.planner = planner or default_planner()
+        self.planner: Planner = planner or default_planner
         self.events = events or DeviceEvents()
         self.clock = clock
         self.last_good: DesiredState | None = None
@@ -141,7 +135,8 @@ class Engine:
         st.observed = self.connections.observe(desired)
         st.plan = self.planner(desired, st.observed, self.plan_settings)
         st.remaining = st.plan
-        # failures of actions the planner no longer asks for are history, not retry timers
+        # failures of actions the planner no longer asks for are history, not retry timers; done
+        # here, for every plan, because an empty plan never reaches the executor
         self.retry.forget_missing({a.id for a in st.plan.actions})
         if st.plan.empty:
             return

@@ -14,10 +14,10 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from reconciler.backends.factory import ceph_access, hypervisor_for, storage_for
 from reconciler.backends.protocols import DomainEventCallback, Hypervisor, Storage
 from reconciler.config import Config
 from reconciler.controller.connections import external_snapshots
+from reconciler.controller.factory import ceph_access, hypervisor_for, storage_for
 from reconciler.controller.loop import Controller, EventSink, LoopSettings
 from reconciler.controller.passes import Engine, EngineSettings, Planner
 from reconciler.controller.triggers import Triggers

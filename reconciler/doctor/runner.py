@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reconciler.backends.factory import ceph_access
 from reconciler.backends.probe_ceph import ProbeError, controller_key
 from reconciler.config import Config
+from reconciler.controller.factory import ceph_access
 from reconciler.doctor.ceph import CephChecks
 from reconciler.doctor.hosts import HostSettings, check_hosts
 from reconciler.doctor.local import local_checks

@@ -94,7 +94,6 @@ class Executor:
 
     def run(self, plan: Plan, *, reconcile_id: str = "") -> ExecutionReport:
         t0 = time.monotonic()
-        self.retry.forget_missing({a.id for a in plan.actions})
         bound = log.bind(reconcile_id=reconcile_id) if reconcile_id else log
         st = _RunState(pending=list(plan.actions), in_plan={a.id for a in plan.actions})
         workers = max(1, self.limits.overall)

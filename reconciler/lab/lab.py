@@ -40,9 +40,8 @@ from reconciler.lab.proc import (
     remove_tree,
     stop_pids,
 )
-from reconciler.lab.state import LabState, default_cache_dir
+from reconciler.lab.state import DEFAULT_DIR, LabState, default_cache_dir
 
-DEFAULT_DIR = Path("/var/tmp/volctl-lab")
 BASE_IMAGE = "volctl-lab-base"
 BASE_SNAP = "base"
 MAX_SOCKET_PATH = 107

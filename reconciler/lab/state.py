@@ -18,6 +18,10 @@ from reconciler.lab.guest_image import DEFAULT_CACHE_DIR
 STATE_FILE = "lab-state.json"
 
 
+# the lab directory when neither --dir nor $VOLCTL_LAB_DIR says otherwise
+DEFAULT_DIR = Path("/var/tmp/volctl-lab")
+
+
 def default_cache_dir() -> Path:
     """$VOLCTL_LAB_CACHE or /var/cache/volctl-lab: kernel, base image, qemu caps (kept)."""
     return Path(os.environ.get("VOLCTL_LAB_CACHE", str(DEFAULT_CACHE_DIR)))

@@ -18,12 +18,13 @@ from pathlib import Path
 import libvirt
 import rbd
 
-from reconciler.config import Config, load_config
+from reconciler.config import Config
 from reconciler.lab.ceph import CephCluster, create_pool, delete_pool, wait_writable
 from reconciler.lab.info import LabInfo
 from reconciler.lab.inventory import config_doc, write_config
 from reconciler.lab.libvirt_host import with_timeout
 from reconciler.lab.proc import LabError, alive, free_ports
+from reconciler.loading.config_file import load_config
 
 LIVE_CONFIG = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
 

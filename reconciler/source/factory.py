@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from reconciler import durations
 from reconciler.config import Config
 from reconciler.errors import SpecError
 from reconciler.source.composite import CompositeSource
@@ -35,7 +36,7 @@ def build_source(
         git_url = str(settings["url"])
         branch = str(settings.get("branch", branch))
         path = str(settings.get("path", path))
-        interval = _seconds(settings.get("interval", interval))
+        interval = durations.seconds(settings.get("interval", interval), "git interval")
     git = GitSource(
         git_url, cache_root=config.state_dir, branch=branch, path=path, interval=interval
     )
@@ -73,17 +74,3 @@ def _writable(state_dir: str) -> str | None:
     except OSError:
         return None
     return state_dir if os.access(Path(state_dir) / "git", os.W_OK) else None
-
-
-def _seconds(value: Any) -> float:
-    """60, 60.0, "60", "60s", "5m", "1h"."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    text = str(value).strip()
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError as exc:
-        raise SpecError(f"git interval {value!r} is not a duration (e.g. 30, 30s, 5m)") from exc

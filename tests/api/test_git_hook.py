@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from source.specs import BASE, vm
-from source.test_git import commit, git
 
 from reconciler.api.hooks import GitHook, receive, token_of
 from reconciler.errors import SpecError
+from tests.source.specs import BASE, vm
+from tests.source.test_git import commit, git
 
 TOKEN = "s3cret-hook-token-0123456789"
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.api.server import ApiServer, parse_listen, serve
 from reconciler.status.types import Phase, Snapshot
@@ -227,25 +228,50 @@ def test_probes(server: ApiServer, state: dict[str, Snapshot]) -> None:
     assert call(server, "/healthz")[0] == 200
 
 
-def test_metrics_prometheus_text(server: ApiServer) -> None:
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(sample name, sorted labels) -> value, read by prometheus_client's own parser."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+
+
+def test_metrics_prometheus_text(server: ApiServer, state: dict[str, Snapshot]) -> None:
     status, headers, text = call(server, "/metrics")
     assert status == 200
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    lines = text.splitlines()
-    assert 'volctl_reconcile_duration_seconds_bucket{le="0.25"} 3' in lines
-    assert 'volctl_reconcile_duration_seconds_bucket{le="+Inf"} 3' in lines
-    assert "volctl_reconcile_duration_seconds_count 3" in lines
-    assert 'volctl_actions_total{kind="create_domain",result="ok"} 2' in lines
-    assert "volctl_drift_corrections_total 1" in lines
-    assert 'volctl_resources{kind="VirtualMachine",phase="Ready"} 2' in lines
-    assert 'volctl_resources{kind="VirtualMachine",phase="Unschedulable"} 1' in lines
-    assert 'volctl_host_reachable{host="h2",pmid="2"} 0' in lines
-    assert any(
-        line.startswith("volctl_source_info{") and 'revision="abc123"' in line for line in lines
-    )
-    for line in lines:  # every sample line parses as NAME{labels} VALUE
-        if not line.startswith("#"):
-            float(line.rsplit(" ", 1)[1])
+    types = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert types["volctl_reconcile_duration_seconds"] == "histogram"
+    assert types["volctl_actions"] == "counter"  # samples are volctl_actions_total
+    assert types["volctl_resources"] == "gauge"
+    got = _samples(text)
+    assert got["volctl_reconcile_duration_seconds_bucket", (("le", "0.25"),)] == 3
+    assert got["volctl_reconcile_duration_seconds_bucket", (("le", "+Inf"),)] == 3
+    assert got["volctl_reconcile_duration_seconds_count", ()] == 3
+    assert got["volctl_actions_total", (("kind", "create_domain"), ("result", "ok"))] == 2
+    assert got["volctl_drift_corrections_total", ()] == 1
+    assert got["volctl_resources", (("kind", "VirtualMachine"), ("phase", "Ready"))] == 2
+    assert got["volctl_resources", (("kind", "VirtualMachine"), ("phase", "Unschedulable"))] == 1
+    assert got["volctl_resources", (("kind", "VirtualMachine"), ("phase", "Failed"))] == 0
+    assert got["volctl_host_reachable", (("host", "h2"), ("pmid", "2"))] == 0
+    info = [k for k in got if k[0] == "volctl_source_info"]
+    assert len(info) == 1
+    assert dict(info[0][1])["revision"] == "abc123"
+    assert got["volctl_source_error", ()] == 1  # the snapshot carries a rejected commit
+    assert got["volctl_generation", ()] == state["snap"].generation
+
+
+def test_metrics_of_two_servers_do_not_mix(server: ApiServer, state: dict[str, Snapshot]) -> None:
+    """No global registry: each server renders the snapshot it serves."""
+    other = serve(lambda: replace(state["snap"], generation=4242), listen="127.0.0.1:0")
+    try:
+        theirs = _samples(call(other, "/metrics")[2])
+        mine = _samples(call(server, "/metrics")[2])
+    finally:
+        other.stop()
+    assert theirs["volctl_generation", ()] == 4242
+    assert mine["volctl_generation", ()] == state["snap"].generation != 4242
 
 
 def test_read_only_methods(server: ApiServer) -> None:

@@ -1,17 +1,18 @@
-"""Pure parts of the backends: monitor parsing, domain XML render/parse round trip."""
+"""Pure parts of the backends and their wiring: monitor parsing (controller.factory), domain
+XML render/parse round trip."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from reconciler.backends import domxml
-from reconciler.backends.factory import (
+from reconciler.config import CephConfig
+from reconciler.controller.factory import (
     ceph_access,
     hypervisor_for,
     monitors_from_conf,
     parse_mon_host,
 )
-from reconciler.config import CephConfig
 from reconciler.identity import XMLNS
 from reconciler.model import Host, Meta
 from reconciler.observe.types import OwnerMark

@@ -11,8 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from api.snapshots import world
-from source.specs import BASE, attachment, vm, volume
 
 from reconciler.api.server import ApiServer, serve
 from reconciler.cli.completion_cmd import script
@@ -20,6 +18,8 @@ from reconciler.cli.main import main
 from reconciler.source.protocol import SourceStatus
 from reconciler.source.store import SpecStore
 from reconciler.status.types import Phase, Snapshot
+from tests.api.snapshots import world
+from tests.source.specs import BASE, attachment, vm, volume
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from source.specs import BASE, vm, volume
-from source.test_git import commit, git
 
 from reconciler.cli.main import main
+from tests.source.specs import BASE, vm, volume
+from tests.source.test_git import commit, git
 
 
 @pytest.fixture

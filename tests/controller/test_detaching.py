@@ -4,17 +4,17 @@ the world is never reported converged while a volume is still Detaching.
 The fake world's guest ignores unplug requests while `guest_acks_detach` is False (a guest
 still booting); the disk then stays in the live domain but leaves the persistent config,
 exactly what libvirt shows.  The loop runs with the production backoff shape (1 s, 2 s, 4 s
-... jittered) so the number of passes over a time window is what a user would see.
+... jittered) so the number of passes over a time window is what a user would see; the
+windows are simulated (`FakeClock`, `Harness.run_due`), so they cost no wall time and the
+count does not depend on how loaded the machine is.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
-import time
 
-from conftest import Harness, build, spec
-from fakeworld import FakeHypervisor, FakeStorage
-
+from reconciler.controller.triggers import START
 from reconciler.errors import Transient
 from reconciler.execute.retry import Backoff, RetryTracker
 from reconciler.model import DesiredState
@@ -23,6 +23,9 @@ from reconciler.plan.actions import ActionKind, Plan
 from reconciler.plan.planner import plan
 from reconciler.plan.settings import PlanSettings
 from reconciler.status.types import Phase
+from tests.execute.fakeworld import FakeHypervisor, FakeStorage
+
+from .harness import FakeClock, Harness, build, spec
 
 HOSTS = {"h1": "fake://h1"}
 VMS = {"a": None, "b": None}
@@ -31,11 +34,13 @@ UNATTACHED = spec(HOSTS, vms=VMS, volumes={"v1": 1})
 MOVED = spec(HOSTS, vms=VMS, volumes={"v1": 1}, attachments={"att1": ("v1", "b")})
 
 
-def make(harnesses: list[Harness], **kw: object) -> tuple[Harness, FakeHypervisor]:
+def make(
+    harnesses: list[Harness], clock: FakeClock | None = None
+) -> tuple[Harness, FakeHypervisor]:
     storage = FakeStorage()
     storage.add_base("base")
     hv = FakeHypervisor("h1", storage, cpus=4, memory_mib=4096)
-    h = build({"h1": hv}, storage, ONE, detach_wait=0.2, resync=30.0, **kw)  # type: ignore[arg-type]
+    h = build({"h1": hv}, storage, ONE, detach_wait=0.2, resync=30.0, clock=clock)
     # production backoff shape, deterministic jitter
     h.engine.retry = RetryTracker(Backoff(), random.Random(7))
     harnesses.append(h)
@@ -65,26 +70,29 @@ def test_a_lost_detach_request_is_sent_again_and_completes(harnesses: list[Harne
 
 
 def test_a_stuck_detach_backs_off_and_is_never_converged(harnesses: list[Harness]) -> None:
-    h, hv = make(harnesses)
+    clock = FakeClock()
+    h, hv = make(harnesses, clock)
     assert h.engine.run_pass().snapshot.converged
     hv.guest_acks_detach = False  # never acknowledged
     h.source.set(MOVED)
-    gen0 = h.store.snapshot().generation
-    h.start()
-    time.sleep(6.0)
+    h.controller.triggers.kick(START)
+    t0 = clock()
+    started = [t - t0 for t in h.run_due(clock, until=t0 + 6.0)]
+    # the source change, then retries after ~1 s and ~2 s more (jittered): each wait longer
+    # than the one before, a handful of passes in 6 s and not one every few milliseconds
+    assert 3 <= len(started) <= 4, started
+    gaps = [b - a for a, b in itertools.pairwise(started)]
+    assert gaps[0] >= 0.5, started
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), started
+    assert len(started) <= detach_calls(hv) <= len(started) + 1, detach_calls(hv)
     snap = h.store.snapshot()
-    passes = snap.generation - gen0
-    # start pass + the source change, then retries at ~1 s and ~3 s (+ the 0.2 s waits):
-    # a handful of passes, not one every few milliseconds
-    assert 2 <= passes <= 6, passes
-    assert 2 <= detach_calls(hv) <= 4, detach_calls(hv)
     assert not snap.converged
     assert snap.resources["volume/v1"].phase is Phase.DETACHING
     assert snap.resources["attachment/att1"].phase is Phase.DETACHING
     assert hv.domains["b"].disks == {}  # never attached elsewhere while a guest holds it
-    due = h.engine.retry.next_due(h.engine.clock())
+    due = h.engine.retry.next_due(clock())
     assert due is not None
-    assert due > h.engine.clock()
+    assert due > clock()
 
 
 def test_a_retry_waiting_behind_a_failing_detach_arms_no_hot_timer(
@@ -92,7 +100,8 @@ def test_a_retry_waiting_behind_a_failing_detach_arms_no_hot_timer(
 ) -> None:
     """An attach that failed once, then waits behind a detach in backoff: its own past due
     time must not fire the retry timer after every pass."""
-    h, hv = make(harnesses)
+    clock = FakeClock()
+    h, hv = make(harnesses, clock)
     h.source.set(UNATTACHED)
     assert h.engine.run_pass().snapshot.converged
     hv.inject.errors[("attach_disk", "h1/b")] = [OSError("qemu monitor busy")]
@@ -101,15 +110,15 @@ def test_a_retry_waiting_behind_a_failing_detach_arms_no_hot_timer(
     with hv.lock:  # someone attaches v1 to a behind volctl's back
         hv.domains["a"].disks["vol-v1"] = "vdb"
     hv.inject.errors[("detach_disk", "h1/a")] = [Transient("libvirt busy")] * 20
-    time.sleep(1.3)  # the attach's retry is due now; it waits for the detach
-    gen0 = h.store.snapshot().generation
-    h.start()
-    time.sleep(4.0)
-    snap = h.store.snapshot()
-    assert snap.generation - gen0 <= 6, snap.generation - gen0
+    clock.now += 1.3  # the attach's retry is due now; it waits for the detach
+    h.controller.triggers.kick(START)
+    started = h.run_due(clock, until=clock() + 4.0)
+    # a hot timer would run pass after pass at one instant, up to run_due's cap of 50
+    assert len(started) <= 6, started
+    assert len(set(started)) == len(started), started
     assert 1 <= detach_calls(hv) <= 4, detach_calls(hv)
     assert hv.domains["b"].disks == {}
-    assert not snap.converged
+    assert not h.store.snapshot().converged
 
 
 def test_converged_is_false_while_anything_is_detaching(harnesses: list[Harness]) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 
-from conftest import Harness, build, spec
-from fakeworld import FakeHypervisor, FakeStorage
 from structlog.testing import capture_logs
 
 from reconciler.errors import Terminal, Transient
@@ -19,6 +17,9 @@ from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import Plan
 from reconciler.plan.settings import PlanSettings
 from reconciler.status.types import ConditionType, Phase, Snapshot
+from tests.execute.fakeworld import FakeHypervisor, FakeStorage
+
+from .harness import Harness, build, spec
 
 HOSTS = {"h1": "fake://h1", "h2": "fake://h2"}
 
@@ -44,6 +45,12 @@ FULL = spec(
     vms={"a": None, "b": None, "c": None},
     volumes={"v1": 1, "v2": 2},
     attachments={"att1": ("v1", "a"), "att2": ("v2", "c")},
+)
+MOVED = spec(  # FULL with v1 moved from a to b
+    HOSTS,
+    vms={"a": None, "b": None, "c": None},
+    volumes={"v1": 1, "v2": 2},
+    attachments={"att1": ("v1", "b"), "att2": ("v2", "c")},
 )
 
 
@@ -196,13 +203,7 @@ def test_unacknowledged_detach_is_detaching_not_moved(
     h, hvs, _ = make(harnesses, FULL, detach_wait=0.3)
     assert h.engine.run_pass().snapshot.converged
     hvs["h1"].guest_acks_detach = False
-    moved = spec(
-        HOSTS,
-        vms={"a": None, "b": None, "c": None},
-        volumes={"v1": 1, "v2": 2},
-        attachments={"att1": ("v1", "b"), "att2": ("v2", "c")},
-    )
-    h.source.set(moved)
+    h.source.set(MOVED)
     snap = h.engine.run_pass().snapshot
     assert not snap.converged
     assert snap.resources["volume/v1"].phase is Phase.DETACHING
@@ -296,13 +297,7 @@ def test_a_spec_change_is_not_drift_but_an_out_of_band_detach_is(
 ) -> None:
     h, hvs, _ = make(harnesses, FULL)
     assert h.engine.run_pass().snapshot.converged
-    moved = spec(
-        HOSTS,
-        vms={"a": None, "b": None, "c": None},
-        volumes={"v1": 1, "v2": 2},
-        attachments={"att1": ("v1", "b"), "att2": ("v2", "c")},
-    )
-    h.source.set(moved)
+    h.source.set(MOVED)
     snap = h.engine.run_pass().snapshot
     assert snap.converged
     assert hvs["h1"].domains["b"].disks == {"vol-v1": "vdb"}

@@ -15,9 +15,6 @@ from pathlib import Path
 
 import pytest
 import structlog
-from fakeworld import FakeStorage
-from source.test_git import commit, git
-from test_testdriver import node
 
 from reconciler.backends.libvirt_backend import LibvirtHypervisor
 from reconciler.cli import plan_cmd
@@ -26,6 +23,10 @@ from reconciler.config import Config, load_config
 from reconciler.controller.wiring import BackendConnections, build_runtime
 from reconciler.source.factory import build_source
 from reconciler.source.store import SpecStore
+from tests.execute.fakeworld import FakeStorage
+from tests.source.test_git import commit, git
+
+from .test_testdriver import node
 
 INVENTORY = """\
 apiVersion: volctl.io/v1

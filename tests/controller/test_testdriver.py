@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Harness, build, spec
-from fakeworld import FakeStorage
 
 from reconciler.backends.libvirt_backend import LibvirtHypervisor
 from reconciler.identity import XMLNS
 from reconciler.status.types import Phase
+from tests.execute.fakeworld import FakeStorage
+
+from .harness import Harness, build, spec
 
 FOREIGN = """<domain type='test'><name>{name}</name><memory unit='MiB'>{mem}</memory>
 <vcpu>{cpu}</vcpu><os><type>hvm</type></os></domain>"""

@@ -1,6 +1,6 @@
 """Config to plan settings: where guests find Ceph comes from the config or from ceph.conf.
 
-The wiring builds its backends with `reconciler.backends.factory`, so the CLI and the
+The wiring builds its backends with `reconciler.controller.factory`, so the CLI and the
 controller parse monitors and apply Host overrides exactly one way.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.backends.factory import monitors_from_conf
 from reconciler.config import CephConfig, Config
+from reconciler.controller.factory import monitors_from_conf
 from reconciler.controller.wiring import open_libvirt, plan_settings
 from reconciler.model import Host, Meta
 

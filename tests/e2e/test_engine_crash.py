@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import libvirt
-from engine_support import Controller, by_name, domains, images, wait_for, write_specs
 
 from reconciler.identity import MANAGED_BY, META_ID, META_MANAGED_BY, META_NAME, TMP_PREFIX
 from reconciler.lab.info import LabInfo
 from reconciler.lab.testing import LabPool, create_volume, guest_xml
+
+from .engine_support import Controller, by_name, domains, images, wait_for, write_specs
 
 VMS: dict[str, str | None] = {f"web{i}": None for i in range(1, 5)}
 VOLS = {f"data{i}": (1, "Retain") for i in range(1, 5)}

@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from engine_support import Controller, by_name, domains, images, volctl, wait_for, write_specs
-
 from reconciler.lab.info import LabInfo
 from reconciler.lab.lab import Lab
 from reconciler.lab.testing import LabPool, create_volume
+
+from .engine_support import Controller, by_name, domains, images, volctl, wait_for, write_specs
 
 
 def spec_docs(store: Path, lab: LabInfo, vms: list[str]) -> None:

@@ -16,7 +16,12 @@ import time
 from pathlib import Path
 
 import libvirt
-from engine_support import (
+
+from reconciler.identity import MANAGED_BY, META_MANAGED_BY
+from reconciler.lab.info import LabInfo
+from reconciler.lab.testing import LabPool, clone_base, create_volume, guest_xml
+
+from .engine_support import (
     Controller,
     by_name,
     domains,
@@ -26,10 +31,6 @@ from engine_support import (
     wait_for,
     write_specs,
 )
-
-from reconciler.identity import MANAGED_BY, META_MANAGED_BY
-from reconciler.lab.info import LabInfo
-from reconciler.lab.testing import LabPool, clone_base, create_volume, guest_xml
 
 VMS: dict[str, str | None] = {"web1": None, "web2": None, "web3": "h2", "web4": "h2"}
 VOLS = {f"data{i}": (1, "Retain") for i in range(1, 5)}

@@ -12,7 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import libvirt
-from test_usage_lab import (
+
+from reconciler.lab.testing import LabPool
+
+from .test_usage_lab import (
     CONVERGE,
     commit,
     controller,
@@ -23,8 +26,6 @@ from test_usage_lab import (
     vm_doc,
     volctl,
 )
-
-from reconciler.lab.testing import LabPool
 
 TOKEN = "lab-hook-token-0123456789abcdef"
 

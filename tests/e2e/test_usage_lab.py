@@ -199,7 +199,7 @@ def test_apply_wait_seed_endpoints_get_describe_delete(lab_pool: LabPool, tmp_pa
         assert status == 405
         assert "volctl apply -f" in body["error"]
         metrics = http(base, "/metrics")[1]
-        assert 'volctl_resources{kind="VirtualMachine",phase="Ready"} 1' in metrics
+        assert 'volctl_resources{kind="VirtualMachine",phase="Ready"} 1.0' in metrics.splitlines()
         assert f'volctl_host_reachable{{host="{host}"' in metrics
 
         # kubectl-like reading
@@ -330,7 +330,7 @@ def test_gitops_commit_broken_fix_on_the_lab(lab_pool: LabPool, tmp_path: Path) 
         assert http(base, "/api/v1/vms/db_vm")[0] == 404
         assert domain_state(lab_pool, "db_vm") == {}
         assert http(base, "/api/v1/vms/git_vm")[1]["instanceType"] == "small"
-        assert "volctl_source_error 1" in http(base, "/metrics")[1]
+        assert "volctl_source_error 1.0" in http(base, "/metrics")[1].splitlines()
 
         # the fix converges
         fixed = commit(repo, {"dc/vms/db_vm.yaml": vm_doc("db_vm")}, "fix")

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
-from engine_support import REPO, Controller, doc, volctl, wait_for
 
 from reconciler.lab.guest_image import NICS_PREFIX, READY_LINE
 from reconciler.lab.info import LabInfo
 from reconciler.lab.testing import LabPool
 from reconciler.plan.specs import nic_mac
+
+from .engine_support import REPO, Controller, doc, volctl, wait_for
 
 VM = "net1"
 TIMEOUT = 240

@@ -12,7 +12,6 @@ import time
 from dataclasses import replace
 
 import pytest
-from fakeworld import CEPH, FakeHypervisor, FakeStorage, Injector
 from structlog.testing import capture_logs
 
 from reconciler.errors import Terminal, Transient
@@ -43,6 +42,8 @@ from reconciler.plan.actions import (
     ResizeVolume,
     StartDomain,
 )
+
+from .fakeworld import CEPH, FakeHypervisor, FakeStorage, Injector
 
 GIB = 1 << 30
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from fakeworld import CEPH, FakeDomain, FakeHypervisor, FakeStorage
 
 from reconciler.errors import Transient
 from reconciler.execute.executor import Executor
@@ -40,6 +39,8 @@ from reconciler.plan.actions import (
     StartDomain,
     StopDomain,
 )
+
+from .fakeworld import CEPH, FakeDomain, FakeHypervisor, FakeStorage
 
 GIB = 1 << 30
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from fakeworld import CEPH, FakeHypervisor, FakeStorage
 
 from reconciler.execute.handlers import Backends, DetachPending, run_action
 from reconciler.payload import DomainSpec, NicKind, NicSpec
 from reconciler.plan.actions import AttachNic, DetachNic
+
+from .fakeworld import CEPH, FakeHypervisor, FakeStorage
 
 LAN = NicSpec("52:54:00:00:00:09", NicKind.NETWORK, "lan")
 

@@ -11,19 +11,6 @@ import json
 from dataclasses import dataclass
 
 import pytest
-from plan.builders import (
-    CEPH,
-    attach,
-    converge,
-    desired,
-    host,
-    itype,
-    ohost,
-    run,
-    vm,
-    volume,
-    world,
-)
 
 from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedWorld
@@ -48,6 +35,19 @@ from reconciler.plan.reasons import BlockReason
 from reconciler.status.compute import PassInput, blocked_phase, compute
 from reconciler.status.kinds import driven_hash
 from reconciler.status.types import ConditionType, Phase, ResourceStatus, Snapshot
+from tests.plan.builders import (
+    CEPH,
+    attach,
+    converge,
+    desired,
+    host,
+    itype,
+    ohost,
+    run,
+    vm,
+    volume,
+    world,
+)
 
 R = BlockReason
 HOSTS = [host("h1", 1), host("h2", 2)]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from plan.builders import converge, desired, host, ohost, run, vm, world
-
 from reconciler.model import VirtType
 from reconciler.observe.types import ObservedWorld
 from reconciler.status.compute import PassInput, compute
 from reconciler.status.types import Snapshot
+from tests.plan.builders import converge, desired, host, ohost, run, vm, world
 
 
 def _snapshot(d, w: ObservedWorld) -> Snapshot:  # type: ignore[no-untyped-def]

@@ -2,9 +2,11 @@
 
 Why: the CLI, the controller and the tests all need "a Hypervisor for this Host" and "the
 Storage for this config" built the same way (capacity overrides, timeouts, monitors read
-from the Ceph conf when the config does not list them).  Only paths and ids pass through
-here, never a key: librados reads the keyring named in the Ceph conf, and guests use the
-libvirt secret named by `CephConfig.secret_uuid`.
+from the Ceph conf when the config does not list them).  It lives with the controller, not
+in `backends/`, because it is the one place that knows both vocabularies: the backends take
+plain values (a URI, a conf path, a `CephAccess`) and never see the config or a Host.  Only
+paths and ids pass through here, never a key: librados reads the keyring named in the Ceph
+conf, and guests use the libvirt secret named by `CephConfig.secret_uuid`.
 """
 
 from __future__ import annotations
