@@ -43,11 +43,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from reconciler.controller.knowledge import CompleteKnowledge
     from reconciler.controller.oneshot import source_for
-    from reconciler.plan.planner import plan as default_planner
     from reconciler.controller.store_lock import StoreLock
     from reconciler.controller.wiring import build_runtime
     from reconciler.loading.config_file import load_config
     from reconciler.logging import configure
+    from reconciler.plan.planner import plan as default_planner
 
     configure(args.log_level)
     config = load_config(getattr(args, "config", None))
