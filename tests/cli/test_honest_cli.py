@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from source.specs import BASE, vm
 
 from reconciler.cli.completion_cmd import script
 from reconciler.cli.main import build_parser, main
 from reconciler.lab.proc import free_ports
+from tests.source.specs import BASE, vm
 
 ROOT = Path(__file__).resolve().parents[2]
 DOWN = "qemu+tcp://127.0.0.1:1/system"  # nothing listens on port 1: connection refused

@@ -3,10 +3,10 @@ on the simulated world, whose storage keeps the id ledger as RbdStorage does."""
 
 from __future__ import annotations
 
-from conftest import Harness, build, spec
-from fakeworld import FakeHypervisor, FakeStorage
-
 from reconciler.api.seed import route
+from tests.execute.fakeworld import FakeHypervisor, FakeStorage
+
+from .harness import Harness, build, spec
 
 HOSTS = {"h1": "fake://h1"}
 

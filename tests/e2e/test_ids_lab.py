@@ -13,9 +13,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from e2e.test_usage_lab import CONVERGE, controller, domain_state, http, until, volctl
-
 from reconciler.lab.testing import LabPool
+
+from .test_usage_lab import CONVERGE, controller, domain_state, http, until, volctl
 
 
 def _vm(name: str) -> str:
