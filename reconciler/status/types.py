@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from reconciler.observe.types import DeletedVolume
 from reconciler.source.protocol import SourceStatus
+
+if TYPE_CHECKING:  # the CLI loads these types at start-up; observe.types is not needed for that
+    from reconciler.observe.types import DeletedVolume
 
 
 class Phase(StrEnum):
