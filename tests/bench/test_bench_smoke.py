@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from reconciler.lab.info import LabInfo
+from reconciler.lab.proc import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("baseline", "volctl", "ansible", "kcli")
@@ -53,8 +54,23 @@ def _lab_args(lab: LabInfo) -> list[str]:
     return ["--lab-dir", lab.dir, "--prefix", "bsmoke"]
 
 
+def _listen() -> str:
+    """A free port for the benchmark's own controller: a fixed default collides with any other
+    run on the machine (another checkout's suite, a benchmark in progress)."""
+    (port,) = free_ports(1)
+    return f"127.0.0.1:{port}"
+
+
 def test_b1_converge_smoke(lab: LabInfo, tmp_path: Path) -> None:
-    doc = run_bench("b1_converge", tmp_path, *_lab_args(lab), "--tools", ",".join(TOOLS))
+    doc = run_bench(
+        "b1_converge",
+        tmp_path,
+        *_lab_args(lab),
+        "--tools",
+        ",".join(TOOLS),
+        "--volctl-listen",
+        _listen(),
+    )
     assert doc["environment"]["ansible"]
     assert doc["environment"]["kcli"]
     rows = {r["tool"]: r for r in doc["rows"]}
@@ -70,7 +86,15 @@ def test_b1_converge_smoke(lab: LabInfo, tmp_path: Path) -> None:
 
 
 def test_b2_rerun_smoke(lab: LabInfo, tmp_path: Path) -> None:
-    doc = run_bench("b2_rerun", tmp_path, *_lab_args(lab), "--tools", ",".join(TOOLS))
+    doc = run_bench(
+        "b2_rerun",
+        tmp_path,
+        *_lab_args(lab),
+        "--tools",
+        ",".join(TOOLS),
+        "--volctl-listen",
+        _listen(),
+    )
     rows = {r["tool"]: r for r in doc["rows"]}
     assert set(TOOLS) <= set(rows)
     for tool in TOOLS:
@@ -106,7 +130,7 @@ def test_b3_scale_smoke(tmp_path: Path) -> None:
 
 
 def test_b4_latency_smoke(lab: LabInfo, tmp_path: Path) -> None:
-    doc = run_bench("b4_latency", tmp_path, *_lab_args(lab))
+    doc = run_bench("b4_latency", tmp_path, *_lab_args(lab), "--volctl-listen", _listen())
     rows = doc["rows"]
     assert len(rows) == 4
     for r in rows:
@@ -116,7 +140,7 @@ def test_b4_latency_smoke(lab: LabInfo, tmp_path: Path) -> None:
 
 
 def test_b5_rest_smoke(tmp_path: Path) -> None:
-    doc = run_bench("b5_rest", tmp_path, "--listen", "127.0.0.1:18479")
+    doc = run_bench("b5_rest", tmp_path, "--listen", _listen())
     rows = doc["rows"]
     assert {r["endpoint"] for r in rows} == {"/healthz", "/vm/query?vmid=N", "/api/v1/vms"}
     for r in rows:
