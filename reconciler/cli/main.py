@@ -26,6 +26,7 @@ from reconciler.cli import (
     plan_cmd,
     reconcile_cmd,
     run_cmd,
+    store_cmd,
     validate,
 )
 from reconciler.errors import VolctlError
@@ -47,6 +48,7 @@ COMMANDS = (
     console_cmd,
     completion_cmd,
     doctor_cmd,
+    store_cmd,
 )
 
 

@@ -60,7 +60,7 @@ def announce(source: CompositeSource, rev: str) -> None:
     except Exception:  # noqa: BLE001 - the fetch already reported an unreadable store
         stored = 0
     noun = "file" if stored == 1 else "files"
-    merged = f", merged with the apply store {source.store.root} ({stored} {noun})"
+    merged = f", merged with the apply store {source.store.url} ({stored} {noun})"
     if not stored:
         merged = ""
     print(

@@ -17,7 +17,7 @@ from reconciler.errors import SpecError
 from reconciler.source.composite import CompositeSource
 from reconciler.source.git import GitSource
 from reconciler.source.protocol import Source
-from reconciler.source.store import SpecStore
+from reconciler.source.stores import open_store
 
 
 def build_source(
@@ -28,7 +28,7 @@ def build_source(
     path: str = ".",
     interval: float = 60.0,
 ) -> Source:
-    store = SpecStore(config.store)
+    store = open_store(config)
     settings: dict[str, Any] = dict(config.git or {})
     if git_url is None:
         if not settings.get("url"):
@@ -63,7 +63,7 @@ def review_source(
         raise SpecError("no git repository to review: give --git URL or a git: url in the config")
     where = path if path is not None else str(settings.get("path", "."))
     return CompositeSource(
-        SpecStore(config.store),
+        open_store(config),
         GitSource(str(url), cache_root=_writable(config.state_dir), path=where, rev=rev),
     )
 
