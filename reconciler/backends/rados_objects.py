@@ -26,7 +26,7 @@ from typing import Any
 
 import rados
 
-from reconciler.backends.calls import Worker, ceph_connection_lost, translate_ceph
+from reconciler.backends.calls import Worker, ceph_connection_lost, plain_addr, translate_ceph
 from reconciler.errors import BackendError, Conflict, NotFound, Transient
 
 MAX_OBJECT = 4 << 20  # a spec or a compressed status snapshot is far below this
@@ -267,7 +267,7 @@ class RadosNamespace:
             with self._lock:
                 cluster = self._cluster
             raw = str(cluster.get_addrs())
-            return _plain_addr(raw)
+            return plain_addr(raw)
 
         out: str = self.call("get_addrs", work)
         return out
@@ -304,11 +304,3 @@ class RadosNamespace:
 def _errno(exc: BaseException | None) -> int | None:
     code = getattr(exc, "errno", None)
     return abs(int(code)) if isinstance(code, int) else None
-
-
-def _plain_addr(raw: str) -> str:
-    """'[v2:127.0.0.1:0/123,v1:...]' or 'v2:127.0.0.1:0/123' -> '127.0.0.1:0/123'."""
-    text = raw.strip().strip("[]").split(",")[0]
-    for proto in ("v2:", "v1:", "any:"):
-        text = text.removeprefix(proto)
-    return text

@@ -34,7 +34,7 @@ import rados
 import rbd
 
 from reconciler.backends import rbd_tmp
-from reconciler.backends.calls import Worker, ceph_connection_lost, translate_ceph
+from reconciler.backends.calls import Worker, ceph_connection_lost, plain_addr, translate_ceph
 from reconciler.backends.rbd_import import copy_sparse, raw_source
 from reconciler.errors import BackendError, Conflict, Terminal, Transient
 from reconciler.identity import BASE_SNAPSHOT, MANAGED_BY, META_MANAGED_BY
@@ -137,6 +137,17 @@ class RbdStorage:
             if ceph_connection_lost(exc):
                 self._drop(str(exc))
             raise translate_ceph(exc, f"rbd {what}") from exc
+
+    def client_address(self) -> str:
+        """This connection's Ceph client address (an HA leader records it for fencing)."""
+
+        def body() -> str:
+            self._ioctx_for(self.pool)
+            with self._lock:
+                cluster = self._cluster
+            return plain_addr(str(cluster.get_addrs()))
+
+        return self._worker.run(body, timeout=self.timeout, what="get_addrs")
 
     def close(self) -> None:
         with self._lock:
