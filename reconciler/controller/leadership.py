@@ -148,6 +148,7 @@ class Leadership:
 
     def check(self, what: str = "act") -> None:
         """Raise Fenced unless this replica may act right now (called before every action)."""
+        self.tick()
         if not self.may_act():
             raise Fenced(f"not acting ({what}): {self.view().reason}")
 
