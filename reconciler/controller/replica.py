@@ -201,7 +201,7 @@ class Replica:
         """One term as leader: a fresh runtime, run until the role is lost or stop()."""
         epoch = self.leadership.epoch
         status = _Publishing(self.view.snapshot(), self._queue_publish)
-        rt = self.build(status, self.leadership.check, lambda: epoch)
+        rt = self.build(status, self._gate, lambda: epoch)
         with self._lock:
             self._runtime = rt
         log.info("ha.leading", replica=self.settings.replica_id, epoch=epoch)
@@ -215,6 +215,15 @@ class Replica:
                 self._runtime = None
             rt.close()
             log.info("ha.term_end", replica=self.settings.replica_id, epoch=epoch)
+
+    def _gate(self, what: str) -> None:
+        """Before every change: refuse (Fenced) unless we may act; log what we do."""
+        try:
+            self.leadership.check(what)
+        except Exception:
+            log.warning("ha.fenced", replica=self.settings.replica_id, what=what)
+            raise
+        log.info("ha.act", replica=self.settings.replica_id, epoch=self.leadership.epoch, what=what)
 
     def _record_storage_address(self, rt: Runtime, epoch: int) -> None:
         """Add the RBD client's address to the leader record, so a successor fences it too."""
