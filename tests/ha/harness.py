@@ -68,7 +68,7 @@ def http(url: str) -> tuple[int, Any]:
             raw, ctype, status = resp.read(), resp.headers.get("Content-Type", ""), resp.status
     except urllib.error.HTTPError as err:
         raw, ctype, status = err.read(), err.headers.get("Content-Type", ""), err.code
-    return status, json.loads(raw) if ctype.startswith("application/json") else raw
+    return status, json.loads(raw) if ctype.startswith("application/json") else raw.decode()
 
 
 def until(what: str, check: Callable[[], Any], timeout: float, step: float = 0.2) -> Any:
