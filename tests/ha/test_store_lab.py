@@ -25,9 +25,10 @@ from tests.ha.harness import ROOT, env, fleet, ha_config, volctl
 TRIALS = int(os.environ.get("VOLCTL_HA_TRIALS", "100"))
 
 
-def vm(name: str, itype: str = "small") -> str:
+def vm(name: str, itype: str = "small", writer: str = "") -> str:
+    labels = f"  labels: {{writer: w{writer}}}\n" if writer else ""
     return (
-        f"apiVersion: volctl.io/v1\nkind: VirtualMachine\nmetadata:\n  name: {name}\n"
+        f"apiVersion: volctl.io/v1\nkind: VirtualMachine\nmetadata:\n  name: {name}\n{labels}"
         f"spec:\n  instanceType: {itype}\n  image: lab-base\n  running: false\n"
     )
 
@@ -41,7 +42,11 @@ def test_same_resource_one_winner_one_conflict(lab: LabInfo, lab_pool: LabPool) 
     try:
         a.apply([("inventory.yaml", fleet(lab, []))])
         for i in range(TRIALS):
-            texts = [[("a.yaml", vm("shared", "small"))], [("b.yaml", vm("shared", "medium"))]]
+            # both differ from what is stored (an identical apply is a no-op, not a write)
+            texts = [
+                [("a.yaml", vm("shared", "small", f"{i}-a"))],
+                [("b.yaml", vm("shared", "medium", f"{i}-b"))],
+            ]
             if i % 2:
                 texts.reverse()
             barrier = threading.Barrier(2)
