@@ -41,9 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.controller.oneshot import source_for
     from reconciler.controller.wiring import build_runtime
     from reconciler.logging import configure
+    from reconciler.source.stores import refuse_unfenced
 
     configure(args.log_level)
     config = load_config(getattr(args, "config", None))
+    refuse_unfenced(config, "volctl reconcile --once")
     source = source_for(config, args.paths)
     rt = build_runtime(config, source, allow_mass_delete=args.allow_mass_delete)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reconciler.config import CephConfig, Config
+from reconciler.errors import SpecError
 from reconciler.source.rados_store import RadosSpecStore, parse_url
 from reconciler.source.store import SpecStore
 
@@ -22,6 +23,16 @@ AnyStore = SpecStore | RadosSpecStore
 
 def is_rados(url: str) -> bool:
     return url.startswith("rados://")
+
+
+def refuse_unfenced(config: Config, what: str) -> None:
+    """With a RADOS store only the lease holder may act: a one-shot pass next to running
+    replicas would be a second actor, so it is refused (SpecError names the way out)."""
+    if is_rados(config.store):
+        raise SpecError(
+            f"{what} would act without the leader lease of {config.store}; run "
+            "`volctl run` replicas instead (docs/ha.md), or use `volctl plan` to preview"
+        )
 
 
 def open_store(config: Config, url: str | None = None) -> AnyStore:

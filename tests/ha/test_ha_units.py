@@ -116,3 +116,15 @@ def test_follower_rest_view() -> None:
         assert "volctl_ceph_reachable 0" in _get(server.url + "/metrics")[2].decode()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("argv", [["reconcile", "--once"], ["run", "--once"]])
+def test_one_shot_passes_are_refused_on_a_rados_store(
+    tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler.cli.main import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("store: rados://rbd/volctl\n")
+    assert main(["--config", str(cfg), *argv]) == 1
+    assert "without the leader lease" in capsys.readouterr().err
