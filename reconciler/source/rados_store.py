@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Protocol
 
 from reconciler.errors import Conflict, SpecError, VolctlError
@@ -115,8 +114,9 @@ class RadosSpecStore:
         """The display name of an object in diagnostics: rados://pool/ns/<kind>/<name>.yaml."""
         return f"{self.url}/{obj.removeprefix(PREFIX)}"
 
-    def path_for(self, kind: str, name: str) -> PurePosixPath:
-        return PurePosixPath(self.label(object_name(kind, name)))
+    def path_for(self, kind: str, name: str) -> str:
+        """The resource's display name (what `volctl diff`/`describe` show as its file)."""
+        return self.label(object_name(kind, name))
 
     def _stored(self) -> dict[str, Stored]:
         found = self.objects.read_many(self.objects.names(PREFIX))

@@ -82,6 +82,7 @@ def test_same_resource_one_winner_one_conflict(lab: LabInfo, lab_pool: LabPool) 
         b.close()
 
 
+@pytest.mark.timeout(1200)  # 100 pairs of CLI processes: about 3 s each on 2 cores
 def test_concurrent_cli_applies_of_different_resources_both_land(
     lab: LabInfo, lab_pool: LabPool, tmp_path: Path
 ) -> None:
@@ -130,7 +131,13 @@ def test_a_write_based_on_a_stale_read_is_refused(
         assert out.returncode == 0, out.stderr
         with pytest.raises(StoreConflict, match="the object has been modified"):
             store.commit(pending)
+        stored = store.read("VirtualMachine", "x")
+        assert stored is not None
+        assert "instanceType: large" in stored  # the CLI's write won, ours was refused
     finally:
         store.close()
-    shown = volctl(config, "describe", "vm", "x")
-    assert "rados://" in shown.stdout + shown.stderr
+    new = tmp_path / "y.yaml"
+    new.write_text(vm("y"))
+    shown = volctl(config, "diff", "-f", str(new))  # works from the store alone
+    assert shown.returncode == 1, shown.stderr
+    assert f"# new: rados://{lab_pool.pool}/volctl/virtualmachine/y.yaml" in shown.stdout
