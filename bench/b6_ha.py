@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import signal
 import subprocess
@@ -34,7 +35,6 @@ from bench.common.lab import add_lab_args, open_lab
 from bench.common.report import Report, median, percentile
 from reconciler.config import load_config
 from reconciler.lab.info import LabInfo
-from reconciler.lab.proc import free_ports
 from reconciler.source.stores import open_store
 
 VOLCTL = [sys.executable, "-m", "reconciler.cli.main"]
@@ -61,11 +61,11 @@ def _config(info: LabInfo, work: Path, store: str, lease: float) -> Path:
 
 class Proc:
     def __init__(self, config: Path, log: Path, *extra: str) -> None:
-        (port,) = free_ports(1)
         self.log = ControllerLog(log)
+        self.start = log.stat().st_size if log.exists() else 0  # this process's part of the log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [*VOLCTL, "--config", str(config), "run", "--listen", f"127.0.0.1:{port}", *extra],
+                [*VOLCTL, "--config", str(config), "run", "--no-api", *extra],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -80,8 +80,10 @@ class Proc:
                 self.proc.wait()
 
 
-def takeover(info: LabInfo, work: Path, trials: int, lease: float) -> dict[str, list[float]]:
-    config = _config(info, work, f"rados://{info.pool}/b6-takeover-{int(time.time())}", lease)
+def takeover(
+    info: LabInfo, work: Path, trials: int, lease: float, ns: str
+) -> dict[str, list[float]]:
+    config = _config(info, work, f"rados://{info.pool}/{ns}", lease)
     reps = {n: Proc(config, work / f"{n}.log", "--replica-id", n) for n in ("r1", "r2", "r3")}
     leading: list[float] = []
     locked: list[float] = []
@@ -111,7 +113,7 @@ def _wait_leader(reps: dict[str, Proc], timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, rep in reps.items():
-            text = rep.log.path.read_text() if rep.log.path.exists() else ""
+            text = rep.log.path.read_bytes()[rep.start :].decode(errors="replace")
             last = [ln for ln in text.splitlines() if '"ha.leading"' in ln or '"ha.term_end"' in ln]
             if last and '"ha.leading"' in last[-1] and rep.proc.poll() is None:
                 return name
@@ -132,7 +134,8 @@ def _wait_events(reps: dict[str, Proc], dead: str, timeout: float) -> tuple[floa
                 if ev.get("event") == "ha.leading" and lock is not None:
                     return lock, ev["_t"]
         time.sleep(0.02)
-    raise RuntimeError("no takeover")
+    tails = {n: r.log.path.read_text(errors="replace").splitlines()[-6:] for n, r in reps.items()}
+    raise RuntimeError(f"no takeover after killing {dead}: {json.dumps(tails, indent=1)}")
 
 
 def first_action(info: LabInfo, work: Path, store: str, trials: int) -> list[float]:
@@ -210,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lease", type=float, default=6.0)
     p.add_argument("--bulk", type=int, default=1000)
     p.add_argument("--smoke", action="store_true", help="2 trials, 50 resources")
+    p.add_argument("--prefix", default="b6", help="prefix of the RADOS namespaces used")
     add_lab_args(p, default_hosts=2)
     args = p.parse_args(argv)
     if args.smoke:
@@ -221,19 +225,17 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="b6-") as tmp:
             work = Path(tmp)
             (work / "store").mkdir()
-            stamp = int(time.time())
-            t = takeover(info, work, args.trials, args.lease)
+            stamp = f"{args.prefix}-{int(time.time())}"
+            t = takeover(info, work, args.trials, args.lease, f"{stamp}-takeover")
             report.rows.append(_row("takeover: SIGKILL -> new leader acts", t["leading"]))
             report.rows.append(_row("takeover: SIGKILL -> lock taken", t["locked"]))
             rados_s = first_action(
-                info, work, f"rados://{info.pool}/b6-first-{stamp}", 2 * args.trials
+                info, work, f"rados://{info.pool}/{stamp}-first", 2 * args.trials
             )
             dir_s = first_action(info, work, str(work / "store-first"), 2 * args.trials)
             report.rows.append(_row("spec saved -> first action, RADOS store", rados_s))
             report.rows.append(_row("spec saved -> first action, directory store", dir_s))
-            r_new, r_same = bulk_apply(
-                info, work, f"rados://{info.pool}/b6-bulk-{stamp}", args.bulk
-            )
+            r_new, r_same = bulk_apply(info, work, f"rados://{info.pool}/{stamp}-bulk", args.bulk)
             d_new, d_same = bulk_apply(info, work, str(work / "store-bulk"), args.bulk)
             report.rows.append(_row(f"apply {args.bulk} volumes, RADOS store (new)", [r_new]))
             report.rows.append(_row(f"apply {args.bulk} volumes, directory store (new)", [d_new]))

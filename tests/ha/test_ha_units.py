@@ -95,7 +95,7 @@ def _info(role: str, reason: str) -> ReplicaInfo:
 def test_follower_rest_view() -> None:
     snap = world()
     state = {"info": _info("follower", "following r1")}
-    server = serve(lambda: snap, "127.0.0.1:0", None, lambda: state["info"])
+    server = serve(lambda: snap, "127.0.0.1:0", None, replica_fn=lambda: state["info"])
     try:
         status, headers, body = _get(server.url + "/api/v1/leader")
         doc = json.loads(body)
