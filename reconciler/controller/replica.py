@@ -327,7 +327,8 @@ class Replica:
             if v.role in (Role.LEADER, Role.TAKING_OVER)
             else None
         )
-        beat = {"role": v.role.value, "epoch": v.epoch, "time": self.wall(), "expires": expires}
+        epoch = max(v.epoch, self.max_epoch)  # a follower reports the epoch it follows
+        beat = {"role": v.role.value, "epoch": epoch, "time": self.wall(), "expires": expires}
         self.objects.put(HEARTBEAT_PREFIX + self.settings.replica_id, json.dumps(beat).encode())
         horizon = self.wall() - 3 * self.settings.lease.lease
         seen: list[ReplicaSeen] = []
