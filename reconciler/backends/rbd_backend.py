@@ -97,6 +97,9 @@ class RbdStorage:
         self._ioctx: dict[str, Any] = {}
         self._static: dict[str, _Static] = {}  # image id -> cached static facts
         self._worker = Worker("rbd", threads=threads, on_timeout=self._timed_out)
+        # called with the client address of every new cluster connection before it is used;
+        # an HA leader records it for fencing and refuses it once it may no longer act
+        self.connect_hook: Callable[[str], None] | None = None
 
     # -- connection -------------------------------------------------------------------------
 
@@ -119,6 +122,12 @@ class RbdStorage:
         if cluster is None:
             cluster = rados.Rados(conffile=self.conf, rados_id=self.user)
             cluster.connect(timeout=int(max(1, self.connect_timeout)))
+            if self.connect_hook is not None:
+                try:
+                    self.connect_hook(plain_addr(str(cluster.get_addrs())))
+                except BaseException:
+                    cluster.shutdown()
+                    raise
         io = cluster.open_ioctx(pool)
         with self._lock:
             self._cluster = cluster
@@ -137,17 +146,6 @@ class RbdStorage:
             if ceph_connection_lost(exc):
                 self._drop(str(exc))
             raise translate_ceph(exc, f"rbd {what}") from exc
-
-    def client_address(self) -> str:
-        """This connection's Ceph client address (an HA leader records it for fencing)."""
-
-        def body() -> str:
-            self._ioctx_for(self.pool)
-            with self._lock:
-                cluster = self._cluster
-            return plain_addr(str(cluster.get_addrs()))
-
-        return self._worker.run(body, timeout=self.timeout, what="get_addrs")
 
     def close(self) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ import os
 import socket
 from collections.abc import Callable
 
+from reconciler.backends.factory import storage_for
 from reconciler.backends.rados_lease import RadosLease
 from reconciler.backends.rados_objects import RadosNamespace
 from reconciler.config import Config
@@ -49,9 +50,18 @@ def build_replica(
         connect_timeout=op_timeout,
     )
 
-    def build(status: StatusStore, gate: Gate, epoch: Callable[[], int]) -> Runtime:
+    def build(
+        status: StatusStore, gate: Gate, epoch: Callable[[], int], on_connect: Callable[[str], None]
+    ) -> Runtime:
+        storage = storage_for(config.ceph)
+        storage.connect_hook = on_connect  # every connection is recorded and gated (docs/ha.md)
         return runtime(
-            config, source_factory(), status=status, fence=(gate, epoch), **runtime_kwargs
+            config,
+            source_factory(),
+            status=status,
+            fence=(gate, epoch),
+            storage=storage,
+            **runtime_kwargs,
         )
 
     return Replica(

@@ -31,7 +31,7 @@ import structlog
 
 from reconciler.backends.rados_lease import LeaderRecord
 from reconciler.controller.fencing import Gate
-from reconciler.controller.leadership import Leadership, LeaseSettings, Role
+from reconciler.controller.leadership import Fenced, Leadership, LeaseSettings, Role
 from reconciler.controller.wiring import Runtime
 from reconciler.errors import BackendError, Conflict
 from reconciler.source.rados_store import Stored
@@ -66,8 +66,9 @@ class SharedObjects(Protocol):
     def watch(self, name: str, on_notify: Callable[[bytes], None]) -> None: ...
 
 
-# builds a leader's runtime: (status store to publish into, gate, epoch) -> Runtime
-Builder = Callable[[StatusStore, Gate, Callable[[], int]], Runtime]
+# builds a leader's runtime: (status store to publish into, gate, epoch, hook called with the
+# address of every new Ceph connection of its storage) -> Runtime
+Builder = Callable[[StatusStore, Gate, Callable[[], int], Callable[[str], None]], Runtime]
 
 
 @dataclass(frozen=True)
@@ -201,12 +202,11 @@ class Replica:
         """One term as leader: a fresh runtime, run until the role is lost or stop()."""
         epoch = self.leadership.epoch
         status = _Publishing(self.view.snapshot(), self._queue_publish)
-        rt = self.build(status, self._gate, lambda: epoch)
+        rt = self.build(status, self._gate, lambda: epoch, self._storage_connected)
         with self._lock:
             self._runtime = rt
         log.info("ha.leading", replica=self.settings.replica_id, epoch=epoch)
         try:
-            self._record_storage_address(rt, epoch)
             rt.controller.watch_source()
             if self.leadership.may_act() and not self._stop.is_set():
                 rt.controller.run()
@@ -225,20 +225,22 @@ class Replica:
             raise
         log.info("ha.act", replica=self.settings.replica_id, epoch=self.leadership.epoch, what=what)
 
-    def _record_storage_address(self, rt: Runtime, epoch: int) -> None:
-        """Add the RBD client's address to the leader record, so a successor fences it too."""
-        storage = rt.connections.storage()
-        address = getattr(storage, "client_address", None)
+    def _storage_connected(self, address: str) -> None:
+        """Every new Ceph connection of the leader's storage: allowed only while we may act,
+        and recorded in the leader record first, so a successor blocklists it too.  (A
+        backend reconnects after a lost connection; without this a call queued before a
+        pause could run on a fresh, unfenced connection after it.)"""
+        self._gate(f"connect to Ceph as {address}")
         rec = self._record
-        if address is None or rec is None or rec.epoch != epoch:
-            return
+        if rec is None or rec.epoch != self.leadership.epoch:
+            raise Fenced(f"no leader record of epoch {self.leadership.epoch}")
+        rec = replace(rec, addresses=(*rec.addresses, address))
         try:
-            extra = str(address())
-            rec = replace(rec, addresses=(*rec.addresses, extra))
             self.lease.write_record(self.cookie, rec)
-            self._record = rec
         except BackendError as exc:
-            log.warning("ha.record_address_failed", error=str(exc))
+            raise Fenced(f"cannot record the Ceph client {address}: {exc}") from exc
+        self._record = rec
+        log.info("ha.storage_client", replica=self.settings.replica_id, address=address)
 
     # ---- the lease ----------------------------------------------------------------------------
 

@@ -142,20 +142,24 @@ def test_sigstop_leader_for_two_leases(lab: LabInfo, lab_pool: LabPool, tmp_path
         until("the old leader a follower", lambda: old.leader_view()["role"] == "follower", 30)
         until("convergence", lambda: _converged(lab, lab_pool.pool, names), CONVERGE, step=1)
         time.sleep(LEASE)  # let the resumed process run a while
-        # the log: nothing started after the pause, and RADOS refused its old client
-        assert _acts_after(old, stopped) == []
+        # the log: nothing started after the pause in its old term (under load a replica may
+        # later win the lease again, legitimately, at a higher epoch), and RADOS refused its
+        # old client
+        stale = [e for e in _acts_after(old, stopped) if int(e["epoch"]) <= epoch_old]
+        assert stale == []
         refused = [
             e
             for e in old.lines()
             if _ts(e) >= resumed and "ConnectionShutdown" in str(e.get("error", ""))
         ]
         assert refused, "the resumed leader's RADOS client was not refused (blocklist)"
-        # the world: whatever was created after the takeover carries the new epoch
+        # the world: whatever was created after the takeover carries a newer epoch than the
+        # paused leader's (the new leader's, or a later one's if it re-took its own lease)
         imgs = _check_world(lab, lab_pool.pool, names)
         late = {
             n: im["meta"].get("volctl.epoch") for n, im in imgs.items() if im["created"] > took_over
         }
-        assert all(e == str(epoch_new) for e in late.values()), late
+        assert all(int(e) > epoch_old for e in late.values()), late
         assert old.proc.poll() is None  # still alive, as a follower
 
 
