@@ -34,8 +34,8 @@ from bench.common.ctllog import ControllerLog, action_start
 from bench.common.lab import add_lab_args, open_lab
 from bench.common.report import Report, median, percentile
 from reconciler.config import load_config
+from reconciler.controller.stores import open_store
 from reconciler.lab.info import LabInfo
-from reconciler.source.stores import open_store
 
 VOLCTL = [sys.executable, "-m", "reconciler.cli.main"]
 

@@ -163,7 +163,7 @@ def print_diagnostics(diagnostics: Any, verb: str) -> None:
 
 def store_of(config: Config) -> AnyStore:
     """The configured spec store: a directory, or rados://POOL/NAMESPACE (docs/ha.md)."""
-    from reconciler.source.stores import open_store
+    from reconciler.controller.stores import open_store
 
     return open_store(config)
 

@@ -44,9 +44,12 @@ def branch_of(config: Config, args: argparse.Namespace) -> str:
 
 def open_source(config: Config, args: argparse.Namespace, rev: str) -> CompositeSource:
     """REV of the repository merged with the store; fetched at the first `fetch()`."""
+    from reconciler.controller.stores import open_store
     from reconciler.source.factory import review_source
 
-    return review_source(config, rev=rev, git_url=args.git_url, path=args.path)
+    return review_source(
+        config, rev=rev, git_url=args.git_url, path=args.path, store=open_store(config)
+    )
 
 
 def announce(source: CompositeSource, rev: str) -> None:

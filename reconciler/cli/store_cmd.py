@@ -12,9 +12,6 @@ import argparse
 from typing import Any
 
 from reconciler.cli import client
-from reconciler.loading.diagnostics import SpecValidationError
-from reconciler.source.migrate import migrate
-from reconciler.source.stores import open_store
 
 
 def register(subparsers: Any) -> None:
@@ -34,6 +31,10 @@ def register(subparsers: Any) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from reconciler.controller.stores import open_store
+    from reconciler.loading.diagnostics import SpecValidationError
+    from reconciler.source.migrate import migrate
+
     config = client.config_of(args)
     source = open_store(config, args.source)
     target = open_store(config, args.target)

@@ -12,10 +12,10 @@ import os
 import socket
 from collections.abc import Callable
 
-from reconciler.backends.factory import storage_for
 from reconciler.backends.rados_lease import RadosLease
 from reconciler.backends.rados_objects import RadosNamespace
 from reconciler.config import Config
+from reconciler.controller.factory import storage_for
 from reconciler.controller.fencing import Gate
 from reconciler.controller.leadership import LeaseSettings
 from reconciler.controller.replica import Replica, ReplicaSettings

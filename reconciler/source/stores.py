@@ -3,20 +3,16 @@
 Why one place: `volctl apply/diff/delete/get/describe`, `volctl run` and `volctl store
 migrate` must all agree on what `store:` in the config means.  A plain path is the embedded
 directory store (one machine, `make demo`); `rados://POOL/NAMESPACE` is the shared store in
-Ceph that any machine with the Ceph client config can use (docs/ha.md).
+Ceph that any machine with the Ceph client config can use (docs/ha.md).  Opening a RADOS
+store needs the backends, a layer above this one: `controller/stores.py` does that.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from reconciler.config import CephConfig, Config
+from reconciler.config import Config
 from reconciler.errors import SpecError
-from reconciler.source.rados_store import RadosSpecStore, parse_url
+from reconciler.source.rados_store import RadosSpecStore
 from reconciler.source.store import SpecStore
-
-if TYPE_CHECKING:
-    from reconciler.backends.rados_objects import RadosNamespace
 
 AnyStore = SpecStore | RadosSpecStore
 
@@ -35,17 +31,11 @@ def refuse_unfenced(config: Config, what: str) -> None:
         )
 
 
-def open_store(config: Config, url: str | None = None) -> AnyStore:
-    """The store at `url` (default: the config's `store`)."""
+def local_store(config: Config, url: str | None = None) -> SpecStore:
+    """The directory store at `url` (default: the config's `store`).  A `rados://` store needs
+    the Ceph client, which this layer may not import: `controller.stores.open_store` opens
+    either kind, and the controller and the CLI pass it in."""
     where = url or config.store
-    if not is_rados(where):
-        return SpecStore(where)
-    return RadosSpecStore(rados_namespace(config.ceph, where))
-
-
-def rados_namespace(ceph: CephConfig, url: str) -> RadosNamespace:
-    """A RadosNamespace for rados://POOL/NAMESPACE with the config's Ceph conf and user."""
-    from reconciler.backends.rados_objects import RadosNamespace  # noqa: PLC0415 - librados
-
-    pool, ns = parse_url(url)
-    return RadosNamespace(ceph.conf, pool, ns, user=ceph.user)
+    if is_rados(where):
+        raise SpecError(f"store {where}: open it with reconciler.controller.stores.open_store")
+    return SpecStore(where)
