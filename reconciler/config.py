@@ -55,6 +55,7 @@ class Config:
     git: dict[str, Any] | None = None  # {url, branch, path, interval}
     cors_origins: tuple[str, ...] = ()  # `cors: {origins: [...]}`: browser origins that may read
     webhook: dict[str, Any] | None = None  # {token} or {tokenFile}: enables POST /hooks/git
+    lease: float = 6.0  # HA leader lease seconds (rados:// store only; docs/ha.md)
     path: str | None = None  # the file this came from
 
 
@@ -134,6 +135,7 @@ def _parse(path: Path, read: Reader) -> Config:
         git=raw.get("git"),
         cors_origins=_cors_origins(path, raw.get("cors")),
         webhook=raw.get("webhook"),
+        lease=_lease(path, raw.get("lease", base.lease)),
         path=str(path),
     )
 
@@ -177,3 +179,17 @@ def _cors_origins(path: Path, raw: Any) -> tuple[str, ...]:
                 "(no path, no trailing slash), or '*'"
             )
     return tuple(raw["origins"])
+
+
+def _lease(path: Path, value: Any) -> float:
+    """`lease: 6`, `lease: 6s` or `lease: 2.5s`: seconds, at least 1."""
+    text = str(value).strip().removesuffix("s")
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise SpecError(
+            f"{path}: lease: {value!r} is not a duration in seconds (e.g. 6s)"
+        ) from None
+    if seconds < 1:
+        raise SpecError(f"{path}: lease: {value!r} must be at least 1s")
+    return seconds

@@ -25,6 +25,7 @@ META_NAME = "volctl.name"  # the volctl resource name
 META_ID = "volctl.id"  # image id, vmid (root disks) or volumeid
 META_SPEC_HASH = "volctl.spec-hash"
 META_RECLAIM = "volctl.reclaim-policy"
+META_EPOCH = "volctl.epoch"  # lease epoch of the HA leader that created/marked it
 
 BASE_SNAPSHOT = "volctl-base"
 

@@ -7,6 +7,7 @@
 #   4. `volctl apply --wait` the inventory and examples/demo/ (2 VMs on RBD clones, 2 volumes);
 #   5. show the result: `volctl get`, the seed REST endpoints, the dashboard URL.
 # Idempotent: a running lab and controller are reused.  `scripts/demo.sh down` stops both.
+# `scripts/demo.sh ha` runs the HA variant instead (scripts/demo-ha.sh, docs/ha.md).
 #   VOLCTL_LAB_DIR   lab directory (default /var/tmp/volctl-lab)
 #   DEMO_HOSTS       number of lab hosts (default 2)
 set -euo pipefail
@@ -27,6 +28,11 @@ stop_controller() {
   fi
   rm -f "$runpid"
 }
+
+if [ "${1:-}" = ha ]; then  # the HA variant: 3 replicas, kill the leader (docs/ha.md)
+  shift
+  exec bash "$here/scripts/demo-ha.sh" "$@"
+fi
 
 if [ "${1:-}" = down ]; then
   stop_controller            # first, so it does not recreate what the lab tears down

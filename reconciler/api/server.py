@@ -32,10 +32,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from reconciler.api import hooks, jsonp, metrics, seed, v1
+from reconciler.api import hooks, jsonp, metrics, replica_view, seed, v1
 from reconciler.api.cors import Cors, not_configured
 from reconciler.api.hooks import GitHook
 from reconciler.api.seed import Reply
+from reconciler.status.replica import ReplicaInfo
 from reconciler.status.types import Snapshot
 
 log = structlog.get_logger("volctl.api")
@@ -94,11 +95,14 @@ class _Server(ThreadingHTTPServer):
         token: str | None,
         cors: Cors | None = None,
         git_hook: GitHook | None = None,
+        *,
+        replica_fn: Callable[[], ReplicaInfo] | None = None,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.snapshot_fn = snapshot_fn
+        self.replica_fn = replica_fn  # set in an HA replica (docs/ha.md)
         self.token = token
         self.cors = cors
         self.git_hook = git_hook
@@ -144,6 +148,7 @@ class _Handler(BaseHTTPRequestHandler):
     # headers and body go out in separate writes; with Nagle on, the second waits for the
     # client's delayed ACK (~40 ms per request on keep-alive connections, seen in bench B5)
     disable_nagle_algorithm = True
+    _extra_headers: dict[str, str] = {}  # noqa: RUF012 - replaced per request, never mutated
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """No access log: probes and the dashboard poll constantly; errors are logged."""
@@ -225,6 +230,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return Reply(400, {"error": "malformed query string"})
         snap = self.server.snapshot_fn()
+        if self.server.replica_fn is not None:
+            ha = self._replica(path, snap, self.server.replica_fn())
+            if ha is not None:
+                return ha
         if path == "/readyz":
             if snap.generation >= 1:
                 return Reply(200, {"status": "ready", "generation": snap.generation})
@@ -270,6 +279,22 @@ class _Handler(BaseHTTPRequestHandler):
             reply = Reply(404, {"error": f"no such endpoint: {path}"})
         return jsonp.wrap(name, jsonp.answer(path, reply))
 
+    def _replica(self, path: str, snap: Snapshot, info: ReplicaInfo) -> Reply | None:
+        """The HA answers; every other answer of a replica carries the snapshot's age."""
+        snap_age = replica_view.age(snap)
+        self._extra_headers = {
+            "X-Volctl-Role": info.role,
+            "X-Volctl-Snapshot-Age": "" if snap_age is None else f"{snap_age:.3f}",
+        }
+        if path == "/readyz":
+            return replica_view.readyz(info, snap)
+        if path == "/api/v1/leader":
+            return Reply(200, replica_view.leader_json(info, snap))
+        if path == "/metrics":
+            text = metrics.render(snap) + replica_view.metrics(info)
+            return Reply(200, text, (("Content-Type", metrics.CONTENT_TYPE),))
+        return None
+
     def _drain(self) -> bytes:
         """Read a request body (only a webhook signature looks at it) so keep-alive
         connections stay in sync."""
@@ -298,6 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, reply: Reply, *, head: bool) -> None:
         headers = dict(reply.headers)
+        headers.update(self._extra_headers)
+        self._extra_headers = {}
         if isinstance(reply.body, bytes):
             data = reply.body
         elif isinstance(reply.body, str):
@@ -322,11 +349,16 @@ def serve(
     token: str | None = None,
     cors_origins: Iterable[str] = (),
     git_hook: GitHook | None = None,
+    *,
+    replica_fn: Callable[[], ReplicaInfo] | None = None,
 ) -> ApiServer:
     """Start serving in a daemon thread and return at once; `git_hook` enables
-    `POST /hooks/git` (see `api/hooks.py`)."""
+    `POST /hooks/git` (see `api/hooks.py`); `replica_fn` makes it an HA replica's view
+    (`/api/v1/leader`, replica metrics and readiness; docs/ha.md)."""
     cors = Cors.of(cors_origins)
-    httpd = _Server(parse_listen(listen), snapshot_fn, token or None, cors, git_hook)
+    httpd = _Server(
+        parse_listen(listen), snapshot_fn, token or None, cors, git_hook, replica_fn=replica_fn
+    )
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="volctl-api", daemon=True
     )

@@ -249,3 +249,12 @@ def translate_ceph(exc: BaseException, what: str) -> BackendError:
     if isinstance(exc, _CEPH_TIMEOUT):
         return CallTimeout(msg)
     return Transient(msg)
+
+
+def plain_addr(raw: str) -> str:
+    """'[v2:127.0.0.1:0/123,v1:...]' or 'v2:127.0.0.1:0/123' -> '127.0.0.1:0/123' (the form
+    `ceph osd blocklist add` takes)."""
+    text = raw.strip().strip("[]").split(",")[0]
+    for proto in ("v2:", "v1:", "any:"):
+        text = text.removeprefix(proto)
+    return text

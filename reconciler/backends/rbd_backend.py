@@ -38,7 +38,7 @@ import rados
 import rbd
 
 from reconciler.backends import id_ledger, rbd_tmp
-from reconciler.backends.calls import Worker, ceph_connection_lost, translate_ceph
+from reconciler.backends.calls import Worker, ceph_connection_lost, plain_addr, translate_ceph
 from reconciler.backends.rbd_import import copy_sparse, raw_source
 from reconciler.errors import BackendError, Conflict, Terminal, Transient
 from reconciler.identity import BASE_SNAPSHOT, MANAGED_BY, META_MANAGED_BY, META_NAME
@@ -102,6 +102,9 @@ class RbdStorage:
         self._static: dict[str, _Static] = {}  # image id -> cached static facts
         self._ledger = id_ledger.Reader()  # caches the deleted records between passes
         self._worker = Worker("rbd", threads=threads, on_timeout=self._timed_out)
+        # called with the client address of every new cluster connection before it is used;
+        # an HA leader records it for fencing and refuses it once it may no longer act
+        self.connect_hook: Callable[[str], None] | None = None
 
     # -- connection -------------------------------------------------------------------------
 
@@ -124,6 +127,12 @@ class RbdStorage:
         if cluster is None:
             cluster = rados.Rados(conffile=self.conf, rados_id=self.user)
             cluster.connect(timeout=int(max(1, self.connect_timeout)))
+            if self.connect_hook is not None:
+                try:
+                    self.connect_hook(plain_addr(str(cluster.get_addrs())))
+                except BaseException:
+                    cluster.shutdown()
+                    raise
         io = cluster.open_ioctx(pool)
         with self._lock:
             self._cluster = cluster

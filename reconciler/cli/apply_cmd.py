@@ -19,7 +19,7 @@ from reconciler.cli.client import Client, Ownership, Unreachable
 from reconciler.status.types import Phase  # value types only: stdlib underneath
 
 if TYPE_CHECKING:
-    from reconciler.source.store import SpecStore
+    from reconciler.source.stores import AnyStore
 
 # phases as the REST view shows them (a Phase is its string value)
 READY: frozenset[str] = frozenset({Phase.READY, Phase.STOPPED})
@@ -53,8 +53,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler import durations
-    from reconciler.loading.diagnostics import SpecValidationError
-    from reconciler.source.store import SpecStore
 
     timeout = durations.seconds(args.timeout, "--timeout")
     config = client.config_of(args)
@@ -64,7 +62,25 @@ def run(args: argparse.Namespace) -> int:
         return 1
     api = Client(config)
     own = client.ownership(config, api)
-    store = SpecStore(config.store)
+    store = client.store_of(config)
+    try:
+        return _apply(args, texts, timeout, api=api, own=own, store=store)
+    finally:
+        store.close()
+
+
+def _apply(
+    args: argparse.Namespace,
+    texts: list[tuple[str, str]],
+    timeout: float,
+    *,
+    api: Client,
+    own: Ownership,
+    store: AnyStore,
+) -> int:
+    from reconciler.loading.diagnostics import SpecValidationError
+
+    config = client.config_of(args)
     try:
         results = store.apply(
             texts,
@@ -86,9 +102,7 @@ def run(args: argparse.Namespace) -> int:
     return wait(api, store, [k for k, _ in results], timeout)
 
 
-def dry_run_plan(
-    config: Any, store: SpecStore, texts: list[tuple[str, str]], own: Ownership
-) -> int:
+def dry_run_plan(config: Any, store: AnyStore, texts: list[tuple[str, str]], own: Ownership) -> int:
     """Print the actions the documents would cause, planned against the live world with the
     controller's own observe + plan (nothing is executed)."""
     from reconciler.cli.plan_cmd import render_text
@@ -129,7 +143,7 @@ def _phase_line(item: dict[str, Any]) -> str:
     return f"{key} {phase}{host}{extra}"
 
 
-def _expected_revision(store: SpecStore) -> str:
+def _expected_revision(store: AnyStore) -> str:
     from reconciler.errors import SpecError
 
     try:
@@ -138,7 +152,7 @@ def _expected_revision(store: SpecStore) -> str:
         return ""
 
 
-def wait(api: Client, store: SpecStore, keys: list[str], timeout: float) -> int:
+def wait(api: Client, store: AnyStore, keys: list[str], timeout: float) -> int:
     """Poll /api/v1/snapshot until every waited key is Ready; print phase changes."""
     want = [k for k in keys if k.split("/", 1)[0] in WAITED]
     revision = _expected_revision(store)

@@ -25,6 +25,7 @@ from reconciler.errors import VolctlError
 if TYPE_CHECKING:
     from reconciler.config import Config
     from reconciler.loading.diagnostics import Diagnostic
+    from reconciler.source.stores import AnyStore
 
 # CLI words -> model kind (singular, plural and kubectl-ish short forms)
 KIND_WORDS: dict[str, str] = {}
@@ -158,6 +159,13 @@ def print_diagnostics(diagnostics: Any, verb: str) -> None:
         print(d, file=sys.stderr)
     noun = "problem" if len(diags) == 1 else "problems"
     print(f"error: {len(diags)} {noun}; nothing was {verb}", file=sys.stderr)
+
+
+def store_of(config: Config) -> AnyStore:
+    """The configured spec store: a directory, or rados://POOL/NAMESPACE (docs/ha.md)."""
+    from reconciler.controller.stores import open_store
+
+    return open_store(config)
 
 
 def age(created: float | None, now: float | None = None) -> str:

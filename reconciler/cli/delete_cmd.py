@@ -62,7 +62,7 @@ def targets(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.loading.diagnostics import SpecValidationError
-    from reconciler.source.store import SpecStore, short_key
+    from reconciler.source.store import short_key
 
     config = client.config_of(args)
     try:
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if refused:
         print("\n".join(refused), file=sys.stderr)
         return 1
-    store = SpecStore(config.store)
+    store = client.store_of(config)
     try:
         gone = store.delete(wanted, context=own.context, dry_run=args.dry_run)
     except SpecValidationError as exc:

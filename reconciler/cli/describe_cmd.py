@@ -30,10 +30,10 @@ def register(subparsers: Any) -> None:
 
 
 def _spec(args: argparse.Namespace, api: Client, kind: str, name: str) -> tuple[str, Any]:
-    from reconciler.source.store import SpecStore, documents_of
+    from reconciler.source.store import documents_of
 
     config = client.config_of(args)
-    store = SpecStore(config.store)
+    store = client.store_of(config)
     text = store.read(kind, name)
     if text is not None:
         docs, _ = documents_of([(str(store.path_for(kind, name)), text)])
@@ -44,7 +44,7 @@ def _spec(args: argparse.Namespace, api: Client, kind: str, name: str) -> tuple[
     for d in docs:
         if d.kind == kind and d.name == name:
             return f"{own.owner}: {d.file}:{d.line}", d.data.get("spec")
-    return "not found in the local apply store or git cache", None
+    return "not found in the apply store or git cache", None
 
 
 def _block(title: str, value: Any) -> list[str]:

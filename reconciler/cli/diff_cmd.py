@@ -71,14 +71,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _files(config: Config, args: argparse.Namespace) -> int:
     from reconciler.loading.diagnostics import SpecValidationError
-    from reconciler.source.store import SpecStore, documents_of, render
+    from reconciler.source.store import documents_of, render
 
     texts, problems = client.read_inputs(args.paths)
     if problems:
         client.print_diagnostics(problems, "compared")
         return ERROR
     own = client.ownership(config, Client(config))
-    store = SpecStore(config.store)
+    store = client.store_of(config)
     try:
         # validates everything exactly like apply does, writes nothing
         store.apply(texts, owned=own.owned, owner=own.owner, context=own.context, dry_run=True)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from reconciler.cli import client, selector
+from reconciler.cli import client, leader_cmd, selector
 from reconciler.cli.client import ApiError, Client
 
 COLLECTION = {
@@ -115,7 +115,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "get",
         help="list resources as the controller sees them",
-        description="KIND: vms, volumes, attachments, hosts, images, types (singular works too).",
+        description="KIND: vms, volumes, attachments, hosts, images, types (singular works "
+        "too), or leader (the HA replicas).",
     )
     p.add_argument("kind", metavar="KIND")
     p.add_argument("name", nargs="?", metavar="NAME")
@@ -152,6 +153,8 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kind == "leader":  # the HA replicas (docs/ha.md)
+        return leader_cmd.show(Client(client.config_of(args)), args.output)
     kind = client.kind_of(args.kind)
     coll = COLLECTION[kind]
     wanted = selector.parse(args.selector) if args.selector else selector.Selector()

@@ -61,6 +61,13 @@ def register(subparsers: Any) -> None:
         help="run each host in its own network namespace, reached by qemu+tcp over a "
         "private bridge (lets tests cut a host's link)",
     )
+    up.add_argument(
+        "--store",
+        choices=("dir", "rados"),
+        default="dir",
+        help="spec store the lab config names: the lab's store/ directory (default) or "
+        "rados://<lab pool>/volctl for HA replicas (docs/ha.md)",
+    )
     up.set_defaults(func=_up)
 
     prep = sub.add_parser(
@@ -97,6 +104,12 @@ def _up(args: argparse.Namespace) -> int:
         mon_v2_port=args.mon_v2_port,
         cache_dir=Path(args.cache_dir),
         netns=args.netns,
+    )
+    from reconciler.lab.inventory import set_store
+
+    set_store(
+        Path(info.config_path),
+        f"rados://{info.pool}/volctl" if args.store == "rados" else str(Path(info.dir) / "store"),
     )
     print(f"lab ready in {info.dir}")
     print(f"  inventory: {info.inventory_path}")

@@ -26,6 +26,7 @@ from reconciler.cli import (
     plan_cmd,
     reconcile_cmd,
     run_cmd,
+    store_cmd,
     validate,
     version_cmd,
 )
@@ -49,6 +50,7 @@ COMMANDS = (
     completion_cmd,
     doctor_cmd,
     version_cmd,
+    store_cmd,
 )
 
 

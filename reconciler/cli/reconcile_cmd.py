@@ -48,9 +48,11 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.loading.config_file import load_config
     from reconciler.logging import configure
     from reconciler.plan.planner import plan as default_planner
+    from reconciler.source.stores import refuse_unfenced
 
     configure(args.log_level)
     config = load_config(getattr(args, "config", None))
+    refuse_unfenced(config, "volctl reconcile --once")
     source = source_for(config, args.paths)
     gate = CompleteKnowledge(default_planner)
     rt = build_runtime(config, source, allow_mass_delete=args.allow_mass_delete, planner=gate)

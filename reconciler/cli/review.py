@@ -44,9 +44,12 @@ def branch_of(config: Config, args: argparse.Namespace) -> str:
 
 def open_source(config: Config, args: argparse.Namespace, rev: str) -> CompositeSource:
     """REV of the repository merged with the store; fetched at the first `fetch()`."""
+    from reconciler.controller.stores import open_store
     from reconciler.source.factory import review_source
 
-    return review_source(config, rev=rev, git_url=args.git_url, path=args.path)
+    return review_source(
+        config, rev=rev, git_url=args.git_url, path=args.path, store=open_store(config)
+    )
 
 
 def announce(source: CompositeSource, rev: str) -> None:
@@ -60,7 +63,7 @@ def announce(source: CompositeSource, rev: str) -> None:
     except Exception:  # noqa: BLE001 - the fetch already reported an unreadable store
         stored = 0
     noun = "file" if stored == 1 else "files"
-    merged = f", merged with the apply store {source.store.root} ({stored} {noun})"
+    merged = f", merged with the apply store {source.store.url} ({stored} {noun})"
     if not stored:
         merged = ""
     print(

@@ -10,6 +10,9 @@ Under systemd (`Type=notify`, contrib/systemd/volctl.service) it sends READY=1 a
 first pass, a STATUS= line after every pass and STOPPING=1 on SIGTERM/SIGINT.  A signal lets
 the pass in progress finish its running calls, start nothing new and write status; the
 process then exits 0.
+
+With a `rados://` store the process is one replica of the HA control plane (docs/ha.md): it
+acts only while it holds the leader lease and otherwise serves the leader's published status.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from reconciler.cli.reconcile_cmd import summary
 if TYPE_CHECKING:
     from reconciler.config import Config
     from reconciler.controller.passes import PassResult
+    from reconciler.source.protocol import Source
 
 
 def register(subparsers: Any) -> None:
@@ -89,6 +93,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--allow-mass-delete", action="store_true")
     p.add_argument("--no-api", action="store_true", help="do not serve the REST view")
     p.add_argument("--log-level", default="info", help="log level (default %(default)s)")
+    p.add_argument("--replica-id", help="HA replica name (rados:// store; default: hostname-pid)")
+    p.add_argument(
+        "--lease", type=duration, metavar="D", help="HA leader lease (default: config, 6s)"
+    )
     p.set_defaults(func=run)
 
 
@@ -114,6 +122,12 @@ def run(args: argparse.Namespace) -> int:
     log = structlog.get_logger("volctl.run")
     configure(args.log_level)
     config = load_config(getattr(args, "config", None))
+    if config.store.startswith("rados://"):
+        from reconciler.source.stores import refuse_unfenced
+
+        if args.once or args.paths:
+            refuse_unfenced(config, "volctl run --once / -f")
+        return run_replica(args, config, log)
     hook_token = None
     if config.webhook is not None and not args.no_api:
         from reconciler.api.hooks import token_of
@@ -181,6 +195,58 @@ def _run(args: argparse.Namespace, config: Config, hook_token: str | None, log: 
         if server is not None:
             server.stop()
         rt.close()
+
+
+def run_replica(args: argparse.Namespace, config: Config, log: Any) -> int:
+    """One HA replica: leads while it holds the lease, follows otherwise."""
+    from reconciler.controller.ha_wiring import build_replica
+    from reconciler.controller.loop import LoopSettings
+    from reconciler.controller.oneshot import source_for
+    from reconciler.controller.passes import EngineSettings
+    from reconciler.controller.triggers import Resync
+    from reconciler.execute.executor import Limits
+
+    def source() -> Source:
+        return source_for(
+            config,
+            None,
+            git_url=args.git_url,
+            branch=args.branch,
+            path=args.path,
+            interval=args.interval,
+        )
+
+    replica = build_replica(
+        config,
+        source,
+        replica_id=args.replica_id,
+        lease=args.lease,
+        allow_mass_delete=args.allow_mass_delete,
+        engine_settings=EngineSettings(
+            limits=Limits(per_host=args.per_host, overall=args.parallel),
+            detach_wait=args.detach_wait,
+        ),
+        loop_settings=LoopSettings(resync=Resync(interval=args.resync)),
+    )
+    server = None
+    if not args.no_api:
+        from reconciler.api.server import serve
+
+        server = serve(
+            replica.snapshot,
+            args.listen or config.listen,
+            config.token,
+            config.cors_origins,
+            replica_fn=replica.info,
+        )
+    _stop_on_signals(replica.stop, log)
+    try:
+        replica.run()
+    finally:
+        if server is not None:
+            server.stop()
+    log.info("controller.stop")
+    return 0
 
 
 def _stop_on_signals(stop: Any, log: Any) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from reconciler.config import Config
 from reconciler.controller.factory import storage_for
 from reconciler.controller.passes import Planner
+from reconciler.controller.stores import open_store
 from reconciler.controller.wiring import BackendConnections, HostOpener, open_libvirt
 from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedWorld
@@ -36,7 +37,14 @@ def source_for(
 ) -> Source:
     if files:
         return FileSource(files)
-    return build_source(config, git_url=git_url, branch=branch, path=path, interval=interval)
+    return build_source(
+        config,
+        git_url=git_url,
+        branch=branch,
+        path=path,
+        interval=interval,
+        store=open_store(config),
+    )
 
 
 @dataclass(frozen=True)

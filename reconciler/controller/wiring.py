@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from reconciler.backends.protocols import DomainEventCallback, Hypervisor, Storage
 from reconciler.config import Config
-from reconciler.controller.connections import external_snapshots
+from reconciler.controller.connections import Connections, external_snapshots
 from reconciler.controller.factory import ceph_access, hypervisor_for, storage_for
+from reconciler.controller.fencing import FencedConnections, Gate
 from reconciler.controller.loop import Controller, EventSink, LoopSettings
 from reconciler.controller.passes import Engine, EngineSettings, Planner
 from reconciler.controller.triggers import Triggers
@@ -126,17 +127,22 @@ def build_runtime(
     storage: Storage | None = None,
     open_host: HostOpener = open_libvirt,
     planner: Planner | None = None,
+    status: StatusStore | None = None,
+    fence: tuple[Gate, Callable[[], int]] | None = None,
 ) -> Runtime:
+    """`status`: the store to publish into (an HA leader's starts from the last published
+    snapshot); `fence`: (gate, epoch) of an HA replica, checked before every change."""
     loop = loop_settings or LoopSettings()
-    store = StatusStore()
+    store = status or StatusStore()
     devices = DeviceEvents()
     triggers = Triggers()
     sink = EventSink(store, devices, triggers, loop.event_coalesce)
     pool = storage or storage_for(config.ceph)
     conns = BackendConnections(pool, on_event=sink, open_host=open_host)
+    acting: Connections = conns if fence is None else FencedConnections(conns, *fence)
     engine = Engine(
         source,
-        conns,
+        acting,
         plan_settings(config, allow_mass_delete=allow_mass_delete),
         store,
         settings=engine_settings,

@@ -104,3 +104,14 @@ def write_config(path: Path, doc: dict[str, Any]) -> None:
         "# Written by `volctl lab up`: point volctl at the lab with\n"
         f"#   export VOLCTL_CONFIG={path}\n" + yaml.safe_dump(doc, sort_keys=False)
     )
+
+
+def set_store(path: Path, store: str) -> None:
+    """Point the lab config's `store:` at a directory or at rados://POOL/NAMESPACE."""
+    text = path.read_text()
+    doc = yaml.safe_load(text)
+    if doc.get("store") == store:
+        return
+    doc["store"] = store
+    head = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+    path.write_text(head + yaml.safe_dump(doc, sort_keys=False))

@@ -23,7 +23,8 @@ from reconciler.loading.diagnostics import Diagnostic, SpecValidationError
 from reconciler.model import DesiredState
 from reconciler.source.git import GitSource, label
 from reconciler.source.protocol import Revision, SourceStatus
-from reconciler.source.store import SpecStore, documents_of, load_texts
+from reconciler.source.store import documents_of, load_texts
+from reconciler.source.stores import AnyStore
 
 
 class CompositeSource:
@@ -31,7 +32,7 @@ class CompositeSource:
 
     kind = "git"
 
-    def __init__(self, store: SpecStore, git: GitSource) -> None:
+    def __init__(self, store: AnyStore, git: GitSource) -> None:
         self.store = store
         self.git = git
         self.url = git.url

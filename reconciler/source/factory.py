@@ -17,7 +17,7 @@ from reconciler.errors import SpecError
 from reconciler.source.composite import CompositeSource
 from reconciler.source.git import GitSource
 from reconciler.source.protocol import Source
-from reconciler.source.store import SpecStore
+from reconciler.source.stores import AnyStore, local_store
 
 
 def build_source(
@@ -27,8 +27,11 @@ def build_source(
     branch: str = "main",
     path: str = ".",
     interval: float = 60.0,
+    store: AnyStore | None = None,
 ) -> Source:
-    store = SpecStore(config.store)
+    """`store`: the apply store, opened by the caller (`controller.stores.open_store`);
+    default the config's directory store."""
+    store = store or local_store(config)
     settings: dict[str, Any] = dict(config.git or {})
     if git_url is None:
         if not settings.get("url"):
@@ -49,6 +52,7 @@ def review_source(
     rev: str,
     git_url: str | None = None,
     path: str | None = None,
+    store: AnyStore | None = None,
 ) -> CompositeSource:
     """One revision of the repository merged with the store, as the controller would merge
     it, for reviewing a change before it lands (`volctl plan --rev`, `diff --rev`).
@@ -63,7 +67,7 @@ def review_source(
         raise SpecError("no git repository to review: give --git URL or a git: url in the config")
     where = path if path is not None else str(settings.get("path", "."))
     return CompositeSource(
-        SpecStore(config.store),
+        store or local_store(config),
         GitSource(str(url), cache_root=_writable(config.state_dir), path=where, rev=rev),
     )
 

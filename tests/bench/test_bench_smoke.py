@@ -149,3 +149,15 @@ def test_b5_rest_smoke(tmp_path: Path) -> None:
         assert r["errors"] == 0
         assert r["p50_ms"] > 0
     assert doc["params"]["resources"] >= 300
+
+
+def test_b6_ha_smoke(lab: LabInfo, tmp_path: Path) -> None:
+    doc = run_bench("b6_ha", tmp_path, *_lab_args(lab))
+    rows = {r["measurement"]: r for r in doc["rows"]}
+    takeover = rows["takeover: SIGKILL -> new leader acts"]
+    assert takeover["trials"] == 2
+    lease_ms = 1000 * doc["params"]["lease"]
+    assert lease_ms <= takeover["min_ms"] <= 3 * lease_ms  # waits out a lease, not much more
+    for r in doc["rows"]:
+        assert r["ok"], r
+        assert r["median_ms"] > 0
