@@ -9,6 +9,7 @@ settle (a running controller already knows its hosts); the timed step is
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from bench.common.rpcs import DaemonRpcCounter
 from bench.tools.base import ToolRun, ToolUnavailable, run_logged, tail
 
 VOLCTL = [sys.executable, "-m", "reconciler.cli.main"]
+PR_SET_PDEATHSIG = 1  # prctl(2)
 INFRA_KINDS = {"Host", "Image", "InstanceType"}
 
 
@@ -49,6 +51,13 @@ def volctl_commands() -> set[str]:
         if choices:
             return set(choices)
     return set()
+
+
+def _die_with_parent() -> None:
+    """SIGTERM the controller when the benchmark dies, even by SIGKILL (a timeout): left behind,
+    it would go on reconciling the shared lab against the benchmark's fleet."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Volctl:
@@ -146,6 +155,7 @@ class Volctl:
             stderr=subprocess.STDOUT,
             env=self.env(),
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, before exec
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -9,8 +9,10 @@ asserts volctl's steady-state target (O(hosts) RPCs, no per-domain XML fetch).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,15 +30,23 @@ TOOLS = ("baseline", "volctl", "ansible", "kcli")
 def run_bench(name: str, tmp_path: Path, *args: str, timeout: float = 280) -> dict[str, Any]:
     env = dict(os.environ, VOLCTL_BENCH_RESULTS=str(tmp_path))
     env.pop("VOLCTL_CONFIG", None)
-    proc = subprocess.run(
+    # its own session, so a timeout kills the benchmark's whole process group: a `volctl run`
+    # it started and left behind would go on reconciling the shared lab against its own fleet
+    with subprocess.Popen(
         [sys.executable, "-m", f"bench.{name}", "--smoke", *args],
         cwd=REPO,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
-    )
+        start_new_session=True,
+    ) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+    proc = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     out = proc.stdout[-4000:] + proc.stderr[-4000:]
     assert proc.returncode == 0, out
     path = tmp_path / f"{name}-latest.json"
