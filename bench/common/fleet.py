@@ -20,6 +20,7 @@ import yaml
 from bench.common.lab import Lab
 from reconciler.backends.domxml import render_disk, render_domain
 from reconciler.identity import root_disk_name, volume_image_name
+from reconciler.lab.inventory import HOST_VIRT_TYPE
 from reconciler.payload import CephAccess, DiskSpec, DomainSpec
 
 GIB = 1024**3
@@ -113,11 +114,17 @@ class Fleet:
             )
 
         for n, h in enumerate(info.hosts, start=1):
-            # capacity is declared so placement never refuses a pinned VM on a 2-core lab
+            # capacity is declared so placement never refuses a pinned VM on a 2-core lab; TCG
+            # as in the lab's own inventory (this machine's /dev/kvm cannot run guests)
             doc(
                 "Host",
                 h.name,
-                {"uri": h.uri, "pmid": 900 + n, "capacity": {"cpu": 256, "ramMiB": 1024 * 1024}},
+                {
+                    "uri": h.uri,
+                    "pmid": 900 + n,
+                    "virtType": HOST_VIRT_TYPE,
+                    "capacity": {"cpu": 256, "ramMiB": 1024 * 1024},
+                },
             )
         doc("Image", f"{self.prefix}-base", {"id": 900, "source": {"rbd": info.base_image}})
         doc(
