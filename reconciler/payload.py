@@ -66,6 +66,9 @@ class DomainSpec:
     arch: str = "x86_64"
     nics: tuple[NicSpec, ...] = ()
     vnc: bool = False  # a VNC display (listening on all addresses, port chosen by libvirt)
+    # lease epoch of the HA leader that defines it, written into the owner mark (set by the
+    # fenced hypervisor at the edge, never by the planner; None outside HA)
+    epoch: int | None = None
 
 
 @dataclass(frozen=True)

@@ -109,10 +109,11 @@ def render_nic(nic: NicSpec) -> str:
     )
 
 
-def render_mark(name: str, vmid: int, spec_hash: str) -> str:
+def render_mark(name: str, vmid: int, spec_hash: str, epoch: int | None = None) -> str:
+    leader = "" if epoch is None else f" epoch={quoteattr(str(epoch))}"
     return (
         f"<{XMLNS_PREFIX}:vm xmlns:{XMLNS_PREFIX}={quoteattr(XMLNS)} name={quoteattr(name)} "
-        f"vmid={quoteattr(str(vmid))} spec-hash={quoteattr(spec_hash)}/>"
+        f"vmid={quoteattr(str(vmid))} spec-hash={quoteattr(spec_hash)}{leader}/>"
     )
 
 
@@ -151,7 +152,7 @@ def render_domain(
         f"<domain type={quoteattr(dtype)}>"
         f"<name>{escape(spec.name)}</name>"
         f"<uuid>{uuid_str or domain_uuid(spec.vmid, spec.name)}</uuid>"
-        f"<metadata>{render_mark(spec.name, spec.vmid, spec.spec_hash)}</metadata>"
+        f"<metadata>{render_mark(spec.name, spec.vmid, spec.spec_hash, spec.epoch)}</metadata>"
         f"<memory unit='MiB'>{int(spec.memory_mib)}</memory>"
         f"<currentMemory unit='MiB'>{int(spec.memory_mib)}</currentMemory>"
         f"<vcpu placement='static'>{int(spec.vcpus)}</vcpu>"
@@ -189,20 +190,25 @@ def _mark(root: ET.Element) -> OwnerMark | None:
     if el is None:
         return None
     try:
-        return OwnerMark(
-            name=el.attrib["name"], vmid=int(el.attrib["vmid"]), spec_hash=el.attrib["spec-hash"]
-        )
+        return _mark_of(el)
     except (KeyError, ValueError):
         return None
+
+
+def _mark_of(el: ET.Element) -> OwnerMark:
+    epoch = el.get("epoch")
+    return OwnerMark(
+        name=el.attrib["name"],
+        vmid=int(el.attrib["vmid"]),
+        spec_hash=el.attrib["spec-hash"],
+        epoch=None if epoch is None else int(epoch),
+    )
 
 
 def parse_mark(metadata_xml: str) -> OwnerMark | None:
     """Parse the element returned by virDomainGetMetadata(ELEMENT, XMLNS)."""
     try:
-        el = _parse(metadata_xml)
-        return OwnerMark(
-            name=el.attrib["name"], vmid=int(el.attrib["vmid"]), spec_hash=el.attrib["spec-hash"]
-        )
+        return _mark_of(_parse(metadata_xml))
     except (ET.ParseError, KeyError, ValueError):
         return None
 

@@ -7,12 +7,14 @@ whose lease may have lapsed by its own clock, raises `Fenced` (a Transient error
 is reported and the next leader's pass does it).  Reads (observe) are never gated.
 
 The leader's lease epoch is stamped into the image-meta of every image it creates or marks
-(`volctl.epoch`), so which leader made what stays visible on the resources themselves.
+(`volctl.epoch`) and into the owner mark of every domain it defines (`<volctl:vm epoch=…>`), so
+which leader made what stays visible on the resources themselves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from reconciler import identity
 from reconciler.backends.protocols import DomainEventCallback, Hypervisor, Storage
@@ -25,9 +27,10 @@ Gate = Callable[[str], None]  # raises Fenced when this replica may not act
 
 
 class FencedHypervisor:
-    def __init__(self, inner: Hypervisor, gate: Gate) -> None:
+    def __init__(self, inner: Hypervisor, gate: Gate, epoch: Callable[[], int]) -> None:
         self.inner = inner
         self.gate = gate
+        self.epoch = epoch
         self.name = inner.name
 
     def observe(self) -> ObservedHost:
@@ -35,7 +38,7 @@ class FencedHypervisor:
 
     def define(self, spec: DomainSpec) -> None:
         self.gate(f"define {spec.name} on {self.name}")
-        self.inner.define(spec)
+        self.inner.define(replace(spec, epoch=self.epoch()))
 
     def start(self, name: str) -> None:
         self.gate(f"start {name}")
@@ -125,13 +128,17 @@ class FencedConnections:
     def __init__(self, inner: Connections, gate: Gate, epoch: Callable[[], int]) -> None:
         self.inner = inner
         self.gate = gate
+        self.epoch = epoch
         self._storage = FencedStorage(inner.storage(), gate, epoch)
 
     def sync(self, desired: DesiredState) -> None:
         self.inner.sync(desired)
 
     def hypervisors(self) -> Mapping[str, Hypervisor]:
-        return {n: FencedHypervisor(hv, self.gate) for n, hv in self.inner.hypervisors().items()}
+        return {
+            n: FencedHypervisor(hv, self.gate, self.epoch)
+            for n, hv in self.inner.hypervisors().items()
+        }
 
     def storage(self) -> Storage:
         return self._storage

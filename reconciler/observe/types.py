@@ -28,6 +28,7 @@ class OwnerMark:
     name: str
     vmid: int
     spec_hash: str
+    epoch: int | None = None  # the HA leader epoch that last defined it (None outside HA)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ XML render/parse round trip."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from reconciler.backends import domxml
@@ -103,3 +104,16 @@ def test_memory_units() -> None:
         "<memory unit='MiB'>512</memory>", "<memory unit='GiB'>2</memory>"
     )
     assert domxml.parse_domain(xml).memory_mib == 2048
+
+
+def test_the_leader_epoch_rides_in_the_owner_mark() -> None:
+    """An HA leader's epoch is written into the mark of what it defines, and read back; outside
+    HA the mark has none (and old marks without it still parse)."""
+    with_epoch = domxml.render_domain(replace(spec(), epoch=7))
+    assert domxml.parse_domain(with_epoch).mark == OwnerMark("vm1", 1, spec().spec_hash, epoch=7)
+    plain = domxml.parse_domain(domxml.render_domain(spec())).mark
+    assert plain is not None
+    assert plain.epoch is None
+    assert domxml.parse_mark("<vm name='a' vmid='2' spec-hash='h' epoch='3'/>") == OwnerMark(
+        "a", 2, "h", epoch=3
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import rados
 import rbd
 import yaml
 
+from reconciler.identity import XMLNS
 from reconciler.lab.info import LabInfo
 from reconciler.lab.proc import free_ports
 from reconciler.lab.testing import LabPool
@@ -202,6 +204,23 @@ def domains(info: LabInfo, pool: str) -> dict[str, list[str]]:
             for dom in conn.listAllDomains():
                 if f"name='{pool}/" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE):
                     out.setdefault(dom.name(), []).append(host.name)
+        finally:
+            conn.close()
+    return out
+
+
+def domain_epochs(info: LabInfo, pool: str) -> dict[str, str | None]:
+    """Domain name -> the `epoch` of volctl's owner mark, read from libvirt (domains in `pool`)."""
+    out: dict[str, str | None] = {}
+    for host in info.hosts:
+        conn = libvirt.open(host.uri)
+        try:
+            for dom in conn.listAllDomains():
+                xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+                if f"name='{pool}/" in xml:
+                    mark = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, XMLNS)
+                    found = re.search(r'epoch="(\d+)"', mark)
+                    out[dom.name()] = found.group(1) if found else None
         finally:
             conn.close()
     return out

@@ -23,6 +23,7 @@ from reconciler.lab.testing import LabPool
 from tests.ha.harness import (
     LEASE,
     Replica,
+    domain_epochs,
     domains,
     fleet,
     ha_config,
@@ -97,6 +98,10 @@ def test_sigkill_leader_during_20_vm_apply(lab: LabInfo, lab_pool: LabPool, tmp_
         imgs = _check_world(lab, lab_pool.pool, names)
         epochs = {im["meta"].get("volctl.epoch") for im in imgs.values()}
         assert epochs <= {str(epoch_old), str(view["epoch"])}
+        # every domain's owner mark names the leader term that defined it
+        marks = domain_epochs(lab, lab_pool.pool)
+        assert set(marks) == set(names)
+        assert set(marks.values()) <= {str(epoch_old), str(view["epoch"])}, marks
         # the followers serve the leader's snapshot: same seed bodies, once they have it
         follower = next(r for r in rest if r is not new)
         gen = http(new.url + "/api/v1/status")[1]["generation"]
