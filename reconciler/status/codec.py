@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
+from reconciler.observe import types as observed
 from reconciler.status.types import Snapshot
 
 FORMAT = 1
+# names the status types import only for type checking (observe.types is not loaded by `volctl
+# --help`); the hints that use them are resolved against these
+_HINT_NAMES: dict[str, Any] = dict(vars(observed))
 T = TypeVar("T")
 
 
@@ -57,7 +61,7 @@ def _dec(hint: Any, value: Any) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return None if value is None else _dec(args[0], value)
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        hints = typing.get_type_hints(hint)
+        hints = typing.get_type_hints(hint, localns=_HINT_NAMES)
         known = {f.name for f in dataclasses.fields(hint)}
         return hint(**{k: _dec(hints[k], v) for k, v in value.items() if k in known})
     if isinstance(hint, type) and issubclass(hint, Enum):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from reconciler.observe.types import DeletedVolume
 from reconciler.status.codec import CodecError, Published, decode, encode
 from tests.api.snapshots import world
 
@@ -14,6 +17,17 @@ def test_round_trip_is_equal() -> None:
     back = decode(encode(pub))
     assert back == pub
     assert back.snapshot.metrics.actions_total == snap.metrics.actions_total
+
+
+def test_deleted_volume_records_travel() -> None:
+    """`Snapshot.deleted_volumes` holds a type that status/types.py imports only for type
+    checking; a follower must still decode it (it once failed with NameError)."""
+    gone = DeletedVolume(
+        volumeid=9, name="old", size_bytes=1 << 30, deleted_at="2026-11-29T12:00:00Z"
+    )
+    snap = replace(world(), deleted_volumes={9: gone})
+    back = decode(encode(Published(snap, epoch=2, replica="r1", published=1.0)))
+    assert back.snapshot.deleted_volumes == {9: gone}
 
 
 def test_compressed() -> None:
