@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 
 from reconciler.loading import check_paths
-from reconciler.source.protocol import Revision, SourceStatus
+from reconciler.source.protocol import Attempts, Revision, SourceStatus
 
 
 class FileSource:
@@ -21,33 +21,22 @@ class FileSource:
     def __init__(self, paths: Sequence[str]) -> None:
         self.paths = list(paths)
         self.url = ",".join(self.paths)
-        self._applied: str | None = None
-        self._attempted: str | None = None
-        self._error: str | None = None
+        self._attempts = Attempts(self.kind, self.url)
 
     def fetch(self) -> Revision:
         result = check_paths(self.paths)
         digest = hashlib.sha256(repr(sorted(self.paths)).encode())
         if result.state is None:
             errors = tuple(str(d) for d in result.diagnostics)
-            self._attempted, self._error = digest.hexdigest()[:12], "\n".join(errors)
-            return Revision(self._attempted, None, errors)
+            return self._attempts.record(Revision(digest.hexdigest()[:12], None, errors))
         rev = result.state.revision or digest.hexdigest()[:12]
-        self._applied = self._attempted = rev
-        self._error = None
-        return Revision(rev, result.state)
+        return self._attempts.record(Revision(rev, result.state))
 
     def watch(self, on_change: Callable[[], None]) -> None:
         del on_change  # files given once; `volctl run` watches the store or git instead
 
     def status(self) -> SourceStatus:
-        return SourceStatus(
-            kind=self.kind,
-            url=self.url,
-            last_applied_revision=self._applied,
-            last_attempted_revision=self._attempted,
-            error=self._error,
-        )
+        return self._attempts.status()
 
     def refresh(self) -> None:
         """Nothing to do: every fetch reads the files afresh."""

@@ -6,7 +6,7 @@ model.  The controller keeps reconciling the last good revision while a newer on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +34,39 @@ class SourceStatus:
     # resources this source defines at its last applied revision: "vm/NAME" -> "path:line"
     # (lets `volctl apply` refuse to write a resource that git owns, naming repo and path)
     owned: Mapping[str, str] = field(default_factory=dict)
+
+
+class Attempts:
+    """What a source remembers of its fetches for `status()`: the last revision attempted, the
+    last one applied, and the error of the last bad one (the last good one stays in force)."""
+
+    def __init__(self, kind: str, url: str) -> None:
+        self.kind = kind
+        self.url = url
+        self.applied: str | None = None
+        self.attempted: str | None = None
+        self.error: str | None = None
+
+    def record(self, rev: Revision) -> Revision:
+        self.attempted = rev.revision
+        if rev.state is not None:
+            self.applied, self.error = rev.revision, None
+        else:
+            self.error = "\n".join(rev.errors)
+        return rev
+
+    def reject(self, revision: str, errors: Iterable[object]) -> Revision:
+        """Record a revision that has no desired state, with its diagnostics."""
+        return self.record(Revision(revision, None, tuple(str(e) for e in errors)))
+
+    def status(self) -> SourceStatus:
+        return SourceStatus(
+            kind=self.kind,
+            url=self.url,
+            last_applied_revision=self.applied,
+            last_attempted_revision=self.attempted,
+            error=self.error,
+        )
 
 
 class Source(Protocol):

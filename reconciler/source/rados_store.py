@@ -36,7 +36,7 @@ from reconciler.source.documents import (
     render,
     short_key,
 )
-from reconciler.source.protocol import Revision, SourceStatus
+from reconciler.source.protocol import Attempts, Revision, SourceStatus
 
 PREFIX = "spec/"
 INDEX = "volctl.specs"  # watched by controllers, notified by writers
@@ -104,9 +104,7 @@ class RadosSpecStore:
         self.objects = objects
         self.url = objects.url
         self._versions: dict[str, int] = {}
-        self._last_applied: str | None = None
-        self._last_attempted: str | None = None
-        self._last_error: str | None = None
+        self._attempts = Attempts("store", self.url)
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -146,32 +144,18 @@ class RadosSpecStore:
         try:
             texts = self.texts()
         except SpecValidationError as exc:
-            return self._record(Revision("unreadable", None, tuple(map(str, exc.diagnostics))))
+            return self._attempts.reject("unreadable", exc.diagnostics)
         rev = self.revision_of(texts)
         try:
             state = load_texts(texts, revision=rev)
         except SpecValidationError as exc:
-            return self._record(Revision(rev, None, tuple(str(d) for d in exc.diagnostics)))
+            return self._attempts.reject(rev, exc.diagnostics)
         except SpecError as exc:
-            return self._record(Revision(rev, None, (str(exc),)))
-        return self._record(Revision(rev, state))
-
-    def _record(self, rev: Revision) -> Revision:
-        self._last_attempted = rev.revision
-        if rev.state is not None:
-            self._last_applied, self._last_error = rev.revision, None
-        else:
-            self._last_error = "\n".join(rev.errors)
-        return rev
+            return self._attempts.reject(rev, (exc,))
+        return self._attempts.record(Revision(rev, state))
 
     def status(self) -> SourceStatus:
-        return SourceStatus(
-            kind="store",
-            url=self.url,
-            last_applied_revision=self._last_applied,
-            last_attempted_revision=self._last_attempted,
-            error=self._last_error,
-        )
+        return self._attempts.status()
 
     def refresh(self) -> None:
         """Nothing to do: every fetch reads the objects afresh."""

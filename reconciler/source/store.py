@@ -41,7 +41,7 @@ from reconciler.source.documents import (
     render,
     short_key,
 )
-from reconciler.source.protocol import Revision, SourceStatus
+from reconciler.source.protocol import Attempts, Revision, SourceStatus
 
 __all__ = [
     "SHORT_KINDS",
@@ -86,9 +86,7 @@ class SpecStore:
         self._observer: Any = None
         self._timer: threading.Timer | None = None
         self._timer_lock = threading.Lock()
-        self._last_applied: str | None = None
-        self._last_attempted: str | None = None
-        self._last_error: str | None = None
+        self._attempts = Attempts("store", self.url)
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -110,39 +108,23 @@ class SpecStore:
         try:
             texts = self.texts()
         except SpecValidationError as exc:
-            rev = "unreadable"
-            return self._record(Revision(rev, None, tuple(str(d) for d in exc.diagnostics)))
+            return self._attempts.reject("unreadable", exc.diagnostics)
         rev = self.revision_of(texts)
         try:
             state = load_texts(texts, revision=rev)
         except SpecValidationError as exc:
-            return self._record(Revision(rev, None, tuple(str(d) for d in exc.diagnostics)))
+            return self._attempts.reject(rev, exc.diagnostics)
         except SpecError as exc:
-            return self._record(Revision(rev, None, (str(exc),)))
-        return self._record(Revision(rev, state))
+            return self._attempts.reject(rev, (exc,))
+        return self._attempts.record(Revision(rev, state))
 
     def revision_of(self, texts: list[tuple[str, str]]) -> str:
         """Digest of the files' store-relative names and contents (independent of where the
         store is mounted, so the CLI and the controller compute the same one)."""
         return digest([(os.path.relpath(n, self.root), t) for n, t in texts])
 
-    def _record(self, rev: Revision) -> Revision:
-        self._last_attempted = rev.revision
-        if rev.state is not None:
-            self._last_applied = rev.revision
-            self._last_error = None
-        else:
-            self._last_error = "\n".join(rev.errors)
-        return rev
-
     def status(self) -> SourceStatus:
-        return SourceStatus(
-            kind="store",
-            url=self.url,
-            last_applied_revision=self._last_applied,
-            last_attempted_revision=self._last_attempted,
-            error=self._last_error,
-        )
+        return self._attempts.status()
 
     def refresh(self) -> None:
         """Nothing to do: every fetch reads the files afresh."""
