@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from reconciler import loading
-from reconciler.loading.diagnostics import Diagnostic
+from reconciler.loading.diagnostics import Diagnostic, SpecValidationError
 from reconciler.loading.yamldoc import parse
 from reconciler.model import DesiredState
 
@@ -68,6 +68,30 @@ def documents_of(texts: list[tuple[str, str]]) -> tuple[list[StoredDocument], li
             if isinstance(kind, str) and isinstance(res, str):
                 out.append(StoredDocument(kind, res, name, doc.line, data))
     return out, problems
+
+
+def writable_documents(
+    texts: list[tuple[str, str]], owned: Mapping[str, str] | None, owner: str
+) -> list[StoredDocument]:
+    """The documents of `texts` that a store may take: every one parses, and none is a
+    resource another source (`owner`, e.g. git) defines; SpecValidationError otherwise."""
+    docs, problems = documents_of(texts)
+    if problems:
+        raise SpecValidationError(problems)
+    refused = [
+        Diagnostic(
+            d.file,
+            d.line,
+            "",
+            f"{short_key(d.kind, d.name)} is managed by {owner} ({where}); change it there",
+            f"{d.kind}/{d.name}",
+        )
+        for d in docs
+        if (where := (owned or {}).get(short_key(d.kind, d.name))) is not None
+    ]
+    if refused:
+        raise SpecValidationError(refused)
+    return docs
 
 
 def digest(texts: list[tuple[str, str]]) -> str:

@@ -35,6 +35,7 @@ from reconciler.source.documents import (
     load_texts,
     render,
     short_key,
+    writable_documents,
 )
 from reconciler.source.protocol import Attempts, Revision, SourceStatus
 
@@ -194,22 +195,7 @@ class RadosSpecStore:
         context: list[tuple[str, str]] | None = None,
     ) -> PendingApply:
         """Read, validate, and decide what to write (nothing is written yet)."""
-        docs, problems = documents_of(texts)
-        if problems:
-            raise SpecValidationError(problems)
-        refused = [
-            Diagnostic(
-                d.file,
-                d.line,
-                "",
-                f"{short_key(d.kind, d.name)} is managed by {owner} ({where}); change it there",
-                f"{d.kind}/{d.name}",
-            )
-            for d in docs
-            if (where := (owned or {}).get(short_key(d.kind, d.name))) is not None
-        ]
-        if refused:
-            raise SpecValidationError(refused)
+        docs = writable_documents(texts, owned, owner)
         stored = self._stored()
         mine = {object_name(d.kind, d.name) for d in docs}
         others = [

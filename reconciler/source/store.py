@@ -30,7 +30,7 @@ from watchdog.observers import Observer
 
 from reconciler.errors import SpecError
 from reconciler.loading import sources as spec_sources
-from reconciler.loading.diagnostics import Diagnostic, SpecValidationError
+from reconciler.loading.diagnostics import SpecValidationError
 from reconciler.model import DesiredState
 from reconciler.source.documents import (
     SHORT_KINDS,
@@ -40,6 +40,7 @@ from reconciler.source.documents import (
     load_texts,
     render,
     short_key,
+    writable_documents,
 )
 from reconciler.source.protocol import Attempts, Revision, SourceStatus
 
@@ -205,22 +206,7 @@ class SpecStore:
         file:line), the store's other files, and no resource that another source owns.
         `context` holds the other source's texts (git), which references may point into.
         """
-        docs, problems = documents_of(texts)
-        if problems:
-            raise SpecValidationError(problems)
-        refused = [
-            Diagnostic(
-                d.file,
-                d.line,
-                "",
-                f"{short_key(d.kind, d.name)} is managed by {owner} ({where}); change it there",
-                f"{d.kind}/{d.name}",
-            )
-            for d in docs
-            if (where := (owned or {}).get(short_key(d.kind, d.name))) is not None
-        ]
-        if refused:
-            raise SpecValidationError(refused)
+        docs = writable_documents(texts, owned, owner)
         with self.locked():
             self.desired_after(texts, context=context, docs=docs)
             results: list[tuple[str, str]] = []
