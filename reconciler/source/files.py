@@ -25,11 +25,10 @@ class FileSource:
 
     def fetch(self) -> Revision:
         result = check_paths(self.paths)
-        digest = hashlib.sha256(repr(sorted(self.paths)).encode())
         if result.state is None:
             errors = tuple(str(d) for d in result.diagnostics)
-            return self._attempts.record(Revision(digest.hexdigest()[:12], None, errors))
-        rev = result.state.revision or digest.hexdigest()[:12]
+            return self._attempts.record(Revision(_digest(self.paths, errors), None, errors))
+        rev = result.state.revision or _digest(self.paths, result.state)
         return self._attempts.record(Revision(rev, result.state))
 
     def watch(self, on_change: Callable[[], None]) -> None:
@@ -43,3 +42,9 @@ class FileSource:
 
     def close(self) -> None:
         pass
+
+
+def _digest(paths: Sequence[str], content: object) -> str:
+    """A revision that changes when the files' content does (the loaded model, or the
+    diagnostics of a bad edit), not only when other paths are given."""
+    return hashlib.sha256(repr((sorted(paths), content)).encode()).hexdigest()[:12]
