@@ -9,16 +9,18 @@ texts live.  Validation itself is the loader's; `load_texts` is the single door 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from reconciler import loading
+from reconciler.errors import SpecError
 from reconciler.loading.diagnostics import Diagnostic, SpecValidationError
 from reconciler.loading.yamldoc import parse
 from reconciler.model import DesiredState
+from reconciler.source.protocol import Attempts, Revision
 
 # The short names the CLI and the status keys use ("vm/test_vm").
 SHORT_KINDS: dict[str, str] = {
@@ -92,6 +94,28 @@ def writable_documents(
     if refused:
         raise SpecValidationError(refused)
     return docs
+
+
+def fetch_texts(
+    read: Callable[[], list[tuple[str, str]]],
+    revision_of: Callable[[list[tuple[str, str]]], str],
+    attempts: Attempts,
+) -> Revision:
+    """One fetch of a spec store (directory or RADOS): read every text, name the revision,
+    load it whole.  Never raises for bad specs: a bad revision is recorded with its errors and
+    the last good one stays in force."""
+    try:
+        texts = read()
+    except SpecValidationError as exc:
+        return attempts.reject("unreadable", exc.diagnostics)
+    rev = revision_of(texts)
+    try:
+        state = load_texts(texts, revision=rev)
+    except SpecValidationError as exc:
+        return attempts.reject(rev, exc.diagnostics)
+    except SpecError as exc:
+        return attempts.reject(rev, (exc,))
+    return attempts.record(Revision(rev, state))
 
 
 def digest(texts: list[tuple[str, str]]) -> str:

@@ -32,6 +32,7 @@ from reconciler.source.documents import (
     StoredDocument,
     digest,
     documents_of,
+    fetch_texts,
     load_texts,
     render,
     short_key,
@@ -142,18 +143,7 @@ class RadosSpecStore:
         return digest([(n, str(self._versions.get(n, t))) for n, t in texts])
 
     def fetch(self) -> Revision:
-        try:
-            texts = self.texts()
-        except SpecValidationError as exc:
-            return self._attempts.reject("unreadable", exc.diagnostics)
-        rev = self.revision_of(texts)
-        try:
-            state = load_texts(texts, revision=rev)
-        except SpecValidationError as exc:
-            return self._attempts.reject(rev, exc.diagnostics)
-        except SpecError as exc:
-            return self._attempts.reject(rev, (exc,))
-        return self._attempts.record(Revision(rev, state))
+        return fetch_texts(self.texts, self.revision_of, self._attempts)
 
     def status(self) -> SourceStatus:
         return self._attempts.status()

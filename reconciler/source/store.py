@@ -37,6 +37,7 @@ from reconciler.source.documents import (
     StoredDocument,
     digest,
     documents_of,
+    fetch_texts,
     load_texts,
     render,
     short_key,
@@ -106,18 +107,7 @@ class SpecStore:
         return read
 
     def fetch(self) -> Revision:
-        try:
-            texts = self.texts()
-        except SpecValidationError as exc:
-            return self._attempts.reject("unreadable", exc.diagnostics)
-        rev = self.revision_of(texts)
-        try:
-            state = load_texts(texts, revision=rev)
-        except SpecValidationError as exc:
-            return self._attempts.reject(rev, exc.diagnostics)
-        except SpecError as exc:
-            return self._attempts.reject(rev, (exc,))
-        return self._attempts.record(Revision(rev, state))
+        return fetch_texts(self.texts, self.revision_of, self._attempts)
 
     def revision_of(self, texts: list[tuple[str, str]]) -> str:
         """Digest of the files' store-relative names and contents (independent of where the
