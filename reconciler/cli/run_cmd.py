@@ -29,7 +29,8 @@ from reconciler.cli.reconcile_cmd import summary
 
 if TYPE_CHECKING:
     from reconciler.config import Config
-    from reconciler.controller.passes import PassResult
+    from reconciler.controller.loop import LoopSettings
+    from reconciler.controller.passes import EngineSettings, PassResult
     from reconciler.source.protocol import Source
 
 
@@ -142,30 +143,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, config: Config, hook_token: str | None, log: Any) -> int:
-    from reconciler.controller.loop import LoopSettings
-    from reconciler.controller.oneshot import source_for
-    from reconciler.controller.passes import EngineSettings
-    from reconciler.controller.triggers import Resync
     from reconciler.controller.wiring import build_runtime
-    from reconciler.execute.executor import Limits
 
-    source = source_for(
-        config,
-        args.paths,
-        git_url=args.git_url,
-        branch=args.branch,
-        path=args.path,
-        interval=args.interval,
-    )
+    source = _source(args, config, args.paths)
+    engine, loop = _settings(args)
     rt = build_runtime(
         config,
         source,
         allow_mass_delete=args.allow_mass_delete,
-        engine_settings=EngineSettings(
-            limits=Limits(per_host=args.per_host, overall=args.parallel),
-            detach_wait=args.detach_wait,
-        ),
-        loop_settings=LoopSettings(resync=Resync(interval=args.resync)),
+        engine_settings=engine,
+        loop_settings=loop,
     )
     server = None
     if not args.no_api:
@@ -200,33 +187,19 @@ def _run(args: argparse.Namespace, config: Config, hook_token: str | None, log: 
 def run_replica(args: argparse.Namespace, config: Config, log: Any) -> int:
     """One HA replica: leads while it holds the lease, follows otherwise."""
     from reconciler.controller.ha_wiring import build_replica
-    from reconciler.controller.loop import LoopSettings
-    from reconciler.controller.oneshot import source_for
-    from reconciler.controller.passes import EngineSettings
-    from reconciler.controller.triggers import Resync
-    from reconciler.execute.executor import Limits
 
     def source() -> Source:
-        return source_for(
-            config,
-            None,
-            git_url=args.git_url,
-            branch=args.branch,
-            path=args.path,
-            interval=args.interval,
-        )
+        return _source(args, config, None)
 
+    engine, loop = _settings(args)
     replica = build_replica(
         config,
         source,
         replica_id=args.replica_id,
         lease=args.lease,
         allow_mass_delete=args.allow_mass_delete,
-        engine_settings=EngineSettings(
-            limits=Limits(per_host=args.per_host, overall=args.parallel),
-            detach_wait=args.detach_wait,
-        ),
-        loop_settings=LoopSettings(resync=Resync(interval=args.resync)),
+        engine_settings=engine,
+        loop_settings=loop,
     )
     server = None
     if not args.no_api:
@@ -282,3 +255,31 @@ class _Readiness:
             self.log.info("controller.ready", reconcile_id=result.reconcile_id)
         notify(*lines)
         self.ready = True
+
+
+def _source(args: argparse.Namespace, config: Config, paths: list[str] | None) -> Source:
+    """The source `run` reads: files given with -f, else the store and git of the config."""
+    from reconciler.controller.oneshot import source_for
+
+    return source_for(
+        config,
+        paths,
+        git_url=args.git_url,
+        branch=args.branch,
+        path=args.path,
+        interval=args.interval,
+    )
+
+
+def _settings(args: argparse.Namespace) -> tuple[EngineSettings, LoopSettings]:
+    """Engine and loop settings from the flags, the same for a lone controller and a replica."""
+    from reconciler.controller.loop import LoopSettings
+    from reconciler.controller.passes import EngineSettings
+    from reconciler.controller.triggers import Resync
+    from reconciler.execute.executor import Limits
+
+    engine = EngineSettings(
+        limits=Limits(per_host=args.per_host, overall=args.parallel),
+        detach_wait=args.detach_wait,
+    )
+    return engine, LoopSettings(resync=Resync(interval=args.resync))
