@@ -10,8 +10,8 @@ bootstrap:
 	bash scripts/bootstrap.sh
 
 lint: bootstrap
-	$(VENV)/bin/ruff check reconciler tests bench
-	$(VENV)/bin/ruff format --check reconciler tests bench
+	$(VENV)/bin/ruff check reconciler tests bench reliability
+	$(VENV)/bin/ruff format --check reconciler tests bench reliability
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
