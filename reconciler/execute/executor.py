@@ -9,6 +9,10 @@ delay after which the controller should try again.  The executor does not believ
 success: the controller re-observes before it reports anything as done.  When `stopping`
 is set (the controller got SIGTERM), actions not yet started end SKIPPED while the running
 ones finish: every backend call has a timeout, so stopping never cuts a call in half.
+
+When more actions are ready than slots are free, the one with the most work still behind it
+starts first (`priority.py`: a VM's clone -> define -> start chain before a volume create
+that only its attach needs); dependencies and limits stay the plan's and the settings'.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import structlog
 from reconciler.errors import VolctlError
 from reconciler.execute.handlers import Backends, DetachPending, run_action
 from reconciler.execute.outcome import Outcome, Result
+from reconciler.execute.priority import by_priority
 from reconciler.execute.retry import RetryTracker
 from reconciler.plan.actions import Action, Plan
 
@@ -69,7 +74,7 @@ _Log = structlog.typing.FilteringBoundLogger
 class _RunState:
     """Book-keeping of one `Executor.run`."""
 
-    pending: list[Action]
+    pending: list[Action]  # highest priority first
     in_plan: set[str]
     done: dict[str, Outcome] = field(default_factory=dict)
     running: dict[Future[Outcome], Action] = field(default_factory=dict)
@@ -95,7 +100,7 @@ class Executor:
     def run(self, plan: Plan, *, reconcile_id: str = "") -> ExecutionReport:
         t0 = time.monotonic()
         bound = log.bind(reconcile_id=reconcile_id) if reconcile_id else log
-        st = _RunState(pending=list(plan.actions), in_plan={a.id for a in plan.actions})
+        st = _RunState(pending=by_priority(plan.actions), in_plan={a.id for a in plan.actions})
         workers = max(1, self.limits.overall)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="volctl-exec") as pool:
             while st.pending or st.running:
