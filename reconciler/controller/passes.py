@@ -2,7 +2,8 @@
 
 Every pass does the same thing whatever woke it (level-based): it re-reads the source,
 re-observes every host and the pool, plans, executes, and, if anything ran, observes and
-plans once more so status reports what *is*, not what the executor hoped.  Whatever
+plans once more so status reports what *is*, not what the executor hoped (the pool from
+when the pass's last pool action ended, the hosts after the last action: verify.py).  Whatever
 happens - an invalid revision, an unreachable Ceph, a bug that raises - the pass ends by
 publishing a Snapshot (Flux's deferred `finalizeStatus`).  An invalid revision never stops
 reconciliation: the last good desired state stays in force and the error goes to
@@ -22,6 +23,7 @@ import structlog
 
 from reconciler.controller.connections import Connections
 from reconciler.controller.knowledge import CannotPlan
+from reconciler.controller.verify import Reobservation, pool_actions
 from reconciler.execute.executor import ExecutionReport, Executor, Limits
 from reconciler.execute.handlers import Backends, DeviceEvents
 from reconciler.execute.retry import RetryTracker
@@ -146,11 +148,17 @@ class Engine:
         self.retry.forget_missing({a.id for a in st.plan.actions})
         if st.plan.empty:
             return
+        verify = Reobservation(self.connections, desired) if self.settings.verify else None
         with st.phase("execute"):
-            st.report = self._executor().run(st.plan, reconcile_id=rid)
-        if st.report.ran and self.settings.verify and not self.stopping.is_set():
+            st.report = self._executor().run(
+                st.plan,
+                reconcile_id=rid,
+                # the pool is re-observed once the pass stops changing it (controller/verify)
+                when_done=(pool_actions(st.plan.actions), verify.begin_pool) if verify else None,
+            )
+        if st.report.ran and verify is not None and not self.stopping.is_set():
             with st.phase("verify_observe"):
-                st.observed = self.connections.observe(desired)
+                st.observed = verify.world()
             with st.phase("verify_plan"):
                 st.remaining = self.planner(desired, st.observed, self.plan_settings)
         elif st.report.ran:

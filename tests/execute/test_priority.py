@@ -1,5 +1,5 @@
-"""Which ready action starts first: the critical path (clone -> define -> start) before the
-work only a chain's last step needs, whatever order the plan lists them in.
+"""Which ready action starts first: pool work, then the critical path (clone -> define ->
+start) before the work only a chain's last step needs, whatever order the plan lists them in.
 
 The executor runs with one slot here, so the order in which the fake world changes is the
 order of the executor's choices; the world still has to end converged.
@@ -10,11 +10,12 @@ from __future__ import annotations
 from structlog.testing import capture_logs
 
 from reconciler.execute.executor import Limits
-from reconciler.execute.priority import COST, by_priority, ranks
+from reconciler.execute.priority import COST, POOL_KINDS, by_priority, ranks
 from reconciler.identity import BASE_SNAPSHOT
 from reconciler.payload import DiskSpec
 from reconciler.plan.actions import Action, ActionKind, AttachVolume, CreateVolume, Plan
 
+from .fakeworld import Injector
 from .test_executor import CEPH, GIB, IMPORT, World, dom, mark, vm_actions
 
 
@@ -53,16 +54,23 @@ def started_order(w: World, actions: list[Action]) -> list[str]:
     return [str(e["action"]) for e in logs if e["event"] == "action"]
 
 
-def test_vm_chains_run_before_volume_creates_that_only_attaches_need() -> None:
+def test_pool_work_first_then_the_longest_chain_first() -> None:
     w = World(hosts=2)
     w.executor.limits = Limits(per_host=1, overall=1)  # one at a time: order is visible
     order = started_order(w, fleet([("a", "h1"), ("b", "h2")]))
     kinds = [a.split(":", 1)[0] for a in order]
-    assert kinds[0] == "import-image"
-    last_start = max(i for i, k in enumerate(kinds) if k == "start-domain")
-    first_create = kinds.index("create-volume")
-    assert last_start < first_create, order  # plan order had every create first
-    assert kinds[-2:] == ["attach-volume", "attach-volume"]
+    pool = {"import-image", "clone-root", "create-volume"}
+    last_pool = max(i for i, k in enumerate(kinds) if k in pool)
+    assert last_pool == 4, order  # the import, 2 clones, 2 creates: before any domain work
+    # the plan listed the creates before the clones; the clones have more work behind them
+    assert kinds[:5] == [
+        "import-image",
+        "clone-root",
+        "clone-root",
+        "create-volume",
+        "create-volume",
+    ]
+    assert kinds[5:] == ["define-domain"] * 2 + ["start-domain"] * 2 + ["attach-volume"] * 2
     # and the world converged all the same
     assert w.running("h1") == {"a"}
     assert w.running("h2") == {"b"}
@@ -70,18 +78,40 @@ def test_vm_chains_run_before_volume_creates_that_only_attaches_need() -> None:
     assert w.hvs["h2"].domains["b"].disks == {"vol-b": "vdb"}
 
 
-def test_a_free_host_slot_goes_to_the_chain_not_to_storage_work() -> None:
-    # two overall slots, one per host: with plan order the creates would take both slots
-    # while the hosts' clone -> define -> start chains waited
+def test_a_start_with_work_behind_it_goes_before_a_define_with_none() -> None:
+    w = World(hosts=1)
+    w.storage.add_base("img-base", BASE_SNAPSHOT)
+    w.executor.limits = Limits(per_host=1, overall=1)
+    clone_a, define_a, start_a = vm_actions("a", "h1")
+    clone_b, define_b, _ = vm_actions("b", "h1")  # b stays defined, not running
+    # plan (kind) order: both defines before the start
+    order = started_order(w, [clone_a, clone_b, define_a, define_b, start_a])
+    assert order.index(start_a.id) < order.index(define_b.id), order
+    assert w.running("h1") == {"a"}
+    assert set(w.hvs["h1"].domains) == {"a", "b"}
+
+
+def test_when_done_fires_once_its_actions_ended_while_the_rest_still_runs() -> None:
     w = World(hosts=2)
     w.storage.add_base("img-base", BASE_SNAPSHOT)
-    w.executor.limits = Limits(per_host=1, overall=2)
-    vms = [("a", "h1"), ("b", "h2"), ("c", "h1"), ("d", "h2")]
-    order = started_order(w, fleet(vms, image=False))
-    starts_done = [i for i, a in enumerate(order) if a.startswith("start-domain:")]
-    creates_done = [i for i, a in enumerate(order) if a.startswith("create-volume:")]
-    assert max(starts_done) < min(creates_done), order
-    assert {n for h in ("h1", "h2") for n in w.running(h)} == {"a", "b", "c", "d"}
+    for hv in w.hvs.values():
+        hv.inject = Injector()
+        hv.inject.delay = 0.05  # domain work is slow, pool work is not
+    actions = fleet([("a", "h1"), ("b", "h2"), ("c", "h1")], image=False)
+    pool = {a.id for a in actions if a.kind in POOL_KINDS}
+    seen: list[tuple[set[str], set[str]]] = []
+
+    def at_milestone() -> None:
+        running = {n for h in w.hvs for n in w.running(h)}
+        seen.append((set(w.storage.images), running))
+
+    report = w.executor.run(Plan(actions=tuple(actions)), when_done=(pool, at_milestone))
+    assert report.all_ok
+    assert len(seen) == 1  # exactly once
+    images, running = seen[0]
+    assert {"vm-a-root", "vm-b-root", "vm-c-root", "vol-a", "vol-b", "vol-c"} <= images
+    assert running != {"a", "b", "c"}  # domain work was still going on
+    assert {n for h in w.hvs for n in w.running(h)} == {"a", "b", "c"}
 
 
 def test_rank_is_the_costliest_chain_behind_an_action() -> None:
