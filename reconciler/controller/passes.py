@@ -149,12 +149,14 @@ class Engine:
         if st.plan.empty:
             return
         verify = Reobservation(self.connections, desired) if self.settings.verify else None
+        # the pool is re-observed once the pass stops changing it (controller/verify); a plan
+        # without pool actions has it re-observed after the last action, if any ran
+        pool = pool_actions(st.plan.actions)
         with st.phase("execute"):
             st.report = self._executor().run(
                 st.plan,
                 reconcile_id=rid,
-                # the pool is re-observed once the pass stops changing it (controller/verify)
-                when_done=(pool_actions(st.plan.actions), verify.begin_pool) if verify else None,
+                when_done=(pool, verify.begin_pool) if verify is not None and pool else None,
             )
         if st.report.ran and verify is not None and not self.stopping.is_set():
             with st.phase("verify_observe"):
