@@ -70,7 +70,13 @@ def action_start(ev: dict[str, Any]) -> float:
 
 
 def breakdown(events: list[dict[str, Any]], t0: float) -> dict[str, Any]:
-    """Passes and actions logged since epoch `t0` (e.g. the start of an apply)."""
+    """Passes and actions logged since epoch `t0` (e.g. the start of an apply).
+
+    Besides totals it keeps the timeline B1 needs to say where the wall time goes: every
+    pass's start and end (and its phases, when the controller logs them), every action as
+    `[kind, host, start, end]` (seconds after `t0`), how many actions were in flight on
+    average while any ran, and the tail from the last action's end to its pass's end.
+    """
     actions = [e for e in events if e.get("event") == "action" and e.get("_t", 0) >= t0]
     passes = [e for e in events if e.get("event") == "pass.end" and e.get("_t", 0) >= t0]
     by_kind: dict[str, float] = {}
@@ -79,7 +85,7 @@ def breakdown(events: list[dict[str, Any]], t0: float) -> dict[str, Any]:
             a.get("duration_ms", 0.0)
         )
     starts = [action_start(a) for a in actions]
-    return {
+    out: dict[str, Any] = {
         "passes": len(passes),
         "pass_ms": [p.get("duration_ms") for p in passes],
         "actions": len(actions),
@@ -88,3 +94,44 @@ def breakdown(events: list[dict[str, Any]], t0: float) -> dict[str, Any]:
         "first_action_after_s": (min(starts) - t0) if starts else None,
         "last_action_end_s": (max(a["_t"] for a in actions) - t0) if actions else None,
     }
+    out.update(_timeline(events, actions, passes, t0))
+    return out
+
+
+def _timeline(
+    events: list[dict[str, Any]],
+    actions: list[dict[str, Any]],
+    passes: list[dict[str, Any]],
+    t0: float,
+) -> dict[str, Any]:
+    begun = {
+        e.get("reconcile_id"): e for e in events if e.get("event") == "pass.start" and "_t" in e
+    }
+    pass_rows = []
+    for p in passes:
+        start = begun.get(p.get("reconcile_id"), {})
+        row = {
+            "start_s": round(start["_t"] - t0, 3) if "_t" in start else None,
+            "end_s": round(p["_t"] - t0, 3),
+            "actions": p.get("actions"),
+            "triggers": start.get("triggers"),
+        }
+        if isinstance(p.get("phases_ms"), dict):
+            row["phases_ms"] = p["phases_ms"]
+        pass_rows.append(row)
+    spans = sorted(
+        (action_start(a) - t0, a["_t"] - t0, str(a.get("kind", "?")), a.get("host"))
+        for a in actions
+    )
+    out: dict[str, Any] = {
+        "pass_timeline": pass_rows,
+        "action_timeline": [[k, h, round(s, 3), round(e, 3)] for s, e, k, h in spans],
+    }
+    if spans:
+        first, last = spans[0][0], max(e for _, e, _, _ in spans)
+        busy = sum(e - s for s, e, _, _ in spans)
+        out["mean_in_flight"] = round(busy / (last - first), 2) if last > first else None
+        ends_after = [p["_t"] - t0 for p in passes if p["_t"] - t0 >= last]
+        if ends_after:
+            out["pass_end_after_last_action_s"] = round(min(ends_after) - last, 3)
+    return out

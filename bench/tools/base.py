@@ -33,6 +33,9 @@ class ToolRun:
     error: str = ""
     calls: list[Call] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # the timed step's own wall time, when the runner does untimed work after it (reading
+    # its logs); None: the benchmark's clock around converge() is the time
+    seconds: float | None = None
 
 
 class ToolUnavailable(Exception):

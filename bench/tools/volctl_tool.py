@@ -180,7 +180,7 @@ class Volctl:
     def converge(self, fleet: Fleet) -> ToolRun:
         self.ctl_log.mark()
         t0 = time.time()
-        rc, _ = run_logged(
+        rc, secs = run_logged(
             [
                 *VOLCTL,
                 "--config",
@@ -195,9 +195,10 @@ class Volctl:
             self.cli_log,
             env=self.env(),
         )
-        run = ToolRun(ok=rc == 0, error="" if rc == 0 else tail(self.cli_log))
-        time.sleep(0.2)
+        run = ToolRun(ok=rc == 0, error="" if rc == 0 else tail(self.cli_log), seconds=secs)
+        time.sleep(0.2)  # untimed: the controller logs pass.end after publishing the status
         run.extra["breakdown"] = breakdown(self.ctl_log.new(), t0)
+        run.extra["breakdown"]["apply_returned_s"] = round(secs, 3)
         return run
 
     def rerun(self, fleet: Fleet) -> ToolRun:

@@ -30,6 +30,14 @@ class Connections(Protocol):
 
     def observe(self, desired: DesiredState) -> ObservedWorld: ...
 
+    def observe_hosts(self, desired: DesiredState) -> dict[str, ObservedHost]:
+        """`observe(desired).hosts` without observing the pool."""
+        ...
+
+    def observe_storage(self, desired: DesiredState) -> ObservedStorage:
+        """`observe(desired).storage` without observing the hosts."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -40,18 +48,19 @@ def external_snapshots(desired: DesiredState) -> tuple[str, ...]:
 
 def observe_parallel(
     hypervisors: Mapping[str, Hypervisor],
-    storage: Storage,
+    storage: Storage | None,
     desired: DesiredState,
     *,
     timeout: float = 30.0,
 ) -> ObservedWorld:
-    """Observe every desired host and the pool at once; a host that fails is unknown."""
+    """Observe every desired host and the pool at once; a host that fails is unknown.
+    Without `storage` only the hosts are observed (the pool reads "not observed")."""
     names = sorted(desired.hosts)
     pool = ThreadPoolExecutor(max_workers=max(1, min(32, len(names) + 1)))
     try:
         futs = {n: pool.submit(hypervisors[n].observe) for n in names if n in hypervisors}
-        sfut = pool.submit(storage.observe, external_snapshots(desired))
-        everything: list[Future[Any]] = [*futs.values(), sfut]
+        sfut = pool.submit(storage.observe, external_snapshots(desired)) if storage else None
+        everything: list[Future[Any]] = [*futs.values(), *([sfut] if sfut else [])]
         wait(everything, timeout=timeout)
         hosts: dict[str, ObservedHost] = {}
         for n in names:
@@ -66,7 +75,9 @@ def observe_parallel(
                 hosts[n] = ObservedHost(n, reachable=False, reason=str(fut.exception()))
             else:
                 hosts[n] = fut.result()
-        if not sfut.done():
+        if sfut is None:
+            st = ObservedStorage(reachable=False, reason="not observed")
+        elif not sfut.done():
             st = ObservedStorage(reachable=False, reason=f"observe timed out ({timeout}s)")
         elif sfut.exception() is not None:
             st = ObservedStorage(reachable=False, reason=str(sfut.exception()))
@@ -108,6 +119,16 @@ class StaticConnections:
         if self._observe is not None:
             return self._observe(desired)
         return observe_parallel(self._hv, self._storage, desired)
+
+    def observe_hosts(self, desired: DesiredState) -> dict[str, ObservedHost]:
+        if self._observe is not None:
+            return dict(self._observe(desired).hosts)
+        return dict(observe_parallel(self._hv, None, desired).hosts)
+
+    def observe_storage(self, desired: DesiredState) -> ObservedStorage:
+        if self._observe is not None:
+            return self._observe(desired).storage
+        return observe_parallel({}, self._storage, desired).storage
 
     def close(self) -> None:
         for hv in self._hv.values():

@@ -146,5 +146,11 @@ class FencedConnections:
     def observe(self, desired: DesiredState) -> ObservedWorld:
         return self.inner.observe(desired)
 
+    def observe_hosts(self, desired: DesiredState) -> dict[str, ObservedHost]:
+        return self.inner.observe_hosts(desired)
+
+    def observe_storage(self, desired: DesiredState) -> ObservedStorage:
+        return self.inner.observe_storage(desired)
+
     def close(self) -> None:
         self.inner.close()

@@ -2,7 +2,8 @@
 
 Every pass does the same thing whatever woke it (level-based): it re-reads the source,
 re-observes every host and the pool, plans, executes, and, if anything ran, observes and
-plans once more so status reports what *is*, not what the executor hoped.  Whatever
+plans once more so status reports what *is*, not what the executor hoped (the pool from
+when the pass's last pool action ended, the hosts after the last action: verify.py).  Whatever
 happens - an invalid revision, an unreachable Ceph, a bug that raises - the pass ends by
 publishing a Snapshot (Flux's deferred `finalizeStatus`).  An invalid revision never stops
 reconciliation: the last good desired state stays in force and the error goes to
@@ -11,16 +12,18 @@ reconciliation: the last good desired state stays in force and the error goes to
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import structlog
 
 from reconciler.controller.connections import Connections
 from reconciler.controller.knowledge import CannotPlan
+from reconciler.controller.verify import Reobservation, pool_actions
 from reconciler.execute.executor import ExecutionReport, Executor, Limits
 from reconciler.execute.handlers import Backends, DeviceEvents
 from reconciler.execute.retry import RetryTracker
@@ -112,7 +115,8 @@ class Engine:
             st.error = f"pass failed: {type(exc).__name__}: {exc}"
             bound.exception("pass.panic", error=st.error)
         finally:
-            snap = self._finalize(st, rid, time.monotonic() - t0)
+            with st.phase("status"):
+                snap = self._finalize(st, rid, time.monotonic() - t0)
         bound.info(
             "pass.end",
             duration_ms=round((time.monotonic() - t0) * 1000, 1),
@@ -120,30 +124,45 @@ class Engine:
             actions=len(st.plan.actions) if st.plan else 0,
             remaining=snap.pending_actions,
             error=st.error,
+            phases_ms={k: round(v * 1000, 1) for k, v in st.phases.items()},
         )
         return PassResult(rid, snap, st.plan, st.report, st.remaining, st.error)
 
     def _run(self, st: _PassState, rid: str, bound: structlog.typing.FilteringBoundLogger) -> None:
-        st.source = self._fetch(bound)
+        with st.phase("fetch"):
+            st.source = self._fetch(bound)
         desired = self.last_good
         if desired is None:
             errs = st.source.error if st.source else None
             st.error = f"no valid desired state yet: {errs or 'source is empty'}"
             return
         st.desired = desired
-        self.connections.sync(desired)
-        st.observed = self.connections.observe(desired)
-        st.plan = self.planner(desired, st.observed, self.plan_settings)
+        with st.phase("observe"):
+            self.connections.sync(desired)
+            st.observed = self.connections.observe(desired)
+        with st.phase("plan"):
+            st.plan = self.planner(desired, st.observed, self.plan_settings)
         st.remaining = st.plan
         # failures of actions the planner no longer asks for are history, not retry timers; done
         # here, for every plan, because an empty plan never reaches the executor
         self.retry.forget_missing({a.id for a in st.plan.actions})
         if st.plan.empty:
             return
-        st.report = self._executor().run(st.plan, reconcile_id=rid)
-        if st.report.ran and self.settings.verify and not self.stopping.is_set():
-            st.observed = self.connections.observe(desired)
-            st.remaining = self.planner(desired, st.observed, self.plan_settings)
+        verify = Reobservation(self.connections, desired) if self.settings.verify else None
+        # the pool is re-observed once the pass stops changing it (controller/verify); a plan
+        # without pool actions has it re-observed after the last action, if any ran
+        pool = pool_actions(st.plan.actions)
+        with st.phase("execute"):
+            st.report = self._executor().run(
+                st.plan,
+                reconcile_id=rid,
+                when_done=(pool, verify.begin_pool) if verify is not None and pool else None,
+            )
+        if st.report.ran and verify is not None and not self.stopping.is_set():
+            with st.phase("verify_observe"):
+                st.observed = verify.world()
+            with st.phase("verify_plan"):
+                st.remaining = self.planner(desired, st.observed, self.plan_settings)
         elif st.report.ran:
             st.unverified = True
 
@@ -227,3 +246,12 @@ class _PassState:
     remaining: Plan | None = None
     error: str | None = None
     unverified: bool = False
+    phases: dict[str, float] = field(default_factory=dict)  # seconds, for the pass.end log
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - t0

@@ -26,7 +26,7 @@ from reconciler.execute.handlers import DeviceEvents
 from reconciler.execute.retry import RetryTracker
 from reconciler.model import DesiredState, Host
 from reconciler.observe.observer import Observer
-from reconciler.observe.types import ObservedWorld
+from reconciler.observe.types import ObservedHost, ObservedStorage, ObservedWorld
 from reconciler.plan.settings import PlanSettings
 from reconciler.source.protocol import Source
 from reconciler.status.store import StatusStore
@@ -93,6 +93,13 @@ class BackendConnections:
 
     def observe(self, desired: DesiredState) -> ObservedWorld:
         return self._observer.observe(external_snapshots(desired))
+
+    def observe_hosts(self, desired: DesiredState) -> dict[str, ObservedHost]:
+        del desired  # the hosts are those of the last sync()
+        return self._observer.observe_hosts()
+
+    def observe_storage(self, desired: DesiredState) -> ObservedStorage:
+        return self._observer.observe_storage(external_snapshots(desired))
 
     def close(self) -> None:
         with self._lock:

@@ -9,6 +9,12 @@ delay after which the controller should try again.  The executor does not believ
 success: the controller re-observes before it reports anything as done.  When `stopping`
 is set (the controller got SIGTERM), actions not yet started end SKIPPED while the running
 ones finish: every backend call has a timeout, so stopping never cuts a call in half.
+
+When more actions are ready than slots are free, the one with the most work still behind it
+starts first (`priority.py`: a VM's clone -> define -> start chain before a volume create
+that only its attach needs); dependencies and limits stay the plan's and the settings'.
+`run(..., when_done=(ids, call))` calls `call` once every action in `ids` has its outcome,
+while the rest goes on (the pass starts re-observing the pool there, see controller/passes).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -25,6 +31,7 @@ import structlog
 from reconciler.errors import VolctlError
 from reconciler.execute.handlers import Backends, DetachPending, run_action
 from reconciler.execute.outcome import Outcome, Result
+from reconciler.execute.priority import by_priority
 from reconciler.execute.retry import RetryTracker
 from reconciler.plan.actions import Action, Plan
 
@@ -69,7 +76,7 @@ _Log = structlog.typing.FilteringBoundLogger
 class _RunState:
     """Book-keeping of one `Executor.run`."""
 
-    pending: list[Action]
+    pending: list[Action]  # highest priority first
     in_plan: set[str]
     done: dict[str, Outcome] = field(default_factory=dict)
     running: dict[Future[Outcome], Action] = field(default_factory=dict)
@@ -92,14 +99,25 @@ class Executor:
         self.clock = clock
         self.stopping = stopping or threading.Event()
 
-    def run(self, plan: Plan, *, reconcile_id: str = "") -> ExecutionReport:
+    def run(
+        self,
+        plan: Plan,
+        *,
+        reconcile_id: str = "",
+        when_done: tuple[Collection[str], Callable[[], None]] | None = None,
+    ) -> ExecutionReport:
         t0 = time.monotonic()
         bound = log.bind(reconcile_id=reconcile_id) if reconcile_id else log
-        st = _RunState(pending=list(plan.actions), in_plan={a.id for a in plan.actions})
+        st = _RunState(pending=by_priority(plan.actions), in_plan={a.id for a in plan.actions})
+        milestone = None
+        if when_done is not None:
+            milestone = _Milestone(frozenset(when_done[0]) & st.in_plan, when_done[1])
         workers = max(1, self.limits.overall)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="volctl-exec") as pool:
             while st.pending or st.running:
                 changed = self._schedule(st, pool, bound)
+                if milestone is not None:
+                    milestone.check(st.done, bound)
                 if not st.running:
                     if st.pending and not changed:
                         for a in st.pending:  # cannot happen with a valid plan: a cycle
@@ -114,6 +132,8 @@ class Executor:
                     if action.host is not None:
                         st.per_host[action.host] -= 1
                     st.done[action.id] = fut.result()
+        if milestone is not None:
+            milestone.check(st.done, bound)
         ordered = {a.id: st.done[a.id] for a in plan.actions}
         for o in ordered.values():
             if not o.ran:
@@ -199,6 +219,25 @@ class Executor:
             retry_after=None if terminal else delay,
             duration=time.monotonic() - t0,
         )
+
+
+@dataclass
+class _Milestone:
+    """A call due once every action in `ids` has its outcome (ids not in the plan count as
+    done: they are not this run's to wait for)."""
+
+    ids: frozenset[str]
+    call: Callable[[], None]
+    fired: bool = False
+
+    def check(self, done: Mapping[str, Outcome], bound: _Log) -> None:
+        if self.fired or not all(i in done for i in self.ids):
+            return
+        self.fired = True
+        try:
+            self.call()
+        except Exception:  # noqa: BLE001 - the caller's hook must not stop the run
+            bound.exception("execute.milestone_failed")
 
 
 def _log_outcome(bound: _Log, o: Outcome) -> None:

@@ -86,12 +86,33 @@ class Observer:
             return task
 
     def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedWorld:
+        deadline = time.monotonic() + self.timeout
+        storage_task = self._launch_storage(external_snapshots)
+        hosts = self._hosts(self._launch_hosts(), deadline)
+        return ObservedWorld(hosts=hosts, storage=self._storage_result(storage_task, deadline))
+
+    def observe_hosts(self) -> dict[str, ObservedHost]:
+        """Every host, without the pool (a pass's verification, whose pool is observed as
+        soon as the pass stopped changing it: `observe_storage`)."""
+        deadline = time.monotonic() + self.timeout
+        return self._hosts(self._launch_hosts(), deadline)
+
+    def observe_storage(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage:
+        """The pool alone, under the same deadline and the same no-pile-up rule."""
+        deadline = time.monotonic() + self.timeout
+        return self._storage_result(self._launch_storage(external_snapshots), deadline)
+
+    def _launch_storage(self, external_snapshots: tuple[str, ...]) -> _Task[object] | None:
+        return self._launch(_STORAGE, lambda: self._storage.observe(external_snapshots))
+
+    def _launch_hosts(self) -> dict[str, _Task[object] | None]:
         with self._lock:
             hypervisors = dict(self._hypervisors)
-        deadline = time.monotonic() + self.timeout
-        storage_task = self._launch(_STORAGE, lambda: self._storage.observe(external_snapshots))
-        host_tasks = {name: self._launch(name, hv.observe) for name, hv in hypervisors.items()}
+        return {name: self._launch(name, hv.observe) for name, hv in hypervisors.items()}
 
+    def _hosts(
+        self, host_tasks: Mapping[str, _Task[object] | None], deadline: float
+    ) -> dict[str, ObservedHost]:
         hosts: dict[str, ObservedHost] = {}
         for name, task in host_tasks.items():
             reason = self._wait(task, deadline)
@@ -100,14 +121,14 @@ class Observer:
                 hosts[name] = result
             else:
                 hosts[name] = ObservedHost(name=name, reachable=False, reason=reason)
+        return hosts
 
-        reason = self._wait(storage_task, deadline)
-        result = storage_task.result if storage_task is not None else None
+    def _storage_result(self, task: _Task[object] | None, deadline: float) -> ObservedStorage:
+        reason = self._wait(task, deadline)
+        result = task.result if task is not None else None
         if reason is None and isinstance(result, ObservedStorage):
-            storage = result
-        else:
-            storage = ObservedStorage(reachable=False, reason=f"storage: {reason}")
-        return ObservedWorld(hosts=hosts, storage=storage)
+            return result
+        return ObservedStorage(reachable=False, reason=f"storage: {reason}")
 
     def _wait(self, task: _Task[object] | None, deadline: float) -> str | None:
         """None when the task produced a result, else why it did not."""

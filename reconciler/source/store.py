@@ -10,6 +10,8 @@ it trustworthy while several `volctl apply` run at once and the controller reads
   of the directory; readers see the old or the new file, never half of one (the loader skips
   hidden files, so a temp file is never read as a spec);
 * a lock file (`.volctl.lock`, flock) serialises writers, so validate-then-write is one step;
+  the controller's fetch takes it shared, so a pass never reads one `apply` half written
+  (it waits until the writer is done, at most `READ_LOCK_WAIT`, then reads anyway);
 * the revision is a digest of the files' names and contents, so a pass knows whether the
   store changed since the last one.
 """
@@ -21,6 +23,7 @@ import fcntl
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,7 @@ __all__ = [
 
 LOCK_NAME = ".volctl.lock"
 DEBOUNCE_SECONDS = 0.3
+READ_LOCK_WAIT = 30.0  # a fetch waits this long for a writer, then reads what is there
 
 
 def _safe_component(value: str) -> str:
@@ -107,7 +111,30 @@ class SpecStore:
         return read
 
     def fetch(self) -> Revision:
-        return fetch_texts(self.texts, self.revision_of, self._attempts)
+        return fetch_texts(self.texts_between_writes, self.revision_of, self._attempts)
+
+    def texts_between_writes(self) -> list[tuple[str, str]]:
+        """`texts()` under the lock file, shared: one `apply` writes its files one by one
+        under the exclusive lock, and a fetch in between would take the first half for a
+        revision (B1 saw a resync pass build 22 of 40 VMs and leave the rest for a pass
+        that began 30 s later).  A store whose lock cannot be opened is read unlocked."""
+        try:
+            fd = os.open(self.root / LOCK_NAME, os.O_RDONLY)
+        except OSError:
+            return self.texts()  # no writer ever ran here (or a read-only store)
+        try:
+            deadline = time.monotonic() + READ_LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break  # a stuck writer must not stop reconciliation
+                    time.sleep(0.02)
+            return self.texts()
+        finally:
+            os.close(fd)  # releases the lock
 
     def revision_of(self, texts: list[tuple[str, str]]) -> str:
         """Digest of the files' store-relative names and contents (independent of where the

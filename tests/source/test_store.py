@@ -156,3 +156,27 @@ def test_watch_fires_debounced_on_changes_but_not_on_temp_files(tmp_path: Path) 
         assert count[0] == 1
     finally:
         store.close()
+
+
+def test_a_fetch_during_an_apply_reads_all_of_it_not_the_first_files(tmp_path: Path) -> None:
+    store = SpecStore(tmp_path / "store")
+    store.apply([("base.yaml", BASE)])
+    first_written = threading.Event()
+    write = store.write
+
+    def slow_write(kind: str, name: str, text: str) -> str:
+        result = write(kind, name, text)
+        first_written.set()
+        time.sleep(0.1)  # a loaded machine: the files of one apply land far apart
+        return result
+
+    store.write = slow_write  # type: ignore[method-assign]
+    docs = "---\n".join(vm(f"vm{i}") for i in range(5))
+    applier = threading.Thread(target=store.apply, args=([("fleet.yaml", docs)],))
+    applier.start()
+    assert first_written.wait(5)
+    rev = store.fetch()  # the controller's fetch, while the apply is half way
+    applier.join()
+    assert rev.state is not None
+    assert set(rev.state.vms) == {f"vm{i}" for i in range(5)}
+    assert rev.revision == store.fetch().revision
