@@ -78,6 +78,19 @@ def _wait(pred: Any, timeout: float, what: str, every: float = 0.05) -> float:
     raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
+def _timeline(v: Volctl, t0: float) -> list[str]:
+    """What the controller did for the move, seconds after the apply started: each pass's
+    start with its triggers, and each action with its result and duration."""
+    out = []
+    for ev in v.ctl_log.new():
+        at = f"{float(ev['_t']) - t0:+.2f}s"
+        if ev.get("event") == "pass.start":
+            out.append(f"{at} pass {','.join(ev.get('triggers', []))}")
+        elif ev.get("event") == "action":
+            out.append(f"{at} {ev['action']} {ev['result']} {ev.get('duration_ms')}ms")
+    return out
+
+
 def move_trials(v: Volctl, fleet: Fleet, trials: int, work: Path) -> list[dict[str, Any]]:
     a, b = fleet.vms
     volume, image = a.volume, a.volume_image
@@ -87,6 +100,8 @@ def move_trials(v: Volctl, fleet: Fleet, trials: int, work: Path) -> list[dict[s
         _wait(lambda s=src: _where(fleet, image) == {s.name: (True, True)}, 120, "settled")
         doc = work / f"move-{k}.yaml"
         doc.write_text(_attachment_doc(volume, dst.name))
+        v.ctl_log.mark()
+        t_wall = time.time()
         t0 = time.monotonic()
         rc, _ = run_logged(
             [*VOLCTL, "--config", str(v.config), "apply", "-f", str(doc)],
@@ -99,8 +114,16 @@ def move_trials(v: Volctl, fleet: Fleet, trials: int, work: Path) -> list[dict[s
         _wait(lambda d=dst: _where(fleet, image) == {d.name: (True, True)}, 120, f"move {k}")
         secs = time.monotonic() - t0
         print(f"bench: B8 trial {k}: {src.name} -> {dst.name} in {secs:.2f} s", flush=True)
+        time.sleep(0.3)
         rows.append(
-            {"trial": k, "from": src.name, "to": dst.name, "move_s": secs, "apply_cmd_s": t_cmd}
+            {
+                "trial": k,
+                "from": src.name,
+                "to": dst.name,
+                "move_s": secs,
+                "apply_cmd_s": t_cmd,
+                "controller": _timeline(v, t_wall),
+            }
         )
     return rows
 
@@ -111,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefix", default="b8")
     p.add_argument("--ram", type=int, default=256, help="MiB per guest (the Linux guest boots)")
     p.add_argument("--volctl-listen", default="127.0.0.1:18478")
+    p.add_argument("--bus", choices=["virtio", "scsi"], default="virtio", help="the volume's bus")
     p.add_argument("--smoke", action="store_true", help="2 trials")
     add_lab_args(p, default_hosts=2)
     args = p.parse_args(argv)
@@ -124,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             "trials": args.trials,
             "hosts": hosts,
             "ram_mib": args.ram,
+            "bus": args.bus,
             "lab_dir": lab.info.dir,
         },
     )
@@ -142,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         v = Volctl(listen=args.volctl_listen, resync=30.0)
         try:
             v.prepare(fleet)
+            docs = [
+                {**d, "spec": {**d["spec"], "bus": args.bus}} if d["kind"] == "Volume" else d
+                for d in fleet.volctl_documents()
+            ]
+            v.spec.write_text(yaml.safe_dump_all(docs, sort_keys=False))
             run = v.converge(fleet)
             if not run.ok:
                 raise RuntimeError(f"the B8 fleet did not converge: {run.error}")
@@ -173,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "(libvirt, every host, polled every 50 ms); timed from the start of `volctl apply -f`"
     )
     report.note("guests: the lab's tiny Linux guest (TCG), booted before the first trial")
+    report.note(f"volumes on the {args.bus} bus")
     report.finish(
         [("trial", "trial"), ("from", "from"), ("to", "to"), ("move_s", "move s"), ("ok", "ok")]
     )
