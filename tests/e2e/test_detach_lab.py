@@ -14,6 +14,8 @@ import time
 
 import libvirt
 
+import pytest
+
 from reconciler.lab.info import LabInfo
 from reconciler.lab.testing import LabPool
 
@@ -28,6 +30,7 @@ def _where(lab: LabInfo, image: str) -> dict[str, tuple[bool, bool]]:
     }
 
 
+@pytest.mark.timeout(1200)  # guests boot under TCG on a shared 2-core machine
 def test_a_pending_detach_does_not_delay_an_unrelated_create_on_its_host(
     lab: LabInfo, lab_pool: LabPool
 ) -> None:

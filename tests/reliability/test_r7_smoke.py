@@ -13,12 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from reconciler.lab.info import LabInfo
 from reconciler.lab.proc import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(1200)  # guests boot under TCG on a shared 2-core machine
 def test_r7_detach_smoke(lab: LabInfo, tmp_path: Path) -> None:
     (port,) = free_ports(1)
     env = dict(os.environ, VOLCTL_RELIABILITY_RESULTS=str(tmp_path))
