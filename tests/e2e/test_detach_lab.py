@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 
 import libvirt
-
 import pytest
 
 from reconciler.lab.info import LabInfo
