@@ -64,6 +64,13 @@ def _where(fleet: Fleet, image: str) -> dict[str, tuple[bool, bool]]:
     return out
 
 
+def forget_consoles(fleet: Fleet) -> None:
+    """Remove the fleet's console logs: libvirt appends to them, so an earlier run's
+    `VOLCTL-GUEST: ready` would pass for this boot's."""
+    for vm in fleet.vms:
+        (Path(fleet.console_dir) / f"{vm.name}+console.log").unlink(missing_ok=True)
+
+
 def _guest_ready(fleet: Fleet, vm: VMWork) -> bool:
     log = Path(fleet.console_dir) / f"{vm.name}+console.log"
     return log.is_file() and READY_LINE in log.read_text(errors="replace")
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             console_dir=_console_dir(lab.info.config_path),
         )
         clean(fleet)
+        forget_consoles(fleet)
         v = Volctl(listen=args.volctl_listen, resync=30.0)
         try:
             v.prepare(fleet)

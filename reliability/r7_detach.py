@@ -39,7 +39,7 @@ import libvirt
 import rbd
 
 from bench.b1_converge import _console_dir
-from bench.b8_volume_move import _attachment_doc, _guest_ready, _wait, _where
+from bench.b8_volume_move import _attachment_doc, _guest_ready, _wait, _where, forget_consoles
 from bench.common.cycle import clean
 from bench.common.fleet import Fleet, VMWork, make_fleet
 from bench.common.lab import add_lab_args, open_lab
@@ -114,6 +114,8 @@ def unacknowledged(t: Trial, v: Volctl, fleet: Fleet, work: Path, src: VMWork, d
         if mode == "paused":
             dom.suspend()
         else:
+            # a fresh console log, so "ready" later means this boot (libvirt appends)
+            (Path(fleet.console_dir) / f"{src.name}+console.log").unlink(missing_ok=True)
             dom.destroy()  # volctl starts it again; the move is applied as soon as it runs
             _wait(dom.isActive, 120, f"volctl to restart {src.name}", every=0.02)
         with Sampler(fleet, image) as s:
@@ -207,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             console_dir=_console_dir(lab.info.config_path),
         )
         clean(fleet)
+        forget_consoles(fleet)
         v = Volctl(listen=args.volctl_listen, resync=30.0)
         try:
             v.prepare(fleet)

@@ -11,6 +11,7 @@ domains; after the guest is resumed the move completes.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import libvirt
 import pytest
@@ -33,7 +34,7 @@ def _where(lab: LabInfo, image: str) -> dict[str, tuple[bool, bool]]:
 def test_a_pending_detach_does_not_delay_an_unrelated_create_on_its_host(
     lab: LabInfo, lab_pool: LabPool
 ) -> None:
-    store = lab_pool.store
+    store = Path(lab_pool.config.store)
     image = f"{lab_pool.pool}/vol-data"
     vols = {"data": (1, "Delete")}
     write_specs(store, lab, {"a": "h1", "b": "h2"}, vols, {"att": ("data", "a")})
