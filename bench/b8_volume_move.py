@@ -36,6 +36,9 @@ from bench.tools.base import run_logged, tail
 from bench.tools.volctl_tool import VOLCTL, Volctl
 from reconciler.lab.guest_image import READY_LINE
 
+# a TCG boot took 155 s to over 300 s at load averages of 40-190 on the shared machine
+BOOT_TIMEOUT = 1200
+
 
 def _attachment_doc(volume: str, vm: str) -> str:
     return yaml.safe_dump(
@@ -184,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             if not run.ok:
                 raise RuntimeError(f"the B8 fleet did not converge: {run.error}")
             for vm in fleet.vms:
-                boot = _wait(lambda vm=vm: _guest_ready(fleet, vm), 300, f"{vm.name} to boot")
+                boot = _wait(
+                    lambda vm=vm: _guest_ready(fleet, vm), BOOT_TIMEOUT, f"{vm.name} to boot"
+                )
                 print(f"bench: B8 {vm.name}'s guest ready (+{boot:.1f} s)", flush=True)
             rows = move_trials(v, fleet, args.trials, work)
         finally:

@@ -39,7 +39,14 @@ import libvirt
 import rbd
 
 from bench.b1_converge import _console_dir
-from bench.b8_volume_move import _attachment_doc, _guest_ready, _wait, _where, forget_consoles
+from bench.b8_volume_move import (
+    BOOT_TIMEOUT,
+    _attachment_doc,
+    _guest_ready,
+    _wait,
+    _where,
+    forget_consoles,
+)
 from bench.common.cycle import clean
 from bench.common.fleet import Fleet, VMWork, make_fleet
 from bench.common.lab import add_lab_args, open_lab
@@ -219,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             cur = fleet.vms[0]
             for t in c.trials(args.trials, args.trial):
                 for vm in fleet.vms:
-                    _wait(lambda vm=vm: _guest_ready(fleet, vm), 300, f"{vm.name} to boot")
+                    _wait(lambda vm=vm: _guest_ready(fleet, vm), BOOT_TIMEOUT, f"{vm.name} to boot")
                 image = fleet.vms[0].volume_image
                 _wait(
                     lambda cur=cur, image=image: _attached_only(fleet, image, cur),
@@ -230,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                 unacknowledged(t, v, fleet, work, cur, dst)
                 cur = dst
                 for vm in fleet.vms:  # the booting mode restarted a guest: let it boot
-                    _wait(lambda vm=vm: _guest_ready(fleet, vm), 300, f"{vm.name} to boot")
+                    _wait(lambda vm=vm: _guest_ready(fleet, vm), BOOT_TIMEOUT, f"{vm.name} to boot")
                 cur = burst(t, v, fleet, work, args.moves, cur)
         finally:
             v.close()
