@@ -225,20 +225,32 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"the R7 fleet did not converge: {run.error}")
             cur = fleet.vms[0]
             for t in c.trials(args.trials, args.trial):
-                for vm in fleet.vms:
-                    _wait(lambda vm=vm: _guest_ready(fleet, vm), BOOT_TIMEOUT, f"{vm.name} to boot")
-                image = fleet.vms[0].volume_image
-                _wait(
-                    lambda cur=cur, image=image: _attached_only(fleet, image, cur),
-                    120,
-                    "a settled start",
-                )
-                dst = fleet.vms[1] if cur is fleet.vms[0] else fleet.vms[0]
-                unacknowledged(t, v, fleet, work, cur, dst)
-                cur = dst
-                for vm in fleet.vms:  # the booting mode restarted a guest: let it boot
-                    _wait(lambda vm=vm: _guest_ready(fleet, vm), BOOT_TIMEOUT, f"{vm.name} to boot")
-                cur = burst(t, v, fleet, work, args.moves, cur)
+                try:
+                    for vm in fleet.vms:
+                        _wait(
+                            lambda vm=vm: _guest_ready(fleet, vm),
+                            BOOT_TIMEOUT,
+                            f"{vm.name} to boot",
+                        )
+                    image = fleet.vms[0].volume_image
+                    _wait(
+                        lambda cur=cur, image=image: _attached_only(fleet, image, cur),
+                        120,
+                        "a settled start",
+                    )
+                    dst = fleet.vms[1] if cur is fleet.vms[0] else fleet.vms[0]
+                    unacknowledged(t, v, fleet, work, cur, dst)
+                    cur = dst
+                    for vm in fleet.vms:  # the booting mode restarted a guest: let it boot
+                        _wait(
+                            lambda vm=vm: _guest_ready(fleet, vm),
+                            BOOT_TIMEOUT,
+                            f"{vm.name} to boot",
+                        )
+                    cur = burst(t, v, fleet, work, args.moves, cur)
+                except Exception as exc:
+                    t.fail(f"{type(exc).__name__}: {exc}")  # the row must not read ok
+                    raise
         finally:
             v.close()
             clean(fleet)
