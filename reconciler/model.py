@@ -127,6 +127,7 @@ class Volume:
     meta: Meta
     size: int  # GiB
     reclaim_policy: ReclaimPolicy = ReclaimPolicy.RETAIN
+    bus: str = "virtio"  # payload.DiskBus's value (schema-checked): applies when attached
 
 
 @dataclass(frozen=True)

@@ -82,12 +82,13 @@ def _auth(ceph: CephAccess) -> str:
 
 
 def render_disk(disk: DiskSpec) -> str:
-    """`<disk>` for an RBD volume, virtio, with the serial the guest sees."""
+    """`<disk>` for an RBD volume on its bus (virtio-blk, or scsi on the domain's virtio-scsi
+    controller), with the serial the guest sees."""
     return (
         "<disk type='network' device='disk'>"
         "<driver name='qemu' type='raw' cache='none'/>"
         f"{_auth(disk.ceph)}{_rbd_source(disk.ceph, disk.rbd_image)}"
-        f"<target dev={quoteattr(disk.target)} bus='virtio'/>"
+        f"<target dev={quoteattr(disk.target)} bus={quoteattr(disk.bus.value)}/>"
         f"<serial>{escape(disk.serial)}</serial>"
         "</disk>"
     )
@@ -163,6 +164,8 @@ def render_domain(
         "<on_crash>destroy</on_crash>"
         "<devices>"
         f"{root_disk}{''.join(extra_disks)}"
+        # volumes with `bus: scsi` plug in here (a disk on it unplugs without the guest)
+        "<controller type='scsi' index='0' model='virtio-scsi'/>"
         f"{''.join(render_nic(n) for n in spec.nics)}"
         f"<serial type='pty'><log file={log} append='on'/><target port='0'/></serial>"
         "<console type='pty'><target type='serial' port='0'/></console>"

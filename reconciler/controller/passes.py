@@ -45,8 +45,10 @@ Planner = Callable[[DesiredState, ObservedWorld, PlanSettings], Plan]
 @dataclass(frozen=True)
 class EngineSettings:
     limits: Limits = field(default_factory=Limits)
-    detach_wait: float = 15.0
+    detach_wait: float = 15.0  # longest one pass watches a requested detach (no slot held)
     detach_poll: float = 0.5
+    detach_linger: float = 2.0  # longest a pass waits for a detach once nothing else runs
+    detach_reask: float = 10.0  # a requested detach is asked again only after this
     verify: bool = True  # re-observe after executing, so status shows observed truth
 
 
@@ -195,6 +197,8 @@ class Engine:
             events=self.events,
             detach_wait=self.settings.detach_wait,
             detach_poll=self.settings.detach_poll,
+            detach_linger=self.settings.detach_linger,
+            detach_reask=self.settings.detach_reask,
             pool=self.plan_settings.pool,
         )
         return Executor(

@@ -25,10 +25,12 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from reconciler.errors import VolctlError
+from reconciler.execute.detach_watch import DetachWatch
 from reconciler.execute.handlers import Backends, DetachPending, run_action
 from reconciler.execute.outcome import Outcome, Result
 from reconciler.execute.priority import by_priority
@@ -79,8 +81,9 @@ class _RunState:
     pending: list[Action]  # highest priority first
     in_plan: set[str]
     done: dict[str, Outcome] = field(default_factory=dict)
-    running: dict[Future[Outcome], Action] = field(default_factory=dict)
+    running: dict[Future[Outcome | DetachPending], Action] = field(default_factory=dict)
     per_host: Counter[str] = field(default_factory=Counter)
+    watch: DetachWatch | None = None  # requested detaches, watched without a slot
 
 
 class Executor:
@@ -113,12 +116,22 @@ class Executor:
         if when_done is not None:
             milestone = _Milestone(frozenset(when_done[0]) & st.in_plan, when_done[1])
         workers = max(1, self.limits.overall)
+        st.watch = DetachWatch(
+            self.backends.events,
+            poll=self.backends.detach_poll,
+            linger=self.backends.detach_linger,
+            wait=self.backends.detach_wait,
+        )
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="volctl-exec") as pool:
-            while st.pending or st.running:
+            while st.pending or st.running or st.watch:
                 changed = self._schedule(st, pool, bound)
                 if milestone is not None:
                     milestone.check(st.done, bound)
-                if not st.running:
+                if st.watch:
+                    self._watch_detaches(st, pool, bound)
+                    if not st.running and not st.watch:
+                        continue
+                elif not st.running:
                     if st.pending and not changed:
                         for a in st.pending:  # cannot happen with a valid plan: a cycle
                             st.done[a.id] = Outcome(
@@ -126,12 +139,21 @@ class Executor:
                             )
                         st.pending.clear()
                     continue
-                finished, _ = wait(st.running, return_when=FIRST_COMPLETED)
+                futures: set[Future[Any]] = {*st.running, *st.watch.futures()}
+                timeout = st.watch.next_wake() if st.watch else None
+                finished, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
                 for fut in finished:
+                    if st.watch.owns(fut):
+                        self._probed(st, fut, bound)
+                        continue
                     action = st.running.pop(fut)
                     if action.host is not None:
                         st.per_host[action.host] -= 1
-                    st.done[action.id] = fut.result()
+                    result = fut.result()
+                    if isinstance(result, DetachPending):
+                        st.watch.park(action, result, time.monotonic())
+                    else:
+                        st.done[action.id] = result
         if milestone is not None:
             milestone.check(st.done, bound)
         ordered = {a.id: st.done[a.id] for a in plan.actions}
@@ -192,12 +214,37 @@ class Executor:
             changed = True
         return changed
 
-    def _run_one(self, action: Action, bound: _Log) -> Outcome:
+    def _watch_detaches(self, st: _RunState, pool: ThreadPoolExecutor, bound: _Log) -> None:
+        """Probe parked detaches when due; end as REQUESTED those the run stops waiting for."""
+        assert st.watch is not None
+        if self.stopping.is_set():
+            expired = st.watch.give_up_all()
+        else:
+            expired = st.watch.expired(busy=bool(st.running))
+            st.watch.probe_due(pool)
+        for action, msg, seconds in expired:
+            delay = self.retry.failed(
+                action, msg, self.clock(), terminal=False, min_delay=self.backends.detach_reask
+            )
+            o = Outcome(action, Result.REQUESTED, msg, retry_after=delay, duration=seconds)
+            st.done[action.id] = o
+            _log_outcome(bound, o)
+
+    def _probed(self, st: _RunState, fut: Future[Any], bound: _Log) -> None:
+        assert st.watch is not None
+        gone = st.watch.probed(fut)
+        if gone is not None:
+            action, seconds = gone
+            self.retry.succeeded(action)
+            st.done[action.id] = Outcome(action, Result.OK, duration=seconds)
+            _log_outcome(bound, st.done[action.id])
+
+    def _run_one(self, action: Action, bound: _Log) -> Outcome | DetachPending:
         t0 = time.monotonic()
         try:
             run_action(action, self.backends)
         except DetachPending as exc:
-            outcome = self._failed(action, Result.REQUESTED, str(exc), t0)
+            return exc  # parked by the run: watched without holding this slot
         except VolctlError as exc:
             result = Result.TRANSIENT if exc.retryable else Result.TERMINAL
             outcome = self._failed(action, result, f"{type(exc).__name__}: {exc}", t0)

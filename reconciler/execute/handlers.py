@@ -42,7 +42,14 @@ from reconciler.plan.actions import (
 
 
 class DetachPending(Transient):
-    """The detach was requested but the disk is still in the live domain."""
+    """The detach was requested but the device is still in the live domain.
+
+    `still_present` looks again (one observe of the host); the executor parks the action
+    and calls it on device events, without holding a slot (`detach_watch.py`)."""
+
+    def __init__(self, message: str, still_present: Callable[[], bool]) -> None:
+        super().__init__(message)
+        self.still_present = still_present
 
 
 class DeviceEvents:
@@ -78,8 +85,10 @@ class Backends:
     hypervisors: Mapping[str, Hypervisor]
     storage: Storage
     events: DeviceEvents = field(default_factory=DeviceEvents)
-    detach_wait: float = 15.0  # seconds to wait for a detach to complete
-    detach_poll: float = 0.5  # re-observe period while waiting (events cut it short)
+    detach_wait: float = 15.0  # longest a run watches a requested detach (slot-free)
+    detach_poll: float = 0.5  # re-observe period while watching (device events cut it short)
+    detach_linger: float = 2.0  # longest a run waits for a detach once nothing else runs
+    detach_reask: float = 10.0  # a requested detach is asked again only after this
     clock: Callable[[], float] = time.monotonic
     pool: str = "rbd"  # for image names given without their pool
 
@@ -133,7 +142,7 @@ def _detach(action: DetachVolume, b: Backends) -> None:
         hv.detach_disk(domain, rbd)
     except NotFound:
         return  # the domain or the disk is already gone
-    _wait_gone(b, hv, f"detach of {rbd} from {domain}", lambda h: disk_present(h, domain, rbd))
+    _gone_or_pending(hv, f"detach of {rbd} from {domain}", lambda h: disk_present(h, domain, rbd))
 
 
 def _detach_nic(action: DetachNic, b: Backends) -> None:
@@ -143,22 +152,19 @@ def _detach_nic(action: DetachNic, b: Backends) -> None:
         hv.detach_nic(domain, mac)
     except NotFound:
         return  # the domain or the NIC is already gone
-    _wait_gone(b, hv, f"unplug of NIC {mac} from {domain}", lambda h: nic_present(h, domain, mac))
+    _gone_or_pending(
+        hv, f"unplug of NIC {mac} from {domain}", lambda h: nic_present(h, domain, mac)
+    )
 
 
-def _wait_gone(
-    b: Backends, hv: Hypervisor, what: str, present: Callable[[ObservedHost], bool]
-) -> None:
-    """Wait (woken by device events) until `present` is false; DetachPending after the wait."""
-    deadline = b.clock() + b.detach_wait
-    while True:
-        seen = b.events.seq()
-        if not present(hv.observe()):
-            return
-        remaining = deadline - b.clock()
-        if remaining <= 0:
-            raise DetachPending(f"{what} requested; the device is still present")
-        b.events.wait(seen, min(b.detach_poll, remaining))
+def _gone_or_pending(hv: Hypervisor, what: str, present: Callable[[ObservedHost], bool]) -> None:
+    """Done if the device already left the live domain; else `DetachPending`, which the
+    executor watches without a slot (`detach_watch.py`).  Waiting here held a slot."""
+    if not present(hv.observe()):
+        return
+    raise DetachPending(
+        f"{what} requested; the device is still present", lambda: present(hv.observe())
+    )
 
 
 def nic_present(host: ObservedHost, domain: str, mac: str) -> bool:

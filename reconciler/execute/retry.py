@@ -95,8 +95,13 @@ class RetryTracker:
                 return Hold(terminal=False, error=e.error, due=e.due, failures=e.failures)
             return None
 
-    def failed(self, action: Action, error: str, now: float, *, terminal: bool) -> float:
-        """Record a failure; returns the retry delay (0 for terminal failures)."""
+    def failed(
+        self, action: Action, error: str, now: float, *, terminal: bool, min_delay: float = 0.0
+    ) -> float:
+        """Record a failure; returns the retry delay (0 for terminal failures).
+
+        MIN_DELAY floors the backoff: a requested detach is asked again only after a
+        guest-friendly interval (re-asking too early cancels a PCIe unplug in progress)."""
         with self._lock:
             e = self._entries.setdefault(action.id, _Entry())
             e.failures += 1
@@ -105,7 +110,7 @@ class RetryTracker:
                 e.terminal_fp = fingerprint(action)
                 e.due = 0.0
                 return 0.0
-            delay = self.backoff.delay(e.failures, self.rng.random)
+            delay = max(min_delay, self.backoff.delay(e.failures, self.rng.random))
             e.due = now + delay
             return delay
 

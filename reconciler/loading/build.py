@@ -111,6 +111,7 @@ def desired_state(
             meta=_meta(entry),
             size=_int(entry.spec["size"]),
             reclaim_policy=ReclaimPolicy(entry.spec.get("reclaimPolicy", "Retain")),
+            bus=str(entry.spec.get("bus", "virtio")),
         )
         for name, entry in by_kind[Kind.VOLUME].items()
     }

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from reconciler import identity
 from reconciler.model import ReclaimPolicy, VolumeAttachment
 from reconciler.observe.types import OwnerMark
-from reconciler.payload import DiskSpec, DomainSpec
+from reconciler.payload import DiskBus, DiskSpec, DomainSpec
 from reconciler.plan.actions import AttachVolume, ChangeOp, DestroyDomain, DetachVolume
 from reconciler.plan.draft import Draft
 from reconciler.plan.reasons import BlockReason
@@ -157,12 +157,13 @@ class AttachmentRules:
             return  # attached where the spec wants it
         key = (ready.host, ready.spec.name)
         used = ready.vm.targets | self.planned_targets.setdefault(key, set())
-        target = next((t for t in self.world.settings.targets() if t not in used), None)
+        bus = DiskBus(self.world.desired.volumes[ready.att.volume].bus)
+        target = next((t for t in self.world.settings.targets(bus) if t not in used), None)
         if target is None:
             self._block(att, R.NO_FREE_TARGET, f"{ready.spec.name} has no free disk target")
             return
         self.planned_targets[key].add(target)
-        self._add_attach(ready, target)
+        self._add_attach(ready, target, bus)
 
     def _ready(self, att: VolumeAttachment) -> _Ready | tuple[BlockReason, str] | None:
         """What an attach is built from; else why it is blocked; None when nothing is to do."""
@@ -208,7 +209,7 @@ class AttachmentRules:
             return R.VOLUME_IN_USE, f"{vol} is attached to foreign domain {foreign[0].domain.name}"
         return None
 
-    def _add_attach(self, ready: _Ready, target: str) -> None:
+    def _add_attach(self, ready: _Ready, target: str, bus: DiskBus) -> None:
         """The attach (after the volume's create/resize, its detaches and the VM's lifecycle)."""
         w, att, vol = self.world, ready.att, ready.att.volume
         deps = [d for d in (ready.vol.create, ready.vol.resize) if d is not None]
@@ -227,6 +228,7 @@ class AttachmentRules:
                     target=target,
                     serial=f"vol-{self.volids[vol]}",
                     ceph=w.settings.ceph,
+                    bus=bus,
                 ),
                 depends_on=tuple(sorted(set(deps))),
                 before=before,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.model import Network
-from reconciler.payload import CephAccess
+from reconciler.payload import CephAccess, DiskBus
 
 # vda is the root disk; volumes go to the first free of vdb..vdz.
 DEFAULT_MAX_TARGETS = 25
@@ -43,6 +43,5 @@ class PlanSettings:
         qemu's own `<domain>.log` when console_dir is libvirt's log dir."""
         return f"{self.console_dir.rstrip('/')}/{vm}+console.log"
 
-    def targets(self) -> tuple[str, ...]:
-        letters = "bcdefghijklmnopqrstuvwxyz"[: max(0, min(self.max_targets, 25))]
-        return tuple(f"vd{c}" for c in letters)
+    def targets(self, bus: DiskBus = DiskBus.VIRTIO) -> tuple[str, ...]:
+        return bus.targets(self.max_targets)

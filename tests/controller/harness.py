@@ -215,6 +215,7 @@ def build(
     *,
     planner: Planner | None = None,
     detach_wait: float = 1.0,
+    detach_reask: float = 0.3,  # production: 10 s (a guest-friendly interval)
     resync: float = 0.5,
     clock: FakeClock | None = None,
 ) -> Harness:
@@ -232,7 +233,9 @@ def build(
         conns,
         SETTINGS,
         store,
-        settings=EngineSettings(detach_wait=detach_wait, detach_poll=0.05),
+        settings=EngineSettings(
+            detach_wait=detach_wait, detach_poll=0.05, detach_reask=detach_reask
+        ),
         retry=RetryTracker(Backoff((0.2, 0.4, 0.8), jitter=0.1), random.Random(5)),
         planner=planner,
         events=devices,

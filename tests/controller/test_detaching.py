@@ -35,12 +35,14 @@ MOVED = spec(HOSTS, vms=VMS, volumes={"v1": 1}, attachments={"att1": ("v1", "b")
 
 
 def make(
-    harnesses: list[Harness], clock: FakeClock | None = None
+    harnesses: list[Harness], clock: FakeClock | None = None, reask: float = 10.0
 ) -> tuple[Harness, FakeHypervisor]:
     storage = FakeStorage()
     storage.add_base("base")
     hv = FakeHypervisor("h1", storage, cpus=4, memory_mib=4096)
-    h = build({"h1": hv}, storage, ONE, detach_wait=0.2, resync=30.0, clock=clock)
+    h = build(
+        {"h1": hv}, storage, ONE, detach_wait=0.2, detach_reask=reask, resync=30.0, clock=clock
+    )
     # production backoff shape, deterministic jitter
     h.engine.retry = RetryTracker(Backoff(), random.Random(7))
     harnesses.append(h)
@@ -52,7 +54,7 @@ def detach_calls(hv: FakeHypervisor) -> int:
 
 
 def test_a_lost_detach_request_is_sent_again_and_completes(harnesses: list[Harness]) -> None:
-    h, hv = make(harnesses)
+    h, hv = make(harnesses, reask=0.5)
     assert h.engine.run_pass().snapshot.converged
     hv.guest_acks_detach = False  # the guest is still booting: the unplug request is lost
     h.source.set(UNATTACHED)
@@ -69,7 +71,11 @@ def test_a_lost_detach_request_is_sent_again_and_completes(harnesses: list[Harne
     assert detach_calls(hv) == 2
 
 
-def test_a_stuck_detach_backs_off_and_is_never_converged(harnesses: list[Harness]) -> None:
+def test_a_stuck_detach_is_asked_again_only_after_a_guest_friendly_interval(
+    harnesses: list[Harness],
+) -> None:
+    """Re-asking too early cancels a PCIe unplug in progress (lab notes): a requested detach
+    is asked again only after `detach_reask` (10 s), then with the backoff beyond it."""
     clock = FakeClock()
     h, hv = make(harnesses, clock)
     assert h.engine.run_pass().snapshot.converged
@@ -77,14 +83,13 @@ def test_a_stuck_detach_backs_off_and_is_never_converged(harnesses: list[Harness
     h.source.set(MOVED)
     h.controller.triggers.kick(START)
     t0 = clock()
-    started = [t - t0 for t in h.run_due(clock, until=t0 + 6.0)]
-    # the source change, then retries after ~1 s and ~2 s more (jittered): each wait longer
-    # than the one before, a handful of passes in 6 s and not one every few milliseconds
-    assert 3 <= len(started) <= 4, started
+    started = [t - t0 for t in h.run_due(clock, until=t0 + 45.0)]
+    asks = detach_calls(hv)
+    # the source change, then a re-ask every ~10 s, growing with the backoff (16 s after the
+    # fifth): never a re-ask within 10 s, never a hot loop
+    assert 4 <= asks <= 5, (asks, started)
     gaps = [b - a for a, b in itertools.pairwise(started)]
-    assert gaps[0] >= 0.5, started
-    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), started
-    assert len(started) <= detach_calls(hv) <= len(started) + 1, detach_calls(hv)
+    assert all(g >= 10.0 for g in gaps), started
     snap = h.store.snapshot()
     assert not snap.converged
     assert snap.resources["volume/v1"].phase is Phase.DETACHING

@@ -162,7 +162,7 @@ INVALID: list[tuple[str, str, list[tuple[int, str, str]]]] = [
             (
                 7,
                 "spec.sizeGb",
-                "unknown field; did you mean 'size'? (allowed here: size, reclaimPolicy)",
+                "unknown field; did you mean 'size'? (allowed here: size, reclaimPolicy, bus)",
             )
         ],
     ),

@@ -316,3 +316,18 @@ def test_scratch_name_round_trip() -> None:
     assert identity.tmp_image_target(name) == "vm-web.1-root"
     for other in ("vol-x", "volctl-tmp-x.y", "volctl-tmp.x", "volctl-tmp..n", "img-volctl-tmp.x.y"):
         assert identity.tmp_image_target(other) is None
+
+
+def test_a_scsi_volume_is_attached_on_the_scsi_bus_as_sdx() -> None:
+    scsi = replace(volume("v2"), bus="scsi")
+    d = desired(
+        HOSTS, VMS, [volume("v1"), scsi], [attach("x1", "v1", "a"), attach("x2", "v2", "a")]
+    )
+    w = base()
+    p = run(d, w)
+    att = {a.resource: a.disk for a in p.actions if a.kind == K.ATTACH_VOLUME}
+    assert {r: (s.target, s.bus.value) for r, s in att.items() if s} == {
+        "attachment/x1": ("vdb", "virtio"),
+        "attachment/x2": ("sdb", "scsi"),
+    }
+    assert run(d, apply(w, p)).empty
