@@ -100,9 +100,13 @@ class Campaign:
             s = trial_seed(self.seed, k)
             t = Trial(k=k, seed=s, rng=random.Random(s))
             print(f"{self.name}: trial {k} (seed {self.seed}, trial seed {s})", flush=True)
+            completed = False
             try:
                 yield t
+                completed = True  # resumed: the loop body finished this trial
             finally:
+                if not completed:  # the loop body raised (or was interrupted) in this trial
+                    t.fail("the trial did not complete (an exception or an interrupt)")
                 self.rows.append(t.row())
                 state = "ok" if not t.failures else "FAILED: " + "; ".join(t.failures)
                 print(f"{self.name}: trial {k} {state}", flush=True)
