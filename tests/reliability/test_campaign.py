@@ -19,17 +19,22 @@ def _campaign() -> Campaign:
     return Campaign.from_args("r0_test", args, {})
 
 
+def _run_until_trial_1_raises(c: Campaign) -> None:
+    for t in c.trials(3):
+        if t.k == 1:
+            raise RuntimeError("boom")
+
+
 def test_a_trial_that_raises_is_recorded_failed(tmp_path: Path) -> None:
     c = _campaign()
     with pytest.raises(RuntimeError):
-        for t in c.trials(3):
-            if t.k == 1:
-                raise RuntimeError("boom")
+        _run_until_trial_1_raises(c)
     assert [r["ok"] for r in c.rows] == [True, False]
     assert "did not complete" in c.rows[1]["failures"][0]
     assert c.finish([("trial", "trial")], results_dir=tmp_path) == 1
     doc = json.loads((tmp_path / "r0_test-latest.json").read_text())
-    assert doc["ok"] is False and doc["seed"] == 42
+    assert doc["ok"] is False
+    assert doc["seed"] == 42
 
 
 def test_trial_k_replays_with_the_same_seed_alone() -> None:
