@@ -157,7 +157,7 @@ class AttachmentRules:
             return  # attached where the spec wants it
         key = (ready.host, ready.spec.name)
         used = ready.vm.targets | self.planned_targets.setdefault(key, set())
-        target = next((t for t in self.world.settings.targets() if t not in used), None)
+        target = next((t for t in self.world.targets if t not in used), None)
         if target is None:
             self._block(att, R.NO_FREE_TARGET, f"{ready.spec.name} has no free disk target")
             return

@@ -60,10 +60,12 @@ class World:
     volumes: dict[str, ObservedImage] = field(default_factory=dict)  # volume name -> our image
     # desired attachment of each volume (the first by attachment name if several)
     attachment_of: dict[str, VolumeAttachment] = field(default_factory=dict)
+    targets: tuple[str, ...] = ()  # the disk targets volumes may use, in order
+
 
     @classmethod
     def build(cls, desired: DesiredState, observed: ObservedWorld, settings: PlanSettings) -> World:
-        w = cls(desired, observed, settings)
+        w = cls(desired, observed, settings, targets=settings.targets())
         names = set(desired.hosts) | set(observed.hosts)
         for name in names:
             spec = desired.hosts.get(name)
