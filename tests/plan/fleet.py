@@ -23,6 +23,7 @@ import gzip
 import hashlib
 import random
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 
 from reconciler import identity
@@ -273,6 +274,19 @@ def _drift(rng: random.Random, w: ObservedWorld) -> ObservedWorld:
 
 def scenario(variant: str, seed: int = SEED) -> tuple[DesiredState, ObservedWorld, PlanSettings]:
     """(desired, observed, settings) of one variant of the fleet."""
+    after, w = _grown(seed)
+    host_names = [f"h{i:02d}" for i in range(HOSTS)]
+    if variant == "host-down":
+        down = host_names[7]
+        w = replace(w, hosts={**w.hosts, down: ObservedHost(down, False, "connection refused")})
+    elif variant == "ceph-down":
+        w = replace(w, storage=ObservedStorage(False, "timed out"))
+    return after, w, SETTINGS
+
+
+@lru_cache(maxsize=2)
+def _grown(seed: int) -> tuple[DesiredState, ObservedWorld]:
+    """The new spec and the drifted world every variant starts from (frozen: shared)."""
     rng = random.Random(seed)
     host_names = [f"h{i:02d}" for i in range(HOSTS)]
     before = _before(rng, host_names)
@@ -283,13 +297,7 @@ def scenario(variant: str, seed: int = SEED) -> tuple[DesiredState, ObservedWorl
             break
         w = apply(w, p)
     w = _drift(rng, w)
-    after = _after(rng, before, host_names)
-    if variant == "host-down":
-        down = host_names[7]
-        w = replace(w, hosts={**w.hosts, down: ObservedHost(down, False, "connection refused")})
-    elif variant == "ceph-down":
-        w = replace(w, storage=ObservedStorage(False, "timed out"))
-    return after, w, SETTINGS
+    return _after(rng, before, host_names), w
 
 
 def _digest(value: object) -> str:
