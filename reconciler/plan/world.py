@@ -62,7 +62,6 @@ class World:
     attachment_of: dict[str, VolumeAttachment] = field(default_factory=dict)
     targets: tuple[str, ...] = ()  # the disk targets volumes may use, in order
 
-
     @classmethod
     def build(cls, desired: DesiredState, observed: ObservedWorld, settings: PlanSettings) -> World:
         w = cls(desired, observed, settings, targets=settings.targets())
