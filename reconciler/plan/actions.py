@@ -57,7 +57,7 @@ class ActionKind(StrEnum):
 
 def action_id(kind: ActionKind, resource: str, qualifier: str | None = None) -> str:
     """The deterministic id f"{kind}:{resource}", plus "@qualifier" when given."""
-    base = f"{kind.value}:{resource}"
+    base = f"{kind}:{resource}"  # a StrEnum formats as its value
     return base if qualifier is None else f"{base}@{qualifier}"
 
 

@@ -158,7 +158,7 @@ class AttachmentRules:
         key = (ready.host, ready.spec.name)
         used = ready.vm.targets | self.planned_targets.setdefault(key, set())
         bus = DiskBus(self.world.desired.volumes[ready.att.volume].bus)
-        target = next((t for t in self.world.settings.targets(bus) if t not in used), None)
+        target = next((t for t in self.world.targets[bus] if t not in used), None)
         if target is None:
             self._block(att, R.NO_FREE_TARGET, f"{ready.spec.name} has no free disk target")
             return

@@ -112,6 +112,9 @@ class Draft:
 
     def _drop_dangling(self) -> None:
         """Remove actions that wait for an action not in the plan (held or blocked)."""
+        actions = self.actions
+        if all(d in actions for a in actions.values() for d in a.depends_on):
+            return  # the common case, checked without sorting the ids
         changed = True
         while changed:
             changed = False
@@ -139,23 +142,30 @@ class Draft:
 
 
 def _toposort(actions: dict[str, Action]) -> tuple[Action, ...]:
-    """Kahn's algorithm with a deterministic tie-break (kind order, then id)."""
-    indegree = dict.fromkeys(actions, 0)
-    users: dict[str, list[str]] = {}
-    for a in actions.values():
+    """Kahn's algorithm with a deterministic tie-break (kind order, then id).
+
+    The tie-break key is ranked once by one sort, so the heap holds small integers instead
+    of (kind, id) tuples compared on every push and pop: the same order, cheaper at 80k
+    actions.
+    """
+    order = sorted(actions.values(), key=lambda a: (_KIND_ORDER[a.kind], a.id))
+    rank = {a.id: r for r, a in enumerate(order)}
+    indegree = [0] * len(order)
+    users: list[list[int]] = [[] for _ in order]
+    for r, a in enumerate(order):
         for dep in set(a.depends_on):
-            indegree[a.id] += 1
-            users.setdefault(dep, []).append(a.id)
-    heap = [(_KIND_ORDER[actions[i].kind], i) for i, n in indegree.items() if n == 0]
-    heapq.heapify(heap)
+            indegree[r] += 1
+            d = rank.get(dep)
+            if d is not None:  # a dependency that is not planned never becomes ready
+                users[d].append(r)
+    heap = [r for r, n in enumerate(indegree) if n == 0]  # ascending: already a heap
     out: list[Action] = []
     while heap:
-        _, i = heapq.heappop(heap)
-        a = actions[i]
-        out.append(a)
-        for u in users.get(i, []):
+        r = heapq.heappop(heap)
+        out.append(order[r])
+        for u in users[r]:
             indegree[u] -= 1
             if indegree[u] == 0:
-                heapq.heappush(heap, (_KIND_ORDER[actions[u].kind], u))
+                heapq.heappush(heap, u)
     # Actions on a cycle (a planner bug) are left out: never crash, keep what is sound.
     return tuple(out)

@@ -57,6 +57,11 @@ class NicRules:
         assert info.spec is not None
         res = f"vm/{name}"
         host, dom, spec = info.kept.host, info.kept.domain, info.spec
+        if len(dom.nics) == len(spec.nics) and all(
+            have.mac == want.mac and _same_plug(want, have)
+            for have, want in zip(dom.nics, spec.nics, strict=True)
+        ):
+            return  # every NIC in place, in order: nothing to plug or unplug
         have = {n.mac: n for n in dom.nics}
         want = {n.mac: n for n in spec.nics}
         changed = False

@@ -56,6 +56,8 @@ def plan(desired: DesiredState, observed: ObservedWorld, settings: PlanSettings)
 
 def _destroy_after_detach(draft: Draft, detaches: Detaches) -> None:
     """Every domain destroy waits for the detaches planned on that domain."""
+    if not detaches.by_domain:
+        return
     for action_id, action in list(draft.actions.items()):
         if not isinstance(action, DestroyDomain):
             continue

@@ -7,10 +7,20 @@ mark are defined once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from reconciler import identity
-from reconciler.model import DEFAULT_NETWORKS, Host, Image, InstanceType, VirtualMachine, Volume
+from reconciler.model import (
+    DEFAULT_NETWORKS,
+    Host,
+    Image,
+    InstanceType,
+    Network,
+    VirtualMachine,
+    Volume,
+)
 from reconciler.observe.types import ObservedDomain, ObservedHost, ObservedImage, OwnerMark
 from reconciler.payload import DomainSpec, NicKind, NicSpec, VirtType
 from reconciler.plan.actions import Meta
@@ -95,10 +105,10 @@ def nic_mac(vmid: int, index: int) -> str:
     return f"{MAC_PREFIX}:{value >> 16:02x}:{(value >> 8) & 0xFF:02x}:{value & 0xFF:02x}"
 
 
-def desired_nics(
-    settings: PlanSettings, vm: VirtualMachine, host: Host | None, vmid: int
-) -> tuple[NicSpec, ...]:
-    """The VM's NICs: its own list, else the Host's default, the config's, one user-mode NIC."""
+def nic_networks(
+    settings: PlanSettings, vm: VirtualMachine, host: Host | None
+) -> tuple[Network, ...]:
+    """The VM's networks: its own list, else the Host's default, the config's, one user NIC."""
     nets = vm.networks
     if nets is None and host is not None:
         nets = host.default_networks
@@ -106,10 +116,7 @@ def desired_nics(
         nets = settings.default_networks
     if nets is None:
         nets = DEFAULT_NETWORKS
-    return tuple(
-        NicSpec(mac=nic_mac(vmid, i), kind=NicKind(net.kind.value), source=net.name)
-        for i, net in enumerate(nets[:MAX_NICS])
-    )
+    return nets
 
 
 def volume_hash(volume: Volume) -> str:
@@ -121,35 +128,73 @@ def _volume_hash(size: int, policy: str) -> str:
     return identity.spec_hash({"size": size, "reclaimPolicy": policy})
 
 
-def desired_domain(
-    settings: PlanSettings,
-    vm: VirtualMachine,
-    itype: InstanceType,
-    image: Image,
-    vmid: int,
-    *,
-    host: Host | None = None,
-    observed: ObservedHost | None = None,
-) -> DomainSpec:
-    """The domain `vm` should be, on `host` (its Host spec and observed capabilities decide
-    the domain type and default NICs; without a host, TCG and the config's NICs)."""
-    name = vm.meta.name
-    vtype = virt_type(host, observed, image.arch)
-    return DomainSpec(
-        name=identity.domain_name(name),
-        vmid=vmid,
-        spec_hash=vm_hash(itype, image, vtype, vnc=vm.vnc),
-        vcpus=itype.cpu,
-        memory_mib=itype.ram,
-        root_image=settings.rbd(identity.root_disk_name(name)),
-        console_log=settings.console_log(name),
-        ceph=settings.ceph,
-        running=vm.running,
-        virt_type=vtype,
-        arch=image.arch,
-        nics=desired_nics(settings, vm, host, vmid),
-        vnc=vm.vnc,
+@dataclass
+class DomainSpecs:
+    """The desired domain of each VM in one planning pass (`build`).
+
+    Why a class: at 50k resources a handful of (host, image, instance type, networks)
+    combinations recur thousands of times, and what depends only on them - the domain type
+    (from the Host spec and the host's capabilities), the spec hash (sha256 of canonical
+    JSON) and the NIC kinds - is computed once per combination and looked up after that.
+    Only what is the VM's own (its name, vmid, MACs, root image, console log) is built per
+    VM.  Built per pass: the hosts and their capabilities are those of this pass.
+    """
+
+    settings: PlanSettings
+    hosts: Mapping[str, Host]
+    observed: Mapping[str, ObservedHost]
+    _types: dict[tuple[str, str], VirtType] = field(default_factory=dict)
+    _hashes: dict[tuple[str, str, VirtType, bool], str] = field(default_factory=dict)
+    _nics: dict[tuple[Network, ...], tuple[tuple[NicKind, str | None], ...]] = field(
+        default_factory=dict
     )
+
+    def build(
+        self,
+        vm: VirtualMachine,
+        itype: InstanceType,
+        image: Image,
+        vmid: int,
+        host: str,
+        *,
+        name: str | None = None,
+    ) -> DomainSpec:
+        """The domain `vm` should be on `host` (named `name`: an existing domain's name)."""
+        spec_host = self.hosts.get(host)
+        key = (host, image.arch)
+        vtype = self._types.get(key)
+        if vtype is None:
+            vtype = self._types[key] = virt_type(spec_host, self.observed.get(host), image.arch)
+        hkey = (itype.meta.name, image.meta.name, vtype, vm.vnc)
+        spec_hash = self._hashes.get(hkey)
+        if spec_hash is None:
+            spec_hash = self._hashes[hkey] = vm_hash(itype, image, vtype, vnc=vm.vnc)
+        nets = nic_networks(self.settings, vm, spec_host)
+        kinds = self._nics.get(nets)
+        if kinds is None:
+            kinds = self._nics[nets] = tuple(
+                (NicKind(n.kind.value), n.name) for n in nets[:MAX_NICS]
+            )
+        vm_name = vm.meta.name
+        settings = self.settings
+        return DomainSpec(
+            name=identity.domain_name(vm_name) if name is None else name,
+            vmid=vmid,
+            spec_hash=spec_hash,
+            vcpus=itype.cpu,
+            memory_mib=itype.ram,
+            root_image=settings.rbd(identity.root_disk_name(vm_name)),
+            console_log=settings.console_log(vm_name),
+            ceph=settings.ceph,
+            running=vm.running,
+            virt_type=vtype,
+            arch=image.arch,
+            nics=tuple(
+                NicSpec(mac=nic_mac(vmid, i), kind=kind, source=source)
+                for i, (kind, source) in enumerate(kinds)
+            ),
+            vnc=vm.vnc,
+        )
 
 
 def observed_domain(settings: PlanSettings, dom: ObservedDomain, mark: OwnerMark) -> DomainSpec:

@@ -19,7 +19,7 @@ from reconciler.plan.draft import Draft
 from reconciler.plan.images import Images, Source
 from reconciler.plan.placement import Ledger
 from reconciler.plan.reasons import BlockReason
-from reconciler.plan.specs import GIB, desired_domain, gib, root_meta, wanted_text
+from reconciler.plan.specs import GIB, DomainSpecs, gib, root_meta, wanted_text
 from reconciler.plan.world import DomainRef, World
 
 
@@ -43,6 +43,11 @@ class VmBase:
     images: Images
     vmids: dict[str, int]
     infos: dict[str, VmInfo] = field(default_factory=dict)
+    specs: DomainSpecs = field(init=False)
+
+    def __post_init__(self) -> None:
+        w = self.world
+        self.specs = DomainSpecs(w.settings, w.desired.hosts, w.observed.hosts)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -53,18 +58,17 @@ class VmBase:
         self.infos[name] = info
         return info
 
-    def _spec(self, vm: VirtualMachine, itype: InstanceType, image: Image, host: str) -> DomainSpec:
-        """The desired domain on `host`: its Host spec and capabilities pick type and NICs."""
-        w = self.world
-        return desired_domain(
-            w.settings,
-            vm,
-            itype,
-            image,
-            self.vmids[vm.meta.name],
-            host=w.desired.hosts.get(host),
-            observed=w.observed.hosts.get(host),
-        )
+    def _spec(
+        self,
+        vm: VirtualMachine,
+        itype: InstanceType,
+        image: Image,
+        host: str,
+        name: str | None = None,
+    ) -> DomainSpec:
+        """The desired domain on `host` (its Host spec and capabilities pick type and NICs),
+        named `name` when the VM keeps an existing domain."""
+        return self.specs.build(vm, itype, image, self.vmids[vm.meta.name], host, name=name)
 
     def _types(self, vm: VirtualMachine) -> tuple[InstanceType, Image] | str:
         itype = self.world.desired.instance_types.get(vm.instance_type)

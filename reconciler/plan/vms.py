@@ -8,7 +8,7 @@ Existing VMs are handled before new ones so that placements see the capacity res
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from reconciler import identity
 from reconciler.model import Image, InstanceType, VirtualMachine
@@ -105,6 +105,9 @@ class _Built:
         return bool(self.ready or self.clone or self.grow)
 
 
+_NOTHING = _Built()
+
+
 @dataclass
 class VmRules(VmBase):
     def run(self) -> dict[str, VmInfo]:
@@ -127,14 +130,14 @@ class VmRules(VmBase):
         ref = refs[0]
         info = VmInfo(host=ref.host, kept=ref, targets={d.target for d in ref.domain.disks})
         self.draft.placements[f"vm/{name}"] = ref.host
-        self._duplicates(name, refs[1:])
+        if len(refs) > 1:
+            self._duplicates(name, refs[1:])
         types = self._types(vm)
         if isinstance(types, str):
             self._block(info, name, R.INVALID_SPEC, types)
             return
         itype, image = types
-        spec = self._spec(vm, itype, image, ref.host)
-        info.spec = replace(spec, name=ref.domain.name)
+        info.spec = self._spec(vm, itype, image, ref.host, name=ref.domain.name)
         self.infos[name] = info
         k = _Kept(vm, itype, image, ref, info.spec, self.world.roots.get(name))
         old = k.root.parent if k.root is not None else None
@@ -195,6 +198,8 @@ class VmRules(VmBase):
 
     def _build(self, k: _Kept, steps: _Steps) -> _Built:
         """stop -> [clone] [grow] -> define -> start, each only when `steps` asks for it."""
+        if not (steps.stop or steps.clone or steps.grow or steps.redefine or steps.start):
+            return _NOTHING  # a converged VM: the common case at scale
         dom, host = k.ref.domain, k.ref.host
         stop = clone = grow = define = start = None
         if steps.stop:

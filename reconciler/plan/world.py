@@ -21,6 +21,7 @@ from reconciler.observe.types import (
     ObservedWorld,
     OwnerMark,
 )
+from reconciler.payload import DiskBus
 from reconciler.plan.settings import PlanSettings
 
 NO_PMID = 1 << 62  # hosts that are observed but not in the spec sort last
@@ -60,10 +61,12 @@ class World:
     volumes: dict[str, ObservedImage] = field(default_factory=dict)  # volume name -> our image
     # desired attachment of each volume (the first by attachment name if several)
     attachment_of: dict[str, VolumeAttachment] = field(default_factory=dict)
+    # the disk targets volumes may use on each bus, in order (computed once per pass)
+    targets: dict[DiskBus, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, desired: DesiredState, observed: ObservedWorld, settings: PlanSettings) -> World:
-        w = cls(desired, observed, settings)
+        w = cls(desired, observed, settings, targets={b: settings.targets(b) for b in DiskBus})
         names = set(desired.hosts) | set(observed.hosts)
         for name in names:
             spec = desired.hosts.get(name)

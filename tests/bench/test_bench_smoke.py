@@ -137,6 +137,8 @@ def test_b3_scale_smoke(tmp_path: Path) -> None:
     assert [r["rpcs"] for r in warm] == [r["size"] for r in warm]  # one RPC per host
     assert all(r["vs_baseline"] > 0 for r in warm)
     assert all(v["time_exponent"] is not None for v in doc["exponents"].values())
+    plans = [r for r in rows if r["what"].startswith("plan")]
+    assert all(r["cpu_s"] > 0 and r["median_s"] >= r["time_s"] for r in plans)  # fastest of N
 
 
 def test_b4_latency_smoke(lab: LabInfo, tmp_path: Path) -> None:
