@@ -327,3 +327,23 @@ def test_a_failure_the_planner_forgot_arms_no_retry_timer(harnesses: list[Harnes
     assert h.engine.retry.next_due() is None
     # resync is 0.5 s: a couple of passes, not a hot loop on a stale retry timer
     assert h.store.snapshot().generation - gen <= 4
+
+
+def test_the_pass_log_says_where_the_time_went(harnesses: list[Harness]) -> None:
+    """`pass.planned` (before the first action) and `pass.end` carry the milliseconds of each
+    step, so "spec saved -> first action" can be taken apart from the log alone."""
+    h, _, _ = make(harnesses, FULL)
+    with capture_logs() as logs:
+        h.engine.run_pass()
+        h.engine.run_pass()
+    planned = [e for e in logs if e["event"] == "pass.planned"]
+    ends = [e for e in logs if e["event"] == "pass.end"]
+    assert len(planned) == 1  # only the pass that had actions to run
+    assert {"fetch_ms", "connect_ms", "observe_ms", "plan_ms"} <= set(planned[0])
+    assert {"fetch_ms", "observe_ms", "plan_ms", "execute_ms", "verify_ms", "status_ms"} <= set(
+        ends[0]
+    )
+    assert "execute_ms" not in ends[1]  # converged: nothing ran
+    steps = [v for k, v in ends[0].items() if k.endswith("_ms") and k != "duration_ms"]
+    assert all(v >= 0 for v in steps)
+    assert sum(steps) <= ends[0]["duration_ms"] + 1

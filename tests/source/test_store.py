@@ -236,3 +236,25 @@ def test_a_fetch_waits_for_the_writer_and_sees_its_whole_change(tmp_path: Path) 
     assert rev.state is not None
     assert set(rev.state.vms) == {"test_vm"}
     assert set(rev.state.attachments) == {"data"}
+
+
+def test_a_fetch_of_unchanged_texts_reuses_the_last_verdict(tmp_path: Path) -> None:
+    """The revision is a digest of every text: the same revision is not loaded again (the
+    same DesiredState object comes back), a changed one is, and a bad one stays rejected."""
+    store = SpecStore(tmp_path / "store")
+    store.apply([("in.yaml", BASE)])
+    first, again = store.fetch(), store.fetch()
+    assert first.state is not None
+    assert again.state is first.state
+    assert again.revision == first.revision
+    store.apply([("v.yaml", volume("data"))])
+    changed = store.fetch()
+    assert changed.state is not first.state
+    assert changed.state is not None
+    assert set(changed.state.volumes) == {"data"}
+    (store.root / "volume" / "bad.yaml").write_text("apiVersion: volctl.io/v1\nkind: Volume\n")
+    bad, bad_again = store.fetch(), store.fetch()
+    assert bad.state is None
+    assert bad_again.state is None
+    assert bad_again.errors == bad.errors
+    assert store.status().error
