@@ -61,9 +61,11 @@ class ApiError(VolctlError):
 
 
 def config_of(args: argparse.Namespace) -> Config:
-    from reconciler.loading.config_file import load_config
+    """The config, schema-checked (once per content: `checked_config.py`)."""
+    from reconciler.cli import checked_config
+    from reconciler.config import load_config
 
-    return load_config(getattr(args, "config", None))
+    return load_config(getattr(args, "config", None), read=checked_config.read)
 
 
 class Client:
