@@ -75,8 +75,37 @@ def _first_action(v: Volctl, resource: str, timeout: float = 60) -> dict[str, An
     )
 
 
-def spec_saved(v: Volctl, fleet: Fleet, trials: int, work: Path) -> dict[str, list[float]]:
-    saved, cmd = [], []
+def _pass_of(v: Volctl, resource: str, timeout: float = 60) -> tuple[dict[str, Any], list[Any]]:
+    """The first `action` on `resource`, and every log event read up to it."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for ev in v.ctl_log.new():
+            seen.append(ev)
+            if ev.get("event") == "action" and ev.get("resource") == resource:
+                return ev, seen
+        time.sleep(0.02)
+    raise RuntimeError(f"no action for {resource} within {timeout:g} s")
+
+
+STEPS = ("fetch_ms", "observe_hosts_ms", "observe_storage_ms", "plan_ms")
+
+
+def _steps(action: dict[str, Any], seen: list[dict[str, Any]], t_saved: float) -> dict[str, Any]:
+    """Where the time to the first action went: file saved -> pass started (the trigger),
+    then the pass's steps before its first action (its `pass.planned` event)."""
+    rid = action.get("reconcile_id")
+    mine = {e.get("event"): e for e in seen if e.get("reconcile_id") == rid}
+    out: dict[str, Any] = {}
+    if "pass.start" in mine:
+        out["trigger_ms"] = round((float(mine["pass.start"]["_t"]) - t_saved) * 1000, 1)
+    planned = mine.get("pass.planned", {})
+    out.update({k: planned[k] for k in STEPS if k in planned})
+    return out
+
+
+def spec_saved(v: Volctl, fleet: Fleet, trials: int, work: Path) -> dict[str, Any]:
+    saved, cmd, steps = [], [], []
     for i in range(trials):
         name = f"{fleet.prefix}-b4s-{i}"
         doc = work / f"{name}.yaml"
@@ -92,14 +121,13 @@ def spec_saved(v: Volctl, fleet: Fleet, trials: int, work: Path) -> dict[str, li
         )
         stored = v.work / "store" / "volume" / f"{name}.yaml"  # type: ignore[operator]
         t_saved = stored.stat().st_mtime
-        ev = _first_action(v, f"volume/{name}")
-        if ev is None:
-            raise RuntimeError(f"no action for volume/{name} within 60 s")
+        ev, seen = _pass_of(v, f"volume/{name}")
         start = action_start(ev)
         saved.append(start - t_saved)
         cmd.append(start - t_cmd)
+        steps.append(_steps(ev, seen, t_saved))
         time.sleep(0.3)
-    return {"saved": saved, "cmd": cmd}
+    return {"saved": saved, "cmd": cmd, "steps": steps}
 
 
 def drift(v: Volctl, fleet: Fleet, trials: int) -> tuple[list[float], str]:
@@ -378,7 +406,17 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"the B4 fleet did not converge: {run.error}")
             print("bench: B4 spec saved -> first action", flush=True)
             s = spec_saved(v, fleet, args.trials, work)
-            rows.append(_row("spec file saved in the store -> first action", s["saved"]))
+            medians = {
+                k: median([t[k] for t in s["steps"] if k in t]) for k in ("trigger_ms", *STEPS)
+            }
+            rows.append(
+                _row(
+                    "spec file saved in the store -> first action",
+                    s["saved"],
+                    steps_median_ms=medians,
+                    steps_ms=s["steps"],
+                )
+            )
             rows.append(_row("`volctl apply -f` started -> first action", s["cmd"]))
             rows.extend(startup(v, max(5, args.trials)))
             print("bench: B4 VM destroyed out of band -> recreate", flush=True)
