@@ -88,7 +88,7 @@ def _pass_of(v: Volctl, resource: str, timeout: float = 60) -> tuple[dict[str, A
     raise RuntimeError(f"no action for {resource} within {timeout:g} s")
 
 
-STEPS = ("fetch_ms", "observe_hosts_ms", "observe_storage_ms", "plan_ms")
+STEPS = ("fetch", "observe", "plan")  # the pass's phases before its first action
 
 
 def _steps(action: dict[str, Any], seen: list[dict[str, Any]], t_saved: float) -> dict[str, Any]:
@@ -99,8 +99,8 @@ def _steps(action: dict[str, Any], seen: list[dict[str, Any]], t_saved: float) -
     out: dict[str, Any] = {}
     if "pass.start" in mine:
         out["trigger_ms"] = round((float(mine["pass.start"]["_t"]) - t_saved) * 1000, 1)
-    planned = mine.get("pass.planned", {})
-    out.update({k: planned[k] for k in STEPS if k in planned})
+    phases = mine.get("pass.planned", {}).get("phases_ms", {})
+    out.update({f"{k}_ms": phases[k] for k in STEPS if k in phases})
     return out
 
 
@@ -334,7 +334,7 @@ def _cold_breakdown(out: Path, t0: float, wall: float, cpu: float) -> dict[str, 
         pass_s=round(float(end["duration_ms"]) / 1000, 3),
         exit_s=round(t0 + wall - t_end, 3),
         converged=bool(end.get("converged")),
-        steps_ms={k: v for k, v in end.items() if k.endswith("_ms") and k != "duration_ms"},
+        steps_ms=end.get("phases_ms", {}),
     )
     return res
 
@@ -407,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             print("bench: B4 spec saved -> first action", flush=True)
             s = spec_saved(v, fleet, args.trials, work)
             medians = {
-                k: median([t[k] for t in s["steps"] if k in t]) for k in ("trigger_ms", *STEPS)
+                k: median([t[k] for t in s["steps"] if k in t])
+                for k in ("trigger_ms", *(f"{p}_ms" for p in STEPS))
             }
             rows.append(
                 _row(

@@ -330,20 +330,13 @@ def test_a_failure_the_planner_forgot_arms_no_retry_timer(harnesses: list[Harnes
 
 
 def test_the_pass_log_says_where_the_time_went(harnesses: list[Harness]) -> None:
-    """`pass.planned` (before the first action) and `pass.end` carry the milliseconds of each
-    step, so "spec saved -> first action" can be taken apart from the log alone."""
+    """`pass.planned` (before the first action) carries the phases so far, so "spec saved ->
+    first action" can be taken apart from the log alone."""
     h, _, _ = make(harnesses, FULL)
     with capture_logs() as logs:
         h.engine.run_pass()
         h.engine.run_pass()
     planned = [e for e in logs if e["event"] == "pass.planned"]
-    ends = [e for e in logs if e["event"] == "pass.end"]
     assert len(planned) == 1  # only the pass that had actions to run
-    assert {"fetch_ms", "connect_ms", "observe_ms", "plan_ms"} <= set(planned[0])
-    assert {"fetch_ms", "observe_ms", "plan_ms", "execute_ms", "verify_ms", "status_ms"} <= set(
-        ends[0]
-    )
-    assert "execute_ms" not in ends[1]  # converged: nothing ran
-    steps = [v for k, v in ends[0].items() if k.endswith("_ms") and k != "duration_ms"]
-    assert all(v >= 0 for v in steps)
-    assert sum(steps) <= ends[0]["duration_ms"] + 1
+    assert set(planned[0]["phases_ms"]) == {"fetch", "observe", "plan"}
+    assert all(v >= 0 for v in planned[0]["phases_ms"].values())
