@@ -10,6 +10,12 @@ data endpoint needs `Authorization: Bearer <token>` (compared in constant time).
 dashboard's static files and `/healthz` carry no data and stay open, so a browser can load
 the page and then send the token with its API calls.
 
+Long polling: `GET /api/v1/status` and `/api/v1/snapshot` with `?afterGeneration=N` (and
+`&wait=SECONDS`, default 30, at most 60) answer as soon as a pass has published a snapshot
+whose generation is not N, or when the wait is over, whichever is first.  `volctl apply
+--wait` and `get -w` use it, so they are woken by the pass that changes the status instead of
+asking once a second.  The waiting is `wait_fn`'s (the status store's condition variable).
+
 Browsers on other origins: the seed's endpoints speak JSONP (`jsonp.py`, the seed GUI's way)
 and, when `cors: {origins: [...]}` is configured, every GET answer carries CORS headers
 (`cors.py`).  Both are layers over the replies; the handlers do not know about them.
@@ -51,6 +57,11 @@ STATIC_TYPES = {
 OPEN_PATHS = {"/", "/index.html", "/healthz", "/favicon.ico"}
 READ_METHODS = {"GET", "HEAD"}
 CACHE_ENTRIES = 256  # distinct /api/v1 requests cached per snapshot
+WAITABLE = {"/api/v1/status", "/api/v1/snapshot"}
+WAIT_DEFAULT = 30.0
+WAIT_MAX = 60.0
+# blocks until a snapshot whose generation is not the given one is published, or timeout
+WaitFn = Callable[[int, float], object]
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -97,12 +108,14 @@ class _Server(ThreadingHTTPServer):
         git_hook: GitHook | None = None,
         *,
         replica_fn: Callable[[], ReplicaInfo] | None = None,
+        wait_fn: WaitFn | None = None,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.snapshot_fn = snapshot_fn
         self.replica_fn = replica_fn  # set in an HA replica (docs/ha.md)
+        self.wait_fn = wait_fn  # long polling; without it `afterGeneration` answers at once
         self.token = token
         self.cors = cors
         self.git_hook = git_hook
@@ -229,6 +242,11 @@ class _Handler(BaseHTTPRequestHandler):
             query = parse_qs(url.query, keep_blank_values=True, max_num_fields=20)
         except ValueError:
             return Reply(400, {"error": "malformed query string"})
+        waiting = _wait_of(path, query)
+        if isinstance(waiting, Reply):
+            return waiting
+        if waiting is not None and self.server.wait_fn is not None:
+            self.server.wait_fn(*waiting)
         snap = self.server.snapshot_fn()
         if self.server.replica_fn is not None:
             ha = self._replica(path, snap, self.server.replica_fn())
@@ -240,8 +258,9 @@ class _Handler(BaseHTTPRequestHandler):
             return Reply(503, {"status": "not ready: the first reconcile pass has not finished"})
         if path == "/metrics":
             return Reply(200, metrics.render(snap), (("Content-Type", metrics.CONTENT_TYPE),))
+        key = path if waiting is not None else f"{path}?{url.query}"  # waits share the body
         reply = seed.route(snap, path, query) or self.server.cached(
-            snap, f"{path}?{url.query}", lambda: v1.route(snap, path, query)
+            snap, key, lambda: v1.route(snap, path, query)
         )
         if reply is None:
             return Reply(404, {"error": f"no such endpoint: {path}"})
@@ -343,6 +362,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
+def _wait_of(path: str, query: dict[str, list[str]]) -> tuple[int, float] | Reply | None:
+    """(generation, seconds) of a long-poll request, None for an ordinary one, or a 400."""
+    if path not in WAITABLE or "afterGeneration" not in query:
+        return None
+    gen = query["afterGeneration"][0]
+    wait = (query.get("wait") or [str(WAIT_DEFAULT)])[0]
+    try:
+        seconds = float(wait)
+    except ValueError:
+        seconds = -1.0
+    if not gen.isdigit() or not 0 <= seconds <= WAIT_MAX:
+        return Reply(
+            400,
+            {
+                "error": "afterGeneration must be a generation (0, 1, ...) and wait a number of "
+                f"seconds from 0 to {WAIT_MAX:g}"
+            },
+        )
+    return int(gen), seconds
+
+
 def serve(
     snapshot_fn: Callable[[], Snapshot],
     listen: str = "127.0.0.1:8470",
@@ -351,13 +391,21 @@ def serve(
     git_hook: GitHook | None = None,
     *,
     replica_fn: Callable[[], ReplicaInfo] | None = None,
+    wait_fn: WaitFn | None = None,
 ) -> ApiServer:
     """Start serving in a daemon thread and return at once; `git_hook` enables
     `POST /hooks/git` (see `api/hooks.py`); `replica_fn` makes it an HA replica's view
-    (`/api/v1/leader`, replica metrics and readiness; docs/ha.md)."""
+    (`/api/v1/leader`, replica metrics and readiness; docs/ha.md); `wait_fn` serves long
+    polls (`?afterGeneration=N`, see the module docstring)."""
     cors = Cors.of(cors_origins)
     httpd = _Server(
-        parse_listen(listen), snapshot_fn, token or None, cors, git_hook, replica_fn=replica_fn
+        parse_listen(listen),
+        snapshot_fn,
+        token or None,
+        cors,
+        git_hook,
+        replica_fn=replica_fn,
+        wait_fn=wait_fn,
     )
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="volctl-api", daemon=True

@@ -6,7 +6,8 @@ Why it looks like this:
   parsed XML of each domain (mark, disks, vcpus, memory) is cached per UUID and re-fetched
   only when libvirt says it changed (lifecycle, device-added/removed, metadata events), when
   its state changed, when we changed it ourselves, when it has a detach in flight, or when
-  the entry is older than `cache_ttl` (a safety net for missed events).  The connection's
+  the entry is older than `cache_ttl` (a safety net for missed events).  Missing entries (all
+  of them at a cold start) are fetched `FETCH_PARALLEL` at a time.  The connection's
   loss drops the whole cache.  Block stats are deliberately *not* requested: for running
   domains they make qemu query its RBD block nodes on the monitor, which hangs when Ceph is
   down and wedges the domain (lab notes, pitfall 5).
@@ -31,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +55,7 @@ _STATE = {
     libvirt.VIR_DOMAIN_SHUTOFF: DomainState.SHUTOFF,
 }
 _INACTIVE = libvirt.VIR_DOMAIN_XML_INACTIVE
+FETCH_PARALLEL = 4  # XML fetches in flight per host (the connection's worker has 4 threads)
 _LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 
@@ -200,6 +203,32 @@ class LibvirtHypervisor(LibvirtDevices):
             return None
         return entry
 
+    def _fetch_missing(self, missing: list[tuple[Any, str, int]], now: float) -> dict[str, _Entry]:
+        """XML of the domains without a fresh cache entry, several RPCs at a time (a cold
+        start fetches every domain; one at a time that is a round trip per domain in a row).
+        A domain undefined meanwhile is left out; any other failure fails the observe."""
+
+        def one(item: tuple[Any, str, int]) -> _Entry | None:
+            dom, uuid, state = item
+            with self._lock:
+                epoch = self._epoch.get(uuid, 0)
+            gen = self._conn.generation
+            try:
+                entry = _Entry(self._fetch(dom, state), state, now, gen)
+            except NotFound:
+                return None
+            with self._lock:
+                if self._epoch.get(uuid, 0) == epoch:  # no event invalidated it meanwhile
+                    self._cache[uuid] = entry
+            return entry
+
+        if len(missing) <= 1:
+            results = [one(m) for m in missing]
+        else:
+            with ThreadPoolExecutor(min(FETCH_PARALLEL, len(missing))) as pool:
+                results = list(pool.map(one, missing))
+        return {m[1]: e for m, e in zip(missing, results, strict=True) if e is not None}
+
     def observe(self) -> ObservedHost:
         try:
             host = self._host_info()
@@ -210,23 +239,17 @@ class LibvirtHypervisor(LibvirtDevices):
             domains = []
             now = time.monotonic()
             seen = set()
+            listed = []
             for dom, st in stats:
                 uuid = dom.UUIDString()
                 seen.add(uuid)
                 state = int(st.get("state.state", -1))
-                entry = self._fresh(uuid, state, now)
+                listed.append((dom, uuid, state, self._fresh(uuid, state, now)))
+            fetched = self._fetch_missing([(d, u, s) for d, u, s, e in listed if e is None], now)
+            for dom, uuid, state, cached in listed:
+                entry = cached or fetched.get(uuid)
                 if entry is None:
-                    with self._lock:
-                        epoch = self._epoch.get(uuid, 0)
-                    gen = self._conn.generation
-                    try:
-                        parsed = self._fetch(dom, state)
-                    except NotFound:
-                        continue  # undefined between the listing and the fetch
-                    entry = _Entry(parsed, state, now, gen)
-                    with self._lock:
-                        if self._epoch.get(uuid, 0) == epoch:
-                            self._cache[uuid] = entry
+                    continue  # undefined between the listing and the fetch
                 p = entry.parsed
                 domains.append(
                     ObservedDomain(

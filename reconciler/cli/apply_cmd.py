@@ -4,7 +4,8 @@ Why the store and not a direct call to the controller: the controller is level-b
 reads its desired state from sources; `apply` only changes that desired state (atomically,
 one file per resource, after validating everything) and the controller converges on its own.
 `--wait` then follows the REST view until the applied resources are Ready, so a script gets
-kubectl's "apply and wait" in one command.
+kubectl's "apply and wait" in one command; it long-polls (`?afterGeneration=N`), so the pass
+that makes a resource Ready wakes it, with no one-second poll in between.
 """
 
 from __future__ import annotations
@@ -153,15 +154,18 @@ def _expected_revision(store: AnyStore) -> str:
 
 
 def wait(api: Client, store: AnyStore, keys: list[str], timeout: float) -> int:
-    """Poll /api/v1/snapshot until every waited key is Ready; print phase changes."""
+    """Follow /api/v1/snapshot until every waited key is Ready; print phase changes.  Each
+    request after the first is a long poll that the controller answers when its next pass
+    publishes status, so a change is seen as soon as the pass that made it ends."""
     want = [k for k in keys if k.split("/", 1)[0] in WAITED]
     revision = _expected_revision(store)
     deadline = time.monotonic() + timeout
     shown: dict[str, str] = {}
     start_gen: int | None = None
+    gen: int | None = None
     while True:
         try:
-            snap = api.get("/api/v1/snapshot")
+            snap = client.next_snapshot(api, "/api/v1/snapshot", gen, deadline - time.monotonic())
         except Unreachable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -203,7 +207,6 @@ def wait(api: Client, store: AnyStore, keys: list[str], timeout: float) -> int:
                 file=sys.stderr,
             )
             return 1
-        time.sleep(1.0)
 
 
 def _index(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -61,9 +61,11 @@ class ApiError(VolctlError):
 
 
 def config_of(args: argparse.Namespace) -> Config:
-    from reconciler.loading.config_file import load_config
+    """The config, schema-checked (once per content: `checked_config.py`)."""
+    from reconciler.cli import checked_config
+    from reconciler.config import load_config
 
-    return load_config(getattr(args, "config", None))
+    return load_config(getattr(args, "config", None), read=checked_config.read)
 
 
 class Client:
@@ -76,7 +78,8 @@ class Client:
         self.token = config.token
         self.timeout = timeout
 
-    def get(self, path: str, **params: str) -> Any:
+    def get(self, path: str, *, read_timeout: float | None = None, **params: str) -> Any:
+        """GET a JSON body; `read_timeout` (instead of the client's) for a long poll."""
         import urllib.error
         import urllib.parse
         import urllib.request  # ssl and http.client: only for commands that ask the controller
@@ -88,7 +91,8 @@ class Client:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            timeout = self.timeout if read_timeout is None else read_timeout
+            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
                 return json.loads(resp.read())
         except urllib.error.HTTPError as err:
             try:
@@ -159,6 +163,31 @@ def print_diagnostics(diagnostics: Any, verb: str) -> None:
         print(d, file=sys.stderr)
     noun = "problem" if len(diags) == 1 else "problems"
     print(f"error: {len(diags)} {noun}; nothing was {verb}", file=sys.stderr)
+
+
+LONG_POLL = 20.0  # seconds one `?afterGeneration=` request may wait on the server
+
+
+def next_snapshot(
+    api: Client, path: str, generation: int | None, wait: float, fallback: float = 1.0
+) -> Any:
+    """`path` (/api/v1/status or /api/v1/snapshot) once the controller has published a
+    generation other than `generation` (the server's long poll), or after `wait` seconds.
+    With generation None, at once.  A controller without long polling answers at once with
+    the same generation; then this waits `fallback` seconds itself, as older clients did."""
+    if generation is None:
+        return api.get(path)
+    wait = max(0.0, min(wait, LONG_POLL))
+    start = time.monotonic()
+    body = api.get(
+        path,
+        read_timeout=wait + api.timeout,
+        afterGeneration=str(generation),
+        wait=f"{wait:.3f}",
+    )
+    if body.get("generation") == generation and time.monotonic() - start < wait / 2:
+        time.sleep(min(fallback, wait))
+    return body
 
 
 def store_of(config: Config) -> AnyStore:

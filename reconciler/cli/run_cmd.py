@@ -166,6 +166,7 @@ def _run(args: argparse.Namespace, config: Config, hook_token: str | None, log: 
             config.token,
             config.cors_origins,
             git_hook=hook,
+            wait_fn=rt.store.wait_newer,
         )
     try:
         if args.once:
@@ -211,6 +212,7 @@ def run_replica(args: argparse.Namespace, config: Config, log: Any) -> int:
             config.token,
             config.cors_origins,
             replica_fn=replica.info,
+            wait_fn=replica.wait_newer,
         )
     _stop_on_signals(replica.stop, log)
     try:

@@ -1,11 +1,13 @@
 """`volctl get -w`: follow the controller's passes and print what changed, as `kubectl get -w`.
 
 The controller publishes one immutable snapshot per pass, numbered by `generation`
-(`/api/v1/status`, a cached body that costs it a dict lookup).  The watch asks for that number
-every `--watch-interval` (1 s); when it moved, it fetches the collection once and prints one
-line for each selected resource whose state differs from what was last printed, and a
-`Deleted` line for each that left.  Lines keep the column widths of the first table, so the
-output reads as one table that grows.  Ctrl-C ends it (exit 130).
+(`/api/v1/status`, a cached body that costs it a dict lookup).  The watch long-polls that
+number (`?afterGeneration=N`: the controller answers when a pass publishes the next one; a
+controller without long polling is asked every `--watch-interval`, 1 s); when it moved, it
+fetches the collection once and prints one line for each selected resource whose state
+differs from what was last printed, and a `Deleted` line for each that left.  Lines keep the
+column widths of the first table, so the output reads as one table that grows.  Ctrl-C ends
+it (exit 130).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import time
 from typing import Any
 
-from reconciler.cli import get_cmd
+from reconciler.cli import client, get_cmd
 from reconciler.cli.client import ApiError, Client
 from reconciler.cli.selector import Selector
 
@@ -44,8 +46,10 @@ def watch(
     seen = {item["name"]: (signature(item), item) for item in items}
     generation = api.get("/api/v1/status").get("generation")
     while True:
-        time.sleep(args.watch_interval)
-        current = api.get("/api/v1/status").get("generation")
+        body = client.next_snapshot(
+            api, "/api/v1/status", generation, client.LONG_POLL, fallback=args.watch_interval
+        )
+        current = body.get("generation")
         if current == generation:
             continue
         generation = current

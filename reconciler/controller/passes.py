@@ -150,6 +150,12 @@ class Engine:
         self.retry.forget_missing({a.id for a in st.plan.actions})
         if st.plan.empty:
             return
+        # before the first action: where the time to it went (B4 takes it apart with this)
+        bound.info(
+            "pass.planned",
+            actions=len(st.plan.actions),
+            phases_ms={k: round(v * 1000, 1) for k, v in st.phases.items()},
+        )
         verify = Reobservation(self.connections, desired) if self.settings.verify else None
         # the pool is re-observed once the pass stops changing it (controller/verify); a plan
         # without pool actions has it re-observed after the last action, if any ran

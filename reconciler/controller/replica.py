@@ -135,6 +135,19 @@ class Replica:
             return rt.store.snapshot()
         return self.view.snapshot()
 
+    def wait_newer(self, generation: int, timeout: float) -> Snapshot | None:
+        """Block until the snapshot this replica serves has a generation other than
+        `generation` (the REST long poll).  Waits on the store it serves now, and looks again
+        at least every second, since leadership may move it to the other store."""
+        deadline = self.clock() + timeout
+        while True:
+            rt = self._runtime
+            store = rt.store if rt is not None and self.leadership.is_holder() else self.view
+            left = deadline - self.clock()
+            snap = store.wait_newer(generation, max(0.0, min(1.0, left)))
+            if snap is not None or left <= 1.0:
+                return snap
+
     def info(self) -> ReplicaInfo:
         self.leadership.tick()
         v = self.leadership.view()

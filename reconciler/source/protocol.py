@@ -46,8 +46,10 @@ class Attempts:
         self.applied: str | None = None
         self.attempted: str | None = None
         self.error: str | None = None
+        self.last: Revision | None = None  # the last verdict, reused for the same texts
 
     def record(self, rev: Revision) -> Revision:
+        self.last = rev
         self.attempted = rev.revision
         if rev.state is not None:
             self.applied, self.error = rev.revision, None

@@ -14,6 +14,13 @@ it trustworthy while several `volctl apply` run at once and the controller reads
   (it waits until the writer is done, at most `READ_LOCK_WAIT`, then reads anyway);
 * the revision is a digest of the files' names and contents, so a pass knows whether the
   store changed since the last one.
+
+How the controller learns of a change: inotify (watchdog).  A writer of ours ends every
+change by closing the commit marker `.volctl.commit` while it still holds the lock; that
+close starts a pass at once (its read waits for the lock, so it sees the whole change).  Any
+other change to a spec file (an editor, `cp`, `rm`) starts a pass only after the files have
+been quiet for `debounce` seconds: an editor that renames the old file away before writing
+the new one must not look like a deleted resource.
 """
 
 from __future__ import annotations
@@ -61,8 +68,9 @@ __all__ = [
 ]
 
 LOCK_NAME = ".volctl.lock"
-DEBOUNCE_SECONDS = 0.3
+DEBOUNCE_SECONDS = 0.3  # for changes by anything else (editors, cp, rm)
 READ_LOCK_WAIT = 30.0  # a fetch waits this long for a writer, then reads what is there
+COMMIT_NAME = ".volctl.commit"  # closed by a writer of ours at the end of each change
 
 
 def _safe_component(value: str) -> str:
@@ -164,6 +172,9 @@ class SpecStore:
                 if event.is_directory or event.event_type in {"opened", "closed_no_write"}:
                     return  # a directory change alone changes no spec; its files' events do
                 paths = [os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", ""))]
+                if _committed(event.event_type, paths[-1] or paths[0]):
+                    store._now(on_change)
+                    return
                 if all(_ignored(p) for p in paths if p):
                     return
                 store._schedule(on_change)
@@ -173,6 +184,14 @@ class SpecStore:
         observer.daemon = True
         observer.start()
         self._observer = observer
+
+    def _now(self, on_change: Callable[[], None]) -> None:
+        """A writer of ours committed: change now; a pending debounce is covered by it."""
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        on_change()
 
     def _schedule(self, on_change: Callable[[], None]) -> None:
         with self._timer_lock:
@@ -233,6 +252,8 @@ class SpecStore:
                     results.append((key, self._would(d.kind, d.name, render(d.data))))
                 else:
                     results.append((key, self.write(d.kind, d.name, render(d.data))))
+            if any(r != "unchanged" for _, r in results) and not dry_run:
+                self._commit()
             return results
 
     def desired_after(
@@ -272,7 +293,18 @@ class SpecStore:
                     self.remove(kind, name)
                 if present:
                     gone.append(short_key(kind, name))
+            if gone and not dry_run:
+                self._commit()
             return gone
+
+    def _commit(self) -> None:
+        """Close the commit marker (under the writer's lock): a watching controller starts a
+        pass at once, and its read waits for this writer's lock to be released."""
+        fd = os.open(self.root / COMMIT_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
 
     def read(self, kind: str, name: str) -> str | None:
         try:
@@ -336,6 +368,11 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _committed(event_type: str, path: str) -> bool:
+    """The commit marker was closed after writing (or renamed into place)."""
+    return event_type in {"closed", "moved"} and os.path.basename(path) == COMMIT_NAME  # noqa: PTH119
 
 
 def _ignored(path: str) -> bool:

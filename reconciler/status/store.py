@@ -5,7 +5,8 @@ pass without locking; the controller publishes a new Snapshot at the end of ever
 when the pass failed (like Flux's deferred `finalizeStatus`).  `update` runs a function of
 the current snapshot under the store's lock, so counters bumped from event threads between
 passes are never lost.  Waiters (`wait_for`) let a CLI or a test block until a condition
-holds instead of polling.
+holds instead of polling; `wait_newer` is what the REST long poll (`?afterGeneration=N`)
+waits on.
 """
 
 from __future__ import annotations
@@ -55,3 +56,8 @@ class StatusStore:
         with self._cond:
             ok = self._cond.wait_for(lambda: predicate(self._snap), timeout=timeout)
             return self._snap if ok else None
+
+    def wait_newer(self, generation: int, timeout: float) -> Snapshot | None:
+        """Block until a pass has published a generation other than `generation` (the REST
+        view's long poll: `apply --wait` is woken by the pass, not by a timer)."""
+        return self.wait_for(lambda s: s.generation != generation, timeout)

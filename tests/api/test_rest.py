@@ -306,3 +306,35 @@ def test_dashboard_assets_are_served_locally(server: ApiServer) -> None:
     assert call(server, "/static/app.js")[0] == 200
     assert call(server, "/static/app.css")[0] == 200
     assert call(server, "/static/../server.py")[0] == 404
+
+
+def test_long_poll_answers_when_the_next_generation_is_published() -> None:
+    """`?afterGeneration=N` is held until a snapshot with another generation is published
+    (or `wait` runs out, then the current one); bad values are a 400."""
+    import threading
+
+    from reconciler.status.store import StatusStore
+
+    status = StatusStore(replace(world(), generation=3))
+    srv = serve(status.snapshot, listen="127.0.0.1:0", wait_fn=status.wait_newer)
+    try:
+        got: list[Any] = []
+        poll = threading.Thread(
+            target=lambda: got.append(call(srv, "/api/v1/status?afterGeneration=3&wait=30"))
+        )
+        poll.start()
+        poll.join(1.0)
+        assert poll.is_alive()  # held: generation 3 is what the client has
+        status.publish(replace(world(), generation=4))
+        poll.join(10)
+        assert got[0][0] == 200
+        assert got[0][2]["generation"] == 4
+        # already newer: at once; a wait that runs out: the current snapshot
+        assert call(srv, "/api/v1/snapshot?afterGeneration=3")[2]["generation"] == 4
+        assert call(srv, "/api/v1/status?afterGeneration=4&wait=0.2")[2]["generation"] == 4
+        for bad in ("afterGeneration=x", "afterGeneration=1&wait=61", "afterGeneration=1&wait=no"):
+            status_code, _, body = call(srv, f"/api/v1/status?{bad}")
+            assert status_code == 400
+            assert "afterGeneration" in body["error"]
+    finally:
+        srv.stop()

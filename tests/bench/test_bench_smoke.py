@@ -144,11 +144,15 @@ def test_b3_scale_smoke(tmp_path: Path) -> None:
 def test_b4_latency_smoke(lab: LabInfo, tmp_path: Path) -> None:
     doc = run_bench("b4_latency", tmp_path, *_lab_args(lab), "--volctl-listen", _listen())
     rows = doc["rows"]
-    assert len(rows) == 4
+    # 4 reactions, `--help` and `get vms` start-up, the fleet's apply --wait and cold start
+    assert len(rows) == 8
     for r in rows:
         assert r["ok"], r
-        assert r["trials"] == 2
-        assert 0 < r["median_ms"] < 30_000
+        assert r["trials"] >= 2
+        assert 0 < r["median_ms"] < 60_000
+    cold = rows[-1]["runs"]
+    assert all(run["converged"] for run in cold)
+    assert all({"startup_s", "pass_s", "exit_s", "steps_ms"} <= set(run) for run in cold)
 
 
 def test_b5_rest_smoke(tmp_path: Path) -> None:

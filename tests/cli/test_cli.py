@@ -213,3 +213,52 @@ def test_completion_scripts_parse(shell: str, tmp_path: Path) -> None:
 
 def test_phase_snapshot_sanity() -> None:
     assert world().resources["vm/test_vm"].phase is Phase.READY
+
+
+def test_apply_wait_is_woken_by_the_pass_that_publishes_status(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`apply --wait` long-polls: after its first look it sends one request that the server
+    holds until the controller publishes the next snapshot, and that answer ends the wait.
+    A client polling every second would have asked four times in the 3 s the status stood
+    still; this one has one request in flight across the publication, woken by it."""
+    import threading
+    import time
+
+    from reconciler.status.store import StatusStore
+
+    store = SpecStore(env / "store")
+    f = write(env / "a.yaml", BASE + "---\n" + vm("test_vm"))
+    old = SourceStatus("store", str(store.root), last_applied_revision="0ld")
+    status = StatusStore(replace(world(), generation=5, source=old))
+    waits: list[tuple[float, float, bool]] = []  # (entered, left, woken by a publication)
+
+    def wait_fn(generation: int, timeout: float) -> object:
+        entered = time.monotonic()
+        snap = status.wait_newer(generation, timeout)
+        waits.append((entered, time.monotonic(), snap is not None))
+        return snap
+
+    srv = serve(status.snapshot, listen="127.0.0.1:0", wait_fn=wait_fn)
+    monkeypatch.setenv("VOLCTL_API", srv.url)
+    codes: list[int] = []
+    waiter = threading.Thread(
+        target=lambda: codes.append(main(["apply", "-f", f, "--wait", "--timeout", "60s"]))
+    )
+    try:
+        waiter.start()
+        time.sleep(3.0)
+        assert waiter.is_alive()  # nothing published yet: still waiting
+        rev = store.revision_of(store.texts())
+        published = time.monotonic()
+        new = replace(old, last_applied_revision=rev)
+        status.publish(replace(world(), generation=6, source=new))
+        waiter.join(30)
+    finally:
+        srv.stop()
+    assert codes == [0]
+    assert "test_vm Ready on h1" in capsys.readouterr().out
+    assert len(waits) == 1, waits  # one long poll, not a request a second
+    entered, left, woken = waits[0]
+    assert entered < published <= left
+    assert woken

@@ -42,3 +42,48 @@ def test_help_loads_no_heavy_module(argv: list[str]) -> None:
     ours = {m for m in loaded if m.startswith("reconciler")}
     extra = {m for m in ours - LIGHT_OURS if not m.startswith("reconciler.cli.")}
     assert not extra, sorted(extra)
+
+
+def test_the_command_table_is_what_the_modules_register() -> None:
+    """`volctl --help` lists each command from main.COMMANDS without importing its module;
+    the words, their order, their help and their modules must be what the modules register."""
+    import argparse
+    import importlib
+
+    from reconciler.cli.main import COMMANDS, build_parser
+
+    def listing(parser: argparse.ArgumentParser) -> list[tuple[str, str | None]]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return [(a.dest, a.help) for a in sub._choices_actions]
+
+    full = build_parser()  # every module registered for real
+    assert listing(full) == [(w, h) for w, _m, h in COMMANDS]
+    assert listing(build_parser(["--help"])) == listing(full)
+    for word, module, _help in COMMANDS:
+        probe = argparse.ArgumentParser()
+        importlib.import_module(f"reconciler.cli.{module}").register(probe.add_subparsers())
+        assert word in dict(listing(probe)), (word, module)
+
+
+@pytest.mark.parametrize(
+    ("argv", "module"),
+    [(["get", "--help"], "get_cmd"), (["--config", "x.yaml", "logs", "--help"], "console_cmd")],
+)
+def test_only_the_named_command_module_is_imported(argv: list[str], module: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=True
+    ).stdout
+    commands = {m for m in json.loads(out) if m.startswith("reconciler.cli.")}
+    helpers = {"reconciler.cli.main", "reconciler.cli.client", "reconciler.cli.selector"}
+    helpers |= {"reconciler.cli.leader_cmd"}  # get's own helpers
+    assert f"reconciler.cli.{module}" in commands
+    assert commands - helpers == {f"reconciler.cli.{module}"}, sorted(commands)
+
+
+def test_help_imports_no_command_module() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert {m for m in json.loads(out) if m.startswith("reconciler.cli.")} == {
+        "reconciler.cli.main"
+    }

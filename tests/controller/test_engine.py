@@ -327,3 +327,16 @@ def test_a_failure_the_planner_forgot_arms_no_retry_timer(harnesses: list[Harnes
     assert h.engine.retry.next_due() is None
     # resync is 0.5 s: a couple of passes, not a hot loop on a stale retry timer
     assert h.store.snapshot().generation - gen <= 4
+
+
+def test_the_pass_log_says_where_the_time_went(harnesses: list[Harness]) -> None:
+    """`pass.planned` (before the first action) carries the phases so far, so "spec saved ->
+    first action" can be taken apart from the log alone."""
+    h, _, _ = make(harnesses, FULL)
+    with capture_logs() as logs:
+        h.engine.run_pass()
+        h.engine.run_pass()
+    planned = [e for e in logs if e["event"] == "pass.planned"]
+    assert len(planned) == 1  # only the pass that had actions to run
+    assert set(planned[0]["phases_ms"]) == {"fetch", "observe", "plan"}
+    assert all(v >= 0 for v in planned[0]["phases_ms"].values())

@@ -180,3 +180,81 @@ def test_a_fetch_during_an_apply_reads_all_of_it_not_the_first_files(tmp_path: P
     assert rev.state is not None
     assert set(rev.state.vms) == {f"vm{i}" for i in range(5)}
     assert rev.revision == store.fetch().revision
+
+
+def test_a_commit_of_ours_fires_at_once_and_a_hand_edit_waits_for_quiet(tmp_path: Path) -> None:
+    """`apply` and `delete` end with the commit marker: the watch fires without waiting out
+    the debounce (an hour here), and only once.  A file written by anything else still waits
+    for the files to be quiet (an editor may rename the old file away before writing)."""
+    store = SpecStore(tmp_path / "store", debounce=3600)
+    store.root.mkdir(parents=True)
+    calls: list[float] = []
+    fired = threading.Event()
+
+    def on_change() -> None:
+        calls.append(time.monotonic())
+        fired.set()
+
+    store.watch(on_change)
+    try:
+        time.sleep(0.2)
+        store.apply([("in.yaml", BASE)])
+        assert fired.wait(10), "the commit did not fire the watch"
+        fired.clear()
+        store.delete([("InstanceType", "small")])
+        assert fired.wait(10), "the commit of a delete did not fire the watch"
+        time.sleep(0.5)
+        assert len(calls) == 2
+        (store.root / "host" / "h2.yaml").write_text((store.root / "host/h1.yaml").read_text())
+        time.sleep(1.0)
+        assert len(calls) == 2  # a hand edit waits for the (hour-long) quiet period
+    finally:
+        store.close()
+
+
+def test_a_fetch_waits_for_the_writer_and_sees_its_whole_change(tmp_path: Path) -> None:
+    """The controller's read takes the lock shared: while a writer holds it, the read waits,
+    and then sees every file of the change, never a part of it."""
+    store = SpecStore(tmp_path / "store")
+    store.apply([("in.yaml", BASE)])
+    first = store.fetch()
+    assert first.state is not None
+    got: list[object] = []
+    with store.locked():
+        reader = threading.Thread(target=lambda: got.append(store.fetch()))
+        reader.start()
+        # a change in two steps; a read between them would see a VM without its volume
+        store.write("Volume", "data", volume("data"))
+        reader.join(0.5)
+        assert reader.is_alive()
+        assert not got
+        store.write("VirtualMachine", "test_vm", vm("test_vm"))
+        store.write("VolumeAttachment", "data", attachment("data", "data", "test_vm"))
+    reader.join(10)
+    (rev,) = got
+    assert isinstance(rev, type(first))
+    assert rev.state is not None
+    assert set(rev.state.vms) == {"test_vm"}
+    assert set(rev.state.attachments) == {"data"}
+
+
+def test_a_fetch_of_unchanged_texts_reuses_the_last_verdict(tmp_path: Path) -> None:
+    """The revision is a digest of every text: the same revision is not loaded again (the
+    same DesiredState object comes back), a changed one is, and a bad one stays rejected."""
+    store = SpecStore(tmp_path / "store")
+    store.apply([("in.yaml", BASE)])
+    first, again = store.fetch(), store.fetch()
+    assert first.state is not None
+    assert again.state is first.state
+    assert again.revision == first.revision
+    store.apply([("v.yaml", volume("data"))])
+    changed = store.fetch()
+    assert changed.state is not first.state
+    assert changed.state is not None
+    assert set(changed.state.volumes) == {"data"}
+    (store.root / "volume" / "bad.yaml").write_text("apiVersion: volctl.io/v1\nkind: Volume\n")
+    bad, bad_again = store.fetch(), store.fetch()
+    assert bad.state is None
+    assert bad_again.state is None
+    assert bad_again.errors == bad.errors
+    assert store.status().error
