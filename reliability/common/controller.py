@@ -75,9 +75,14 @@ class Controller(Volctl):
     def sync(self, wl: Workload, *, wait: float | None = None) -> tuple[int, float]:
         """Make the store hold exactly WL: delete what left it, apply the rest (with
         `--wait --timeout WAIT` when WAIT is given).  Returns (exit code, seconds)."""
+        return self.sync_docs(wl.documents(), wait=wait)
+
+    def sync_docs(
+        self, docs: list[dict[str, Any]], *, wait: float | None = None
+    ) -> tuple[int, float]:
+        """`sync` of documents rendered before (another thread may change the workload)."""
         assert self.work is not None
         t0 = time.monotonic()
-        docs = wl.documents()
         want = {(d["kind"], d["metadata"]["name"]) for d in docs}
         gone = sorted(self.applied - want, key=lambda k: list(SHORT).index(k[0]) * -1)
         if gone:
