@@ -264,7 +264,7 @@ class Churn:
 
     def step(self) -> None:
         fault = self.rng.random() < self.args.fault_share
-        table = self.FAULTS if fault else self.SPEC
+        table: tuple[tuple[str, int], ...] = self.FAULTS if fault else self.SPEC
         if self.args.smoke:
             table = tuple(x for x in table if x[0] not in self.NEEDS_GUEST)
         kind = self.rng.choices([k for k, _ in table], weights=[w for _, w in table])[0]
