@@ -27,10 +27,12 @@ convergence after Ceph returns, with the time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from bench.common.ctllog import ControllerLog
@@ -49,10 +51,14 @@ PREFIX = "r3"
 DOCUMENTED_S = {30.0, 10.0, 15.0, 5.0}
 OBSERVE_S = 30.0
 RBD_CALL_S = 30.0
+LIBVIRT_CALL_S = 15.0
 SLACK_S = 5.0  # scheduling on a loaded 2-core machine
-# a pass during the outage: its observation (bounded by the observer) plus at most one RBD
-# call per action chain that was already running when Ceph went away
-PASS_BOUND_S = OBSERVE_S + RBD_CALL_S + SLACK_S
+# one action: at most two bounded calls of its backend (e.g. a lookup, then the change)
+ACTION_BOUND_S = 2 * LIBVIRT_CALL_S + SLACK_S
+# a pass during the outage: its observation and the verifying one after executing (each
+# bounded by the observer), and the longest chain of dependent actions the planner can make
+# (clone-root -> start-domain -> attach-volume), each action within its bound
+PASS_BOUND_S = 2 * OBSERVE_S + 3 * max(ACTION_BOUND_S, RBD_CALL_S + SLACK_S)
 WITHIN = re.compile(r"within ([0-9.]+)s|timed out \(([0-9.]+)s\)")
 
 
@@ -139,6 +145,16 @@ class Watcher:
         return [e for e in self.events if not e.startswith("read failed")]
 
 
+def ctl_threads(pid: int) -> dict[str, int]:
+    """The controller's threads, and how many librados clients they belong to (each client
+    has exactly one `msgr-worker-0` thread)."""
+    names = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            names.append((task / "comm").read_text().strip())
+    return {"threads": len(names), "rados_handles": names.count("msgr-worker-0")}
+
+
 def add_vm(wl: Workload, vol_gib: int = 1) -> str:
     name = wl.new_name("vm")
     wl.vms[name] = VMSpec(name)
@@ -200,6 +216,7 @@ def run_trial(
         t.fail(f"not converged before the outage: {problems[:3]}")
         return
     t.facts["mode"] = mode
+    before = ctl_threads(ctl.pid)
     ctl.ctl_log = ControllerLog(ctl.log)
     ctl.ctl_log.mark()
     probe = RestProbe(
@@ -265,6 +282,22 @@ def run_trial(
     t.facts["max_gap_s"] = round(max(gaps), 1)
     if max(gaps) > PASS_BOUND_S + args.resync:
         t.fail(f"no pass ended for {max(gaps):.1f}s during the outage")
+    slow = [
+        e
+        for e in events
+        if e.get("event") == "action"
+        and e["_t"] >= wall_freeze
+        and float(e.get("duration_ms", 0)) / 1000 > ACTION_BOUND_S
+    ]
+    t.facts["max_action_s"] = round(
+        max(
+            (float(e.get("duration_ms", 0)) / 1000 for e in events if e.get("event") == "action"),
+            default=0.0,
+        ),
+        1,
+    )
+    for e in slow[:3]:
+        t.fail(f"action {e.get('action')} took {float(e['duration_ms']) / 1000:.1f}s")
     timeouts: dict[str, int] = {}
     for e in events:
         text = " ".join(str(e.get(k, "")) for k in ("error", "reason", "message"))
@@ -297,6 +330,13 @@ def run_trial(
                 f"first pass that started in it ended ({deadline - 1.5:.1f}s)"
             )
     t.facts["running_vms"] = wl.running_count()
+    after = ctl_threads(ctl.pid)
+    t.facts["threads_before"] = before["threads"]
+    t.facts["threads_after"] = after["threads"]
+    t.facts["rados_handles_after"] = after["rados_handles"]
+    # one live handle, and at most one dropped one still shutting down
+    if after["rados_handles"] > 2:
+        t.fail(f"{after['rados_handles']} librados clients alive after recovery (leak)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,7 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     camp.goals = {
         "vm_destroyed": "0",
         "rest_failed": "0 (every probe answered during the outage)",
-        "max_pass_s": f"<= {PASS_BOUND_S:.0f} s (observe 30 s + one RBD call 30 s + slack)",
+        "max_action_s": f"<= {ACTION_BOUND_S:.0f} s (two libvirt calls of 15 s, or one RBD "
+        "call of 30 s, + slack)",
+        "max_pass_s": f"<= {PASS_BOUND_S:.0f} s (two observations of 30 s + a chain of three "
+        "actions)",
+        "rados_handles_after": "<= 2 (no librados client leaked per outage)",
         "ceph_named": "by the end of the first pass that starts in the outage",
         "converged": "every trial, world checked",
     }
@@ -370,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         rest_failed=sum(r.get("rest_failed", 0) for r in rows),
         rest_max_ms=max((r.get("rest_max_ms") or 0 for r in rows), default=0),
         max_pass_s=max((r.get("max_pass_s", 0) for r in rows), default=0),
+        max_action_s=max((r.get("max_action_s", 0) for r in rows), default=0),
+        rados_handles_after=max((r.get("rados_handles_after", 0) for r in rows), default=0),
         ceph_named=f"{sum(1 for r in rows if 'ceph_named_after_s' in r)}/{len(rows)}",
         ceph_named_max_s=max((r.get("ceph_named_after_s", 0) for r in rows), default=0),
         converged=f"{sum(1 for r in rows if r.get('ok'))}/{len(rows)}",
@@ -385,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             ("trial", "trial"), ("mode", "mode"), ("ok", "ok"),
             ("freeze_after_s", "freeze@"), ("ceph_named_after_s", "ceph named s"),
             ("one_pass_s", "1st pass s"), ("max_pass_s", "max pass s"),
+            ("max_action_s", "max action s"), ("rados_handles_after", "rados clients"),
             ("rest_max_ms", "REST max ms"), ("rest_failed", "REST fail"),
             ("vm_destroyed", "destroyed"), ("recover_s", "recover s"),
             ("lab_repair", "lab repair"),
