@@ -85,20 +85,24 @@ class Controller(Volctl):
         t0 = time.monotonic()
         want = {(d["kind"], d["metadata"]["name"]) for d in docs}
         gone = sorted(self.applied - want, key=lambda k: list(SHORT).index(k[0]) * -1)
-        if gone:
-            # attachments first, then VMs and volumes (delete refuses dangling references
-            # only in the store as it would be after the command)
-            rc, _ = self.cli("delete", *[f"{SHORT[k]}/{n}" for k, n in gone])
-            if rc != 0:
-                return rc, time.monotonic() - t0
+        # apply first, then delete: a change may move an attachment away from a VM it also
+        # deletes, and `volctl delete` refuses a VM the store's attachment still names.  (The
+        # first soak deleted first; one such refusal left every later sync failing.)
         path = self.work / "spec.yaml"
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         args = ["apply", "-f", str(path)]
-        if wait is not None:
+        if wait is not None and not gone:
             args += ["--wait", "--timeout", f"{int(wait)}"]
         rc, _ = self.cli(*args)
-        if rc == 0 or wait is not None:
-            self.applied = want
+        if rc != 0:
+            return rc, time.monotonic() - t0
+        self.applied |= want
+        if gone:
+            # attachments first, then VMs and volumes
+            rc, _ = self.cli("delete", *[f"{SHORT[k]}/{n}" for k, n in gone])
+            if rc != 0:
+                return rc, time.monotonic() - t0
+        self.applied = want
         return rc, time.monotonic() - t0
 
     def status(self) -> dict[str, Any] | None:
@@ -131,5 +135,7 @@ class Controller(Volctl):
             keep = Path(tempfile.gettempdir()) / f"{self.work.name}-run.log"
             if Path(self.log).exists():
                 shutil.copy(self.log, keep)
+            if Path(self.cli_log).exists():
+                shutil.copy(self.cli_log, keep.with_name(f"{self.work.name}-cli.log"))
             shutil.rmtree(self.work, ignore_errors=True)
             self.work = None
