@@ -14,7 +14,14 @@ from typing import Any
 
 from reconciler.api.seed import Reply, attached_vm, tid_of
 from reconciler.source.protocol import SourceStatus
-from reconciler.status.types import Event, HostStatus, Phase, ResourceStatus, Snapshot
+from reconciler.status.types import (
+    Event,
+    HostStatus,
+    Phase,
+    ResourceStatus,
+    Snapshot,
+    StorageStatus,
+)
 
 # collection name -> ResourceStatus.kind
 COLLECTIONS: dict[str, str] = {
@@ -128,7 +135,14 @@ def summary_json(snap: Snapshot) -> dict[str, Any]:
         "pendingActions": snap.pending_actions,
         "phases": dict(phases),
         "source": source_json(snap.source),
+        "storage": storage_json(snap.storage),
     }
+
+
+def storage_json(st: StorageStatus | None) -> dict[str, Any] | None:
+    if st is None:
+        return None
+    return {"pool": st.pool, "reachable": st.reachable, "reason": st.reason}
 
 
 def _items(snap: Snapshot, kind: str) -> list[dict[str, Any]]:

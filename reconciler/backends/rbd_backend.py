@@ -99,6 +99,8 @@ class RbdStorage:
         self._lock = threading.Lock()
         self._cluster: Any = None
         self._ioctx: dict[str, Any] = {}
+        self._busy: dict[int, int] = {}  # id(cluster handle) -> calls running on it
+        self._retired: dict[int, tuple[Any, list[Any]]] = {}  # dropped, shut down when idle
         self._static: dict[str, _Static] = {}  # image id -> cached static facts
         self._ledger = id_ledger.Reader()  # caches the deleted records between passes
         self._worker = Worker("rbd", threads=threads, on_timeout=self._timed_out)
@@ -112,36 +114,79 @@ class RbdStorage:
         self._drop(f"{what} timed out")
 
     def _drop(self, _reason: str) -> None:
+        """Forget the cluster handle; the next call connects afresh.  The old handle is shut
+        down once no call is running on it any more: at once when idle, else when its last
+        stuck call returns (Ceph came back).  No shutdown ever runs under a call, and no
+        handle is left behind: each one holds a dozen librados threads and its sockets, and
+        one leaked per Ceph outage grew the controller without bound (reliability R3)."""
         with self._lock:
-            self._cluster = None  # stuck threads keep their references; no shutdown under them
+            cluster, ios = self._cluster, list(self._ioctx.values())
+            self._cluster = None  # stuck threads keep their references
             self._ioctx = {}
             self._static = {}
+            if cluster is None:
+                return
+            if self._busy.get(id(cluster), 0) > 0:
+                self._retired[id(cluster)] = (cluster, ios)
+                return
+        _shutdown_later(cluster, ios)
 
-    def _ioctx_for(self, pool: str) -> Any:
-        """Open (or reuse) an ioctx.  Runs on a worker thread."""
+    def _acquire(self, pool: str) -> tuple[Any, Any]:
+        """(cluster, ioctx), connecting if needed, counted as busy until `_release`.
+        Runs on a worker thread."""
         with self._lock:
             cluster = self._cluster
             io = self._ioctx.get(pool)
-        if io is not None:
-            return io
+            if cluster is not None and io is not None:
+                self._busy[id(cluster)] = self._busy.get(id(cluster), 0) + 1
+                return cluster, io
         if cluster is None:
             cluster = rados.Rados(conffile=self.conf, rados_id=self.user)
-            cluster.connect(timeout=int(max(1, self.connect_timeout)))
-            if self.connect_hook is not None:
-                try:
+            try:
+                cluster.connect(timeout=int(max(1, self.connect_timeout)))
+                if self.connect_hook is not None:
                     self.connect_hook(plain_addr(str(cluster.get_addrs())))
-                except BaseException:
-                    cluster.shutdown()
-                    raise
+            except BaseException:
+                _shutdown_later(cluster, [])
+                raise
         io = cluster.open_ioctx(pool)
         with self._lock:
-            self._cluster = cluster
-            self._ioctx[pool] = io
-        return io
+            if self._cluster is None:
+                self._cluster = cluster
+            if self._cluster is cluster:
+                self._ioctx[pool] = io
+            else:  # another thread connected meanwhile: this handle retires after this call
+                self._retired[id(cluster)] = (cluster, [io])
+            self._busy[id(cluster)] = self._busy.get(id(cluster), 0) + 1
+        return cluster, io
+
+    def _release(self, cluster: Any) -> None:
+        with self._lock:
+            left = self._busy.get(id(cluster), 0) - 1
+            if left > 0:
+                self._busy[id(cluster)] = left
+                return
+            self._busy.pop(id(cluster), None)
+            retired = self._retired.pop(id(cluster), None)
+        if retired is not None:
+            _shutdown_later(*retired)
+
+    def _with_io(self, fn: Callable[..., T], *args: Any, pool: str | None = None) -> T:
+        """fn(ioctx, *args) on a worker thread, with the handle counted as busy."""
+        cluster, io = self._acquire(pool or self.pool)
+        try:
+            return fn(io, *args)
+        finally:
+            self._release(cluster)
+
+    def retired_handles(self) -> int:
+        """Dropped cluster handles still waiting for a stuck call (tests, metrics)."""
+        with self._lock:
+            return len(self._retired)
 
     def _call(self, what: str, fn: Callable[[Any], T], *, timeout: float | None = None) -> T:
         def body() -> T:
-            return fn(self._ioctx_for(self.pool))
+            return self._with_io(fn)
 
         try:
             return self._worker.run(body, timeout=timeout or self.timeout, what=what)
@@ -155,6 +200,9 @@ class RbdStorage:
     def close(self) -> None:
         with self._lock:
             cluster, self._cluster, self._ioctx = self._cluster, None, {}
+            retired, self._retired = list(self._retired.values()), {}
+        for old, ios in retired:  # still stuck: abandoned with the process
+            del old, ios
         if cluster is not None:
             with contextlib.suppress(BackendError):  # best effort; abandoned if it hangs
                 self._worker.run(cluster.shutdown, timeout=self.connect_timeout, what="shutdown")
@@ -203,11 +251,13 @@ class RbdStorage:
         return _Static(name, meta, parent, snaps, protected)
 
     def _snapshot_exists(self, spec: str) -> bool:
-        try:
-            pool, image, snap = split_snapshot(spec)
-            io = self._ioctx_for(pool)
+        def has_snap(io: Any, image: str, snap: str) -> bool:
             with rbd.Image(io, image, read_only=True) as im:
                 return any(s["name"] == snap for s in im.list_snaps())
+
+        try:
+            pool, image, snap = split_snapshot(spec)
+            return self._with_io(has_snap, image, snap, pool=pool)
         except (rbd.ImageNotFound, rados.ObjectNotFound, Terminal):
             return False
 
@@ -218,9 +268,8 @@ class RbdStorage:
             )
             listing = [(n, i) for n, i in everything if not rbd_tmp.is_tmp(n)]
             scratch = [n for n, _ in everything if rbd_tmp.is_tmp(n)]
-            io = self._call("ioctx", lambda io: io)
             calls: list[Callable[[], object]] = [
-                functools.partial(self._read_image, io, n, i) for n, i in listing
+                functools.partial(self._with_io, self._read_image, n, i) for n, i in listing
             ]
             calls += [functools.partial(self._snapshot_exists, s) for s in external_snapshots]
             results = self._worker.run_all(calls, timeout=self.timeout, what="observe images")
@@ -286,7 +335,7 @@ class RbdStorage:
         p_pool, p_image, p_snap = split_snapshot(parent)
         rbd_tmp.sweep(io, rbd_tmp.leftovers(io, final), self.tmp_grace)
         tmp = rbd_tmp.new_name(final)
-        rbd.RBD().clone(self._ioctx_for(p_pool), p_image, p_snap, io, tmp)
+        self._with_io(lambda p_io: rbd.RBD().clone(p_io, p_image, p_snap, io, tmp), pool=p_pool)
         return tmp
 
     def _mark(self, io: Any, tmp: str, meta: Mapping[str, str], size_bytes: int = 0) -> None:
@@ -418,3 +467,17 @@ class RbdStorage:
 
         self._forget(name)
         self._call(f"import {path} -> {name}", work, timeout=self.import_timeout)
+
+
+def _shutdown_later(cluster: Any, ios: list[Any]) -> None:
+    """Close IOS and shut CLUSTER down on a daemon thread: with Ceph away a shutdown may
+    block, and it must never block a caller."""
+
+    def run() -> None:
+        for io in ios:
+            with contextlib.suppress(Exception):
+                io.close()
+        with contextlib.suppress(Exception):
+            cluster.shutdown()
+
+    threading.Thread(target=run, name="rbd-shutdown", daemon=True).start()

@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from reconciler.errors import VolctlError
+from reconciler.errors import NotFound, VolctlError
 from reconciler.execute.detach_watch import DetachWatch
 from reconciler.execute.handlers import Backends, DetachPending, run_action
 from reconciler.execute.outcome import Outcome, Result
@@ -245,6 +245,12 @@ class Executor:
             run_action(action, self.backends)
         except DetachPending as exc:
             return exc  # parked by the run: watched without holding this slot
+        except NotFound as exc:
+            # the object the action needs went away after the observation it was planned
+            # from (a `virsh undefine` by hand): the next pass re-plans from a fresh one.
+            # Terminal, it was held with an unchanged fingerprint even after the planner
+            # re-created the object (soak, seed 1366319006)
+            outcome = self._failed(action, Result.TRANSIENT, f"NotFound: {exc}", t0)
         except VolctlError as exc:
             result = Result.TRANSIENT if exc.retryable else Result.TERMINAL
             outcome = self._failed(action, result, f"{type(exc).__name__}: {exc}", t0)

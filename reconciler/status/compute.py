@@ -34,6 +34,7 @@ from reconciler.status.types import (
     Phase,
     ResourceStatus,
     Snapshot,
+    StorageStatus,
 )
 
 MAX_RESOURCE_EVENTS = 20
@@ -178,7 +179,18 @@ def compute(previous: Snapshot, p: PassInput) -> Snapshot:
             if p.observed.storage.reachable
             else previous.deleted_volumes
         ),
+        storage=storage_status(p.observed),
     )
+
+
+def storage_status(observed: ObservedWorld) -> StorageStatus:
+    """The pool's reachability, with a reason that says it is Ceph that is away."""
+    st = observed.storage
+    if st.reachable:
+        return StorageStatus(pool=st.pool, reachable=True)
+    why = st.reason or "not observed"
+    reason = f"Ceph pool {st.pool} unknown: {why}"
+    return StorageStatus(pool=st.pool, reachable=False, reason=reason)
 
 
 def _revision(src: SourceStatus | None) -> str | None:

@@ -97,6 +97,17 @@ class HostStatus:
     arches: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class StorageStatus:
+    """The Ceph pool as the last pass saw it.  Without it a pass with Ceph away said only
+    `converged: false` (R3: resources that need no Ceph call stay Ready), so the summary
+    carries the pool's reachability and, when unreachable, a reason that names Ceph."""
+
+    pool: str
+    reachable: bool
+    reason: str | None = None
+
+
 # Histogram bucket upper bounds (seconds) for reconcile pass durations.
 PASS_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -129,6 +140,7 @@ class Snapshot:
     metrics: Metrics = field(default_factory=Metrics)
     # volumes volctl deleted (reclaimPolicy Delete), by volumeid, from the pool's id ledger
     deleted_volumes: Mapping[int, DeletedVolume] = field(default_factory=dict)
+    storage: StorageStatus | None = None  # None until a pass has observed the pool
 
     def of_kind(self, kind: str) -> list[ResourceStatus]:
         return [r for r in self.resources.values() if r.kind == kind]
