@@ -117,8 +117,8 @@ def mutate(rng: random.Random, old: Fleet, n: int) -> tuple[Fleet, list[str]]:
     while len(new.volumes) < len(old.volumes):
         new.volumes[new.fresh("d")] = rng.choice(("Delete", "Delete", "Retain"))
     for vol in sorted(new.volumes):
-        vm = new.attachments.get(vol)
-        if vm is None or vm not in new.vms or rng.random() < 0.15:
+        holder = new.attachments.get(vol)
+        if holder is None or holder not in new.vms or rng.random() < 0.15:
             new.place(rng, vol)
     return new, gone
 
