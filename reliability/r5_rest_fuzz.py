@@ -53,8 +53,7 @@ def fuzz_trial(t: Trial, listen: str, n: int, want_types: Any) -> None:
         data = httpfuzz.request(t.rng)
         ans = httpfuzz.send(host, int(port), data)
         statuses[str(ans.status)] += 1
-        wellformed = data.startswith((b"GET /", b"HEAD /")) and b"\r\n\r\n" in data
-        if ans.status is None and wellformed and len(data) < 8192:
+        if ans.status is None and httpfuzz.wellformed(data):
             silent_wellformed += 1
             errors.append(f"#{i} no answer ({ans.error}) to {data[:200]!r}")
         if ans.status == 500:

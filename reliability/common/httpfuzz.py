@@ -10,6 +10,7 @@ its trial seed and index, and its bytes are recorded.
 from __future__ import annotations
 
 import random
+import re
 import socket
 import time
 import urllib.parse
@@ -196,6 +197,20 @@ def broken(rng: random.Random) -> bytes:
         lambda: b"GET /vm/types HTTP/1.1\r\nContent-Length: 10\r\n\r\nab",  # short body
     )
     return rng.choice(choices)()
+
+
+_REQUEST_LINE = re.compile(rb"(GET|HEAD) /[!-~]* HTTP/1\.[01]\Z")
+_HEADER = re.compile(rb"[!-9;-~]+: [ -~]*\Z")
+
+
+def wellformed(data: bytes) -> bool:
+    """A GET or HEAD an HTTP/1.x server must answer: a proper request line, printable ASCII
+    headers with a colon each, the blank line, no body, all under 8 KiB."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep or body or len(data) > 8192:
+        return False
+    first, *rest = head.split(b"\r\n")
+    return bool(_REQUEST_LINE.match(first)) and all(_HEADER.match(h) for h in rest)
 
 
 def send(host: str, port: int, data: bytes, timeout: float = 15.0) -> Answer:
