@@ -297,6 +297,21 @@ class R1:
             shutil.rmtree(self.work, ignore_errors=True)
 
 
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "converged": f"{sum(1 for r in rows if r.get('converged'))}/{len(rows)}",
+        "duplicates": sum(int(r.get("duplicates", 0)) for r in rows),
+        "orphans": sum(int(r.get("orphans", 0)) for r in rows),
+        "volumes_corrupted": sum(int(r.get("volumes_corrupted", 0)) for r in rows),
+        "kills_mid_apply": sum(1 for r in rows if r.get("actions_before_kill")),
+        "converge_after_restart_median_s": statistics.median(
+            [r.get("converge_after_restart_s", 0) for r in rows] or [0]
+        ),
+        "trials": len(rows),
+        "trials_ok": sum(1 for r in rows if r.get("ok")),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="reliability.r1_crash", description=__doc__.split("\n")[0])
     add_campaign_args(p, trials=50)
@@ -329,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "orphans": "0",
         "volumes_corrupted": "0 (0 bytes lost)",
     }
+    campaign.summarize = summarize
     lab = open_lab(args)
     r1: R1 | None = None
     try:
@@ -341,17 +357,6 @@ def main(argv: list[str] | None = None) -> int:
                 t.fail(f"{type(exc).__name__}: {exc}")
                 r1.ctl.kill()
                 r1.ctl.start()
-        rows = campaign.rows
-        campaign.summary.update(
-            converged=f"{sum(1 for r in rows if r.get('converged'))}/{len(rows)}",
-            duplicates=sum(int(r.get("duplicates", 0)) for r in rows),
-            orphans=sum(int(r.get("orphans", 0)) for r in rows),
-            volumes_corrupted=sum(int(r.get("volumes_corrupted", 0)) for r in rows),
-            kills_mid_apply=sum(1 for r in rows if r.get("actions_before_kill")),
-            converge_after_restart_median_s=statistics.median(
-                [r.get("converge_after_restart_s", 0) for r in rows] or [0]
-            ),
-        )
         return campaign.finish(
             [
                 ("trial", "trial"),
