@@ -43,7 +43,7 @@ from bench.common.world import cleanup
 from reconciler.lab.proc import free_ports
 from reliability.common.campaign import Campaign, Trial, add_campaign_args, median
 from reliability.common.ceph_outage import CephOutage, lengthen_read_lease, settle_after_thaw
-from reliability.common.killable import Controller
+from reliability.common.controller import Controller
 from reliability.common.probe import RestProbe, summarize
 from reliability.common.workload import VMSpec, Workload, domain_ids
 

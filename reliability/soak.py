@@ -38,7 +38,7 @@ from bench.common.world import cleanup
 from reconciler.lab.lab import Lab
 from reconciler.lab.proc import free_ports
 from reliability.common.campaign import Campaign, Trial, add_campaign_args, median
-from reliability.common.killable import Controller
+from reliability.common.controller import Controller
 from reliability.common.procstat import Sampler, trend
 from reliability.common.workload import VMSpec, Workload
 
