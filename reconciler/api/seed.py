@@ -78,7 +78,8 @@ def _int_param(query: Mapping[str, list[str]], name: str) -> int | Reply:
     if len(values) > 1:
         return Reply(400, {"error": f"query parameter {name} given more than once"})
     raw = values[0].strip()
-    if not raw.isdigit() or len(raw) > 18:
+    # ASCII only: str.isdigit() is also true for '²' and '٣', which int() refuses or reads
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return Reply(400, {"error": f"{name} : {values[0]!r} is not a non-negative integer"})
     return int(raw)
 

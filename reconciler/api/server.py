@@ -64,6 +64,11 @@ WAIT_MAX = 60.0
 WaitFn = Callable[[int, float], object]
 
 
+def _decimal(text: str, most: int) -> bool:
+    """`text` is 1 to `most` ASCII digits, so int() takes it."""
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     """ "127.0.0.1:8470", "[::1]:8470", ":8470" (loopback), "8470"."""
     text = listen.strip()
@@ -318,7 +323,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Read a request body (only a webhook signature looks at it) so keep-alive
         connections stay in sync."""
         length = self.headers.get("Content-Length")
-        if length and length.isdigit() and 0 < int(length) <= 1 << 20:
+        # ASCII digits, and few of them: headers arrive as latin-1 and '²' (0xb2) is a digit
+        # to isdigit() but not to int(), which also refuses more than 4300 digits (R5)
+        if length and _decimal(length, 7) and 0 < int(length) <= 1 << 20:
             return self.rfile.read(int(length))
         if (length and length != "0") or self.headers.get("Transfer-Encoding"):
             self.close_connection = True  # a body we will not read: do not reuse the stream

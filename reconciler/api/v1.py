@@ -162,7 +162,9 @@ def snapshot_json(snap: Snapshot, events: int = 50) -> dict[str, Any]:
 
 def _limit(query: Mapping[str, list[str]]) -> int | Reply:
     raw = (query.get("limit") or ["100"])[0]
-    if not raw.isdigit() or not 0 < int(raw) <= MAX_EVENTS:
+    # ASCII digits, and few of them: isdigit() is true for '²', and int() refuses it and
+    # anything over 4300 digits (both were 500s in R5)
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 0 < int(raw) <= MAX_EVENTS:
         return Reply(400, {"error": f"limit must be an integer from 1 to {MAX_EVENTS}"})
     return int(raw)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import tempfile
 import threading
 import time
@@ -38,9 +39,9 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from reconciler.errors import SpecError
+from reconciler.errors import SpecError, VolctlError
 from reconciler.loading import sources as spec_sources
-from reconciler.loading.diagnostics import SpecValidationError
+from reconciler.loading.diagnostics import Diagnostic, SpecValidationError
 from reconciler.model import DesiredState
 from reconciler.source.documents import (
     SHORT_KINDS,
@@ -58,6 +59,7 @@ from reconciler.source.protocol import Attempts, Revision, SourceStatus
 __all__ = [
     "SHORT_KINDS",
     "SpecStore",
+    "StoreWriteError",
     "StoredDocument",
     "atomic_write",
     "digest",
@@ -68,6 +70,8 @@ __all__ = [
 ]
 
 LOCK_NAME = ".volctl.lock"
+# the directory each kind's files live in (`path_for`): "virtualmachine" -> "VirtualMachine"
+_STORE_KINDS = {kind.lower(): kind for kind in SHORT_KINDS}
 DEBOUNCE_SECONDS = 0.3  # for changes by anything else (editors, cp, rm)
 READ_LOCK_WAIT = 30.0  # a fetch waits this long for a writer, then reads what is there
 COMMIT_NAME = ".volctl.commit"  # closed by a writer of ours at the end of each change
@@ -88,6 +92,12 @@ def _safe_component(value: str) -> str:
     return value
 
 
+class StoreWriteError(VolctlError):
+    """The store could not be written (a full disk, permissions); nothing half-written."""
+
+    retryable = False
+
+
 class SpecStore:
     """A directory of per-resource YAML files; implements the `Source` protocol."""
 
@@ -104,19 +114,63 @@ class SpecStore:
 
     # ---- reading -------------------------------------------------------------------------
 
-    def texts(self) -> list[tuple[str, str]]:
-        """(file name, text) of every spec file; unreadable files raise a
-        SpecValidationError so a broken store never looks empty."""
+    def texts(self, *, excluding: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        """(file name, text) of every spec file but those named in `excluding` (the ones an
+        apply or delete is about to replace); unreadable files, and files that no longer
+        hold the resource their name says, raise a SpecValidationError so a broken store
+        never looks empty or smaller than it is."""
         if not self.root.is_dir():
             return []
         files, problems = spec_sources.expand([str(self.root)])
-        files = [f for f in files if f != str(self.root)]
+        files = [f for f in files if f != str(self.root) and f not in excluding]
         problems = [p for p in problems if "no *.yaml" not in p.message]
         read, more = spec_sources.read(files)
         problems.extend(more)
+        problems.extend(self._misplaced(read))
         if problems:
             raise SpecValidationError(problems)
         return read
+
+    def _misplaced(self, texts: list[tuple[str, str]]) -> list[Diagnostic]:
+        """Store files `<kind>/<name>.yaml` that do not define exactly that one resource.
+
+        The store writes each resource alone into the file its kind and name give; a file
+        that holds anything else was damaged on disk (a truncation to a comment, a flipped
+        byte in `metadata.name`) or edited by hand.  Read as it is, the resource it held
+        would vanish from the desired state, and the controller would delete it."""
+        out = []
+        for file, text in texts:
+            rel = Path(os.path.relpath(file, self.root))
+            kind = _STORE_KINDS.get(rel.parts[0]) if len(rel.parts) == 2 else None
+            if kind is None or rel.suffix != ".yaml":
+                continue  # not a file the store wrote: the loader judges it like any other
+            if text and not text.endswith("\n"):  # render() always ends with one
+                out.append(
+                    Diagnostic(
+                        file,
+                        text.count("\n") + 1,
+                        "",
+                        "the file ends in the middle of a line (truncated on disk?): "
+                        f"restore it, or `volctl apply` {kind}/{rel.stem} again",
+                    )
+                )
+                continue
+            docs, problems = documents_of([(file, text)])
+            found = [(d.kind, d.name) for d in docs]
+            if problems or found == [(kind, rel.stem)]:
+                continue  # YAML errors are the loader's to report, with their line
+            what = ", ".join(f"{k}/{n}" for k, n in found) or "no resource"
+            out.append(
+                Diagnostic(
+                    file,
+                    _name_line(text) or (docs[0].line if docs else 0),
+                    "metadata.name" if len(found) == 1 and found[0][0] == kind else "",
+                    f"this store file holds {kind}/{rel.stem} and nothing else, but it defines "
+                    f"{what} (damaged on disk or edited by hand?): restore it, or "
+                    f"`volctl apply` {kind}/{rel.stem} again",
+                )
+            )
+        return out
 
     def fetch(self) -> Revision:
         return fetch_texts(self.texts_between_writes, self.revision_of, self._attempts)
@@ -251,10 +305,24 @@ class SpecStore:
                 if dry_run:
                     results.append((key, self._would(d.kind, d.name, render(d.data))))
                 else:
-                    results.append((key, self.write(d.kind, d.name, render(d.data))))
+                    results.append((key, self._write_one(d, results)))
             if any(r != "unchanged" for _, r in results) and not dry_run:
                 self._commit()
             return results
+
+    def _write_one(self, d: StoredDocument, done: list[tuple[str, str]]) -> str:
+        """`write`, with an I/O failure (a full disk) turned into an error that says which
+        file, why, and what was and was not applied; the file keeps its old content."""
+        path = self.path_for(d.kind, d.name)
+        try:
+            return self.write(d.kind, d.name, render(d.data))
+        except OSError as exc:
+            before = ", ".join(f"{k} {r}" for k, r in done) or "nothing"
+            raise StoreWriteError(
+                f"cannot write {path}: {exc.strerror or exc}; it keeps its previous content "
+                f"and {short_key(d.kind, d.name)} and the documents after it were not "
+                f"applied (applied before it: {before})"
+            ) from exc
 
     def desired_after(
         self,
@@ -269,8 +337,8 @@ class SpecStore:
             docs, problems = documents_of(texts)
             if problems:
                 raise SpecValidationError(problems)
-        replaced = {str(self.path_for(d.kind, d.name)) for d in docs}
-        others = [(n, t) for n, t in self.texts() if n not in replaced]
+        replaced = frozenset(str(self.path_for(d.kind, d.name)) for d in docs)
+        others = self.texts(excluding=replaced)
         return load_texts(list(texts) + others + list(context or []))
 
     def delete(
@@ -283,8 +351,8 @@ class SpecStore:
         """Remove resources (kind, name) from the store if what remains is still valid.
         Returns the keys that were present (and are now gone)."""
         with self.locked():
-            paths = {str(self.path_for(k, n)) for k, n in keys}
-            remaining = [(n, t) for n, t in self.texts() if n not in paths]
+            paths = frozenset(str(self.path_for(k, n)) for k, n in keys)
+            remaining = self.texts(excluding=paths)
             load_texts(remaining + list(context or []))
             gone = []
             for kind, name in keys:
@@ -373,6 +441,14 @@ def _fsync_dir(directory: Path) -> None:
 def _committed(event_type: str, path: str) -> bool:
     """The commit marker was closed after writing (or renamed into place)."""
     return event_type in {"closed", "moved"} and os.path.basename(path) == COMMIT_NAME  # noqa: PTH119
+
+
+def _name_line(text: str) -> int:
+    """The line of the first `name:` key (the document's metadata.name), 0 if none."""
+    for i, line in enumerate(text.splitlines(), start=1):
+        if re.match(r"\s*(metadata:\s*\{\s*)?name\s*:", line):
+            return i
+    return 0
 
 
 def _ignored(path: str) -> bool:

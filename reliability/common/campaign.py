@@ -22,7 +22,7 @@ import random
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,8 @@ class Campaign:
     notes: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
+    # the scenario's figures from its rows, recomputed for every partial and the final record
+    summarize: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
 
     @classmethod
     def from_args(cls, name: str, args: argparse.Namespace, params: dict[str, Any]) -> Campaign:
@@ -110,6 +112,37 @@ class Campaign:
                 self.rows.append(t.row())
                 state = "ok" if not t.failures else "FAILED: " + "; ".join(t.failures)
                 print(f"{self.name}: trial {k} {state}", flush=True)
+                self.write_partial()
+
+    def write_partial(self, results_dir: Path | None = None) -> Path:
+        """`<name>-partial.json` after every trial: a campaign stopped at a deadline (or
+        killed) still leaves every finished trial's record behind."""
+        out_dir = results_dir or RESULTS_DIR
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{self.name}-partial.json"
+        doc = {**self.document(), "partial": True}
+        path.write_text(json.dumps(doc, indent=2, default=str))
+        return path
+
+    def document(self) -> dict[str, Any]:
+        """The campaign's record as it stands: command, seed, params, goals, rows."""
+        if self.summarize is not None:
+            self.summary.update(self.summarize(self.rows))
+        argv = [Path(sys.executable).name, "-m", f"reliability.{self.name}", *sys.argv[1:]]
+        if "--seed" not in sys.argv:
+            argv += ["--seed", str(self.seed)]
+        return {
+            "scenario": self.name,
+            "command": " ".join(shlex.quote(a) for a in argv),
+            "seed": self.seed,
+            "params": self.params,
+            "goals": self.goals,
+            "environment": {**self.env, "load_avg_at_end": list(os.getloadavg())},
+            "ok": bool(self.rows) and all(r.get("ok") for r in self.rows),
+            "summary": self.summary,
+            "rows": self.rows,
+            "notes": self.notes,
+        }
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -118,24 +151,10 @@ class Campaign:
     def finish(self, columns: list[tuple[str, str]], results_dir: Path | None = None) -> int:
         out_dir = results_dir or RESULTS_DIR
         out_dir.mkdir(parents=True, exist_ok=True)
-        ok = bool(self.rows) and all(r.get("ok") for r in self.rows)
         self.summary.setdefault("trials", len(self.rows))
         self.summary.setdefault("trials_ok", sum(1 for r in self.rows if r.get("ok")))
-        argv = [Path(sys.executable).name, "-m", f"reliability.{self.name}", *sys.argv[1:]]
-        if "--seed" not in sys.argv:
-            argv += ["--seed", str(self.seed)]
-        doc = {
-            "scenario": self.name,
-            "command": " ".join(shlex.quote(a) for a in argv),
-            "seed": self.seed,
-            "params": self.params,
-            "goals": self.goals,
-            "environment": {**self.env, "load_avg_at_end": list(os.getloadavg())},
-            "ok": ok,
-            "summary": self.summary,
-            "rows": self.rows,
-            "notes": self.notes,
-        }
+        doc = self.document()
+        ok = bool(doc["ok"])
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         path = out_dir / f"{self.name}-{stamp}.json"
         text = json.dumps(doc, indent=2, default=str)
