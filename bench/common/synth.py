@@ -149,8 +149,11 @@ def converged_world(observed: ObservedWorld, plan: Plan) -> ObservedWorld:
     return ObservedWorld(hosts=hosts, storage=replace(observed.storage, images=images))
 
 
-def write_test_hosts(directory: Path, n_hosts: int, per_host: int) -> dict[str, str]:
-    """One libvirt test-driver node file per host with `per_host` volctl-marked domains."""
+def write_test_hosts(
+    directory: Path, n_hosts: int, per_host: int, *, pool: str = "rbd"
+) -> dict[str, str]:
+    """One libvirt test-driver node file per host with `per_host` volctl-marked domains, each
+    with its root disk `POOL/vm-vmNNNNNN-root`."""
     directory.mkdir(parents=True, exist_ok=True)
     uris = {}
     for h in range(n_hosts):
@@ -163,7 +166,7 @@ def write_test_hosts(directory: Path, n_hosts: int, per_host: int) -> dict[str, 
                 spec_hash=f"{vmid:016x}",
                 vcpus=1,
                 memory_mib=256,
-                root_image=f"rbd/vm-vm{vmid:06d}-root",
+                root_image=f"{pool}/vm-vm{vmid:06d}-root",
                 console_log=f"/var/log/volctl/consoles/vm{vmid:06d}.log",
                 ceph=CEPH,
             )

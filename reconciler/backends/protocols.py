@@ -8,7 +8,7 @@ implementation bounds each call with a timeout.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from reconciler.observe.types import ObservedHost, ObservedStorage
@@ -88,8 +88,18 @@ class Storage(Protocol):
     `"status": "deleted"`).  A pool without a ledger reads as all marks 0.
     """
 
-    def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage:
-        """Every image in the pool, and the id ledger's marks (one read op)."""
+    def observe(
+        self,
+        external_snapshots: tuple[str, ...] = (),
+        held: Mapping[str, str] | None = None,
+    ) -> ObservedStorage:
+        """Every image in the pool, and the id ledger's marks (one read op).
+
+        `held` maps the images that running domains on reachable hosts hold (by image name
+        in this pool) to a token naming the holders.  An implementation may serve those
+        from an earlier read while nothing says they changed and the token is the same;
+        every other image (its attachment is in doubt) is read now, watchers included.
+        None means nothing is known about attachments: read everything."""
         ...
 
     def import_image(self, name: str, path: str, meta: dict[str, str]) -> None:

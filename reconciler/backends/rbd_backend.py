@@ -11,10 +11,11 @@ Why it looks like this:
 - **Bounded.**  Every librados/librbd call runs on this backend's worker threads with a
   deadline (`calls.Worker`); `connect()` also gets librados' own timeout.  A timeout drops the
   cluster handle so the next call reconnects.
-- **Cheap observe.**  One `list2` plus one read-only open per image (size and watchers are
-  always read fresh: watchers are how a finished detach shows up).  Image-meta, parent and
-  snapshots of *our* images cannot change without us, so they are cached per image id and
-  re-read only after we change the image ourselves.  Opens run in parallel.
+- **Cheap observe.**  A steady-state pass makes a constant number of Ceph calls: one `stat`
+  of `rbd_directory` (the listing is read again only when its version moved), the id
+  ledger, and a read of each image that changed or whose attachment is in doubt; images
+  held by running domains are watched and come from the previous read until their header
+  is notified (`rbd_observe.py`, `rbd_watch.py`).  Reads run in parallel.
 - **Idempotent.**  import/clone/create/resize/set_meta/remove all "ensure": an import that
   crashed before its snapshot is redone from scratch; a finished one is left alone.
 - **Ids never come back.**  The pool also holds the id ledger (`id_ledger.py`): observe reads
@@ -30,7 +31,6 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,22 +40,12 @@ import rbd
 from reconciler.backends import id_ledger, rbd_tmp
 from reconciler.backends.calls import Worker, ceph_connection_lost, plain_addr, translate_ceph
 from reconciler.backends.rbd_import import copy_sparse, raw_source
+from reconciler.backends.rbd_observe import Calls, PoolCache
 from reconciler.errors import BackendError, Conflict, Terminal, Transient
 from reconciler.identity import BASE_SNAPSHOT, MANAGED_BY, META_MANAGED_BY, META_NAME
 from reconciler.observe.types import ObservedImage, ObservedStorage
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class _Static:
-    """What cannot change on one of our images without us."""
-
-    name: str
-    meta: Mapping[str, str]
-    parent: str | None
-    snapshots: tuple[str, ...]
-    protected: tuple[str, ...]
 
 
 def _ours(meta: Mapping[str, str]) -> bool:
@@ -101,7 +91,10 @@ class RbdStorage:
         self._ioctx: dict[str, Any] = {}
         self._busy: dict[int, int] = {}  # id(cluster handle) -> calls running on it
         self._retired: dict[int, tuple[Any, list[Any]]] = {}  # dropped, shut down when idle
-        self._static: dict[str, _Static] = {}  # image id -> cached static facts
+        self._dir_io: tuple[int, Any] | None = None  # (id(cluster), ioctx) for rbd_directory
+        self._dir_lock = threading.Lock()
+        self._cache = PoolCache()
+        self._calls = Calls()
         self._ledger = id_ledger.Reader()  # caches the deleted records between passes
         self._worker = Worker("rbd", threads=threads, on_timeout=self._timed_out)
         # called with the client address of every new cluster connection before it is used;
@@ -123,7 +116,11 @@ class RbdStorage:
             cluster, ios = self._cluster, list(self._ioctx.values())
             self._cluster = None  # stuck threads keep their references
             self._ioctx = {}
-            self._static = {}
+            if self._dir_io is not None:
+                ios.append(self._dir_io[1])
+            self._dir_io = None
+        self._cache.reset()
+        with self._lock:
             if cluster is None:
                 return
             if self._busy.get(id(cluster), 0) > 0:
@@ -153,6 +150,7 @@ class RbdStorage:
         with self._lock:
             if self._cluster is None:
                 self._cluster = cluster
+                self._cache.watches.own_id = int(cluster.get_instance_id())
             if self._cluster is cluster:
                 self._ioctx[pool] = io
             else:  # another thread connected meanwhile: this handle retires after this call
@@ -204,75 +202,84 @@ class RbdStorage:
         for old, ios in retired:  # still stuck: abandoned with the process
             del old, ios
         if cluster is not None:
+
+            def shutdown() -> None:
+                self._cache.watches.close_all()  # a watch must not outlive its handle
+                cluster.shutdown()
+
             with contextlib.suppress(BackendError):  # best effort; abandoned if it hangs
-                self._worker.run(cluster.shutdown, timeout=self.connect_timeout, what="shutdown")
+                self._worker.run(shutdown, timeout=self.connect_timeout, what="shutdown")
         self._worker.close()
 
     def _forget(self, name: str) -> None:
-        with self._lock:
-            self._static = {k: v for k, v in self._static.items() if v.name != name}
+        self._cache.forget(name)
 
     # -- observe ----------------------------------------------------------------------------
 
-    def _read_image(self, io: Any, name: str, image_id: str) -> ObservedImage | None:
+    def _refresh_listing(self, _io: Any, calls: Calls) -> None:
+        """Runs under `_with_io` (the handle is busy).  The directory's version is read
+        through an ioctx of its own: `get_last_version` is per ioctx."""
+        if not self._dir_lock.acquire(timeout=self.timeout):
+            raise Transient("rbd directory: an earlier listing is still stuck")
         try:
-            with rbd.Image(io, name, read_only=True) as im:
-                size = int(im.size())
-                watchers = tuple(sorted(str(w["addr"]) for w in im.watchers_list()))
+            with self._lock:
+                cluster, dir_io = self._cluster, self._dir_io
+            if cluster is None:
+                raise Transient("rbd directory: the connection was dropped")
+            if dir_io is None or dir_io[0] != id(cluster):
+                dir_io = (id(cluster), cluster.open_ioctx(self.pool))
                 with self._lock:
-                    static = self._static.get(image_id)
-                if static is None or static.name != name:
-                    static = self._read_static(im, name)
-                    if _ours(static.meta):
-                        with self._lock:
-                            self._static[image_id] = static
-        except rbd.ImageNotFound:
-            return None  # removed between the listing and the open
-        return ObservedImage(
-            name=name,
-            size_bytes=size,
-            meta=dict(static.meta),
-            parent=static.parent,
-            snapshots=static.snapshots,
-            protected_snapshots=static.protected,
-            watchers=watchers,
-        )
+                    self._dir_io = dir_io
+            self._cache.listing.refresh(dir_io[1], calls)
+        finally:
+            self._dir_lock.release()
 
-    @staticmethod
-    def _read_static(im: Any, name: str) -> _Static:
-        meta = {str(k): str(v) for k, v in im.metadata_list()}
-        try:
-            p = im.get_parent_image_spec()
-            parent: str | None = f"{p['pool_name']}/{p['image_name']}@{p['snap_name']}"
-        except rbd.ImageNotFound:
-            parent = None
-        snaps = tuple(str(s["name"]) for s in im.list_snaps())
-        protected = tuple(s for s in snaps if im.is_protected_snap(s))
-        return _Static(name, meta, parent, snaps, protected)
-
-    def _snapshot_exists(self, spec: str) -> bool:
+    def _snapshot_exists(self, spec: str, calls: Calls) -> bool:
         def has_snap(io: Any, image: str, snap: str) -> bool:
             with rbd.Image(io, image, read_only=True) as im:
                 return any(s["name"] == snap for s in im.list_snaps())
 
+        calls.add("snapshot_exists")
         try:
             pool, image, snap = split_snapshot(spec)
             return self._with_io(has_snap, image, snap, pool=pool)
         except (rbd.ImageNotFound, rados.ObjectNotFound, Terminal):
             return False
 
-    def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage:
+    def observe(
+        self,
+        external_snapshots: tuple[str, ...] = (),
+        held: Mapping[str, str] | None = None,
+    ) -> ObservedStorage:
+        """The pool, reading only what may have changed (rbd_observe.py).
+
+        HELD maps the images that running domains on reachable hosts hold to who holds
+        them; only those may come from the previous read.  None: every image of ours is
+        read (nothing is known about attachments)."""
+        calls = self._calls.child()
         try:
-            everything = self._call(
-                "list", lambda io: [(e["name"], e["id"]) for e in rbd.RBD().list2(io)]
-            )
+            self._call("directory", lambda io: self._refresh_listing(io, calls))
+            everything = list(self._cache.listing.images)
             listing = [(n, i) for n, i in everything if not rbd_tmp.is_tmp(n)]
             scratch = [n for n, _ in everything if rbd_tmp.is_tmp(n)]
-            calls: list[Callable[[], object]] = [
-                functools.partial(self._with_io, self._read_image, n, i) for n, i in listing
+            images: dict[str, ObservedImage] = {}
+            reads: list[Callable[[], object]] = []
+            for name, image_id in listing:
+                holders = held.get(name) if held is not None else None
+                img = self._cache.cached(name, image_id, holders)
+                if img is not None:
+                    images[name] = img
+                else:
+                    reads.append(
+                        functools.partial(
+                            self._with_io, self._cache.read, name, image_id, holders, calls
+                        )
+                    )
+            reads += [
+                functools.partial(self._snapshot_exists, s, calls) for s in external_snapshots
             ]
-            calls += [functools.partial(self._snapshot_exists, s) for s in external_snapshots]
-            results = self._worker.run_all(calls, timeout=self.timeout, what="observe images")
+            results = self._worker.run_all(reads, timeout=self.timeout, what="observe images")
+            calls.add("ledger")
             ids = self._call("read id ledger", self._ledger.read)
         except BackendError as exc:
             return ObservedStorage(reachable=False, reason=str(exc), pool=self.pool)
@@ -281,21 +288,32 @@ class RbdStorage:
                 self._drop(str(exc))
             err = translate_ceph(exc, "rbd observe")
             return ObservedStorage(reachable=False, reason=str(err), pool=self.pool)
-        images = {
-            img.name: img for img in results[: len(listing)] if isinstance(img, ObservedImage)
-        }
-        found = {
-            s: bool(r) for s, r in zip(external_snapshots, results[len(listing) :], strict=True)
-        }
+        n_images = len(reads) - len(external_snapshots)
+        images.update(
+            (img.name, img) for img in results[:n_images] if isinstance(img, ObservedImage)
+        )
+        found = {s: bool(r) for s, r in zip(external_snapshots, results[n_images:], strict=True)}
         if scratch:  # crash debris of our own (never a volume, root or base image)
+            calls.add("sweep", len(scratch))
             with contextlib.suppress(Exception):
                 self._call("sweep", lambda io: rbd_tmp.sweep(io, scratch, self.tmp_grace))
-        with self._lock:
-            live_ids = {i for _, i in listing}
-            self._static = {k: v for k, v in self._static.items() if k in live_ids}
+        self._cache.prune({i for _, i in listing}, calls)
         return ObservedStorage(
-            reachable=True, pool=self.pool, images=images, external_snapshots=found, ids=ids
+            reachable=True,
+            pool=self.pool,
+            images=dict(sorted(images.items())),
+            external_snapshots=found,
+            ids=ids,
+            calls=calls.stats(),
         )
+
+    def call_count(self) -> int:
+        """librados/librbd calls made so far (the RBD side of `Hypervisor.rpc_count`)."""
+        return self._calls.total()
+
+    def call_stats(self) -> dict[str, int]:
+        """The same, by kind (`open`, `watchers`, `stat`, `list`, `watch`, ...)."""
+        return self._calls.stats()
 
     # -- mutation helpers (run on worker threads) -------------------------------------------
 
@@ -390,8 +408,10 @@ class RbdStorage:
             # Checks on a read-only open: a read-write open would add our own watcher.
             with rbd.Image(io, name, read_only=True) as im:
                 meta = self._check_ours(im, name)
+                self._cache.watches.drop(str(im.id()))  # our watch would make librbd refuse
                 size = int(im.size())
-                watchers = list(im.watchers_list())
+                own = self._cache.watches.own_id
+                watchers = [w for w in im.watchers_list() if w["id"] != own]
                 if watchers:
                     addrs = ", ".join(str(w["addr"]) for w in watchers)
                     raise Transient(f"rbd image {self.pool}/{name} is in use by {addrs}")

@@ -91,8 +91,10 @@ class FencedStorage:
     def _stamp(self, meta: dict[str, str]) -> dict[str, str]:
         return {**meta, identity.META_EPOCH: str(self.epoch())}
 
-    def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage:
-        return self.inner.observe(external_snapshots)
+    def observe(
+        self, external_snapshots: tuple[str, ...] = (), held: Mapping[str, str] | None = None
+    ) -> ObservedStorage:
+        return self.inner.observe(external_snapshots, held)
 
     def import_image(self, name: str, path: str, meta: dict[str, str]) -> None:
         self.gate(f"import {name}")

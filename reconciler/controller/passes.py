@@ -125,6 +125,7 @@ class Engine:
             converged=snap.converged,
             actions=len(st.plan.actions) if st.plan else 0,
             remaining=snap.pending_actions,
+            ceph_calls=sum(st.observed.storage.calls.values()) if st.observed else None,
             error=st.error,
             phases_ms={k: round(v * 1000, 1) for k, v in st.phases.items()},
         )

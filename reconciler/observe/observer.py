@@ -10,6 +10,16 @@ A host whose previous observation is still stuck is not observed again (that wou
 threads on a dead host); it stays unknown until the stuck call ends.  Threads are daemons,
 so a hung library call can never keep the controller from exiting.
 
+The storage is told which images running domains hold (`held`: image -> the domains), so it
+may serve those from its last read and read only the images whose attachment is in doubt.
+Hosts and storage run at once, so the storage gets the holdings of the previous observation;
+when this one shows other holders for an image the storage took from its cache (a domain
+gone, stopped or on a host now unknown), the storage is asked again with the holdings just
+seen, before the deadline: no full observation reports watchers the storage did not read
+for an image no running domain holds.  `observe_storage` alone (a pass's verification) uses
+the latest holdings `observe`/`observe_hosts` saw; a domain that went away since then may
+show its old watcher until the next pass, which only blocks, never acts.
+
 This module knows only the Protocols: no libvirt, rados or rbd import.
 """
 
@@ -17,12 +27,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from reconciler.backends.protocols import Hypervisor, Storage
-from reconciler.observe.types import ObservedHost, ObservedStorage, ObservedWorld
+from reconciler.observe.types import DomainState, ObservedHost, ObservedStorage, ObservedWorld
 
 T = TypeVar("T")
 _STORAGE = "\0storage"
@@ -65,6 +76,8 @@ class Observer:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._inflight: dict[str, _Task[object]] = {}
+        self._held: dict[str, str] | None = None  # "pool/image" -> holders, last observation
+        self._pool: str | None = None
 
     @property
     def hypervisors(self) -> Mapping[str, Hypervisor]:
@@ -87,23 +100,41 @@ class Observer:
 
     def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedWorld:
         deadline = time.monotonic() + self.timeout
-        storage_task = self._launch_storage(external_snapshots)
+        held_before = _in_pool(self._held, self._pool)
+        storage_task = self._launch_storage(external_snapshots, held_before)
         hosts = self._hosts(self._launch_hosts(), deadline)
-        return ObservedWorld(hosts=hosts, storage=self._storage_result(storage_task, deadline))
+        storage = self._storage_result(storage_task, deadline)
+        held = held_images(hosts)
+        if storage.reachable and held_before is not None:
+            now = _in_pool(held, storage.pool) or {}
+            if any(n in storage.images and now.get(n) != t for n, t in held_before.items()):
+                again = self._launch_storage(external_snapshots, now)
+                first, storage = storage, self._storage_result(again, deadline)
+                calls = Counter(first.calls)
+                calls.update(storage.calls)
+                storage = replace(storage, calls=dict(calls))
+        if storage.reachable:
+            self._held, self._pool = held, storage.pool
+        return ObservedWorld(hosts=hosts, storage=storage)
 
     def observe_hosts(self) -> dict[str, ObservedHost]:
         """Every host, without the pool (a pass's verification, whose pool is observed as
         soon as the pass stopped changing it: `observe_storage`)."""
         deadline = time.monotonic() + self.timeout
-        return self._hosts(self._launch_hosts(), deadline)
+        hosts = self._hosts(self._launch_hosts(), deadline)
+        self._held = held_images(hosts)
+        return hosts
 
     def observe_storage(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage:
         """The pool alone, under the same deadline and the same no-pile-up rule."""
         deadline = time.monotonic() + self.timeout
-        return self._storage_result(self._launch_storage(external_snapshots), deadline)
+        held = _in_pool(self._held, self._pool)
+        return self._storage_result(self._launch_storage(external_snapshots, held), deadline)
 
-    def _launch_storage(self, external_snapshots: tuple[str, ...]) -> _Task[object] | None:
-        return self._launch(_STORAGE, lambda: self._storage.observe(external_snapshots))
+    def _launch_storage(
+        self, external_snapshots: tuple[str, ...], held: Mapping[str, str] | None
+    ) -> _Task[object] | None:
+        return self._launch(_STORAGE, lambda: self._storage.observe(external_snapshots, held))
 
     def _launch_hosts(self) -> dict[str, _Task[object] | None]:
         with self._lock:
@@ -141,3 +172,30 @@ class Observer:
         if task.result is None:
             return "observe returned nothing"
         return None
+
+
+_RUNNING = (DomainState.RUNNING, DomainState.PAUSED)  # a qemu process has the disks open
+
+
+def held_images(hosts: Mapping[str, ObservedHost]) -> dict[str, str]:
+    """ "pool/image" -> "host/uuid,..." for every RBD disk of a running domain on a reachable
+    host (ours or foreign: either explains the image's qemu watcher)."""
+    holders: dict[str, list[str]] = {}
+    for name, host in hosts.items():
+        if not host.reachable:
+            continue
+        for dom in host.domains:
+            if dom.state not in _RUNNING:
+                continue
+            for disk in dom.disks:
+                if disk.rbd_image is not None:
+                    holders.setdefault(disk.rbd_image, []).append(f"{name}/{dom.uuid}")
+    return {image: ",".join(sorted(who)) for image, who in holders.items()}
+
+
+def _in_pool(held: Mapping[str, str] | None, pool: str | None) -> dict[str, str] | None:
+    """The holdings of images in POOL, by image name (what `Storage.observe` takes)."""
+    if held is None or pool is None:
+        return None
+    prefix = f"{pool}/"
+    return {k.removeprefix(prefix): v for k, v in held.items() if k.startswith(prefix)}

@@ -151,6 +151,8 @@ class ObservedStorage:
     # existing snapshots referenced by Image sources of the form pool/image@snap -> exists?
     external_snapshots: Mapping[str, bool] = field(default_factory=dict)
     ids: IdLedger = field(default_factory=IdLedger)
+    # librados/librbd calls this observation made, by kind (for the pass log and benchmarks)
+    calls: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -177,3 +177,23 @@ def test_b6_ha_smoke(lab: LabInfo, tmp_path: Path) -> None:
     for r in doc["rows"]:
         assert r["ok"], r
         assert r["median_ms"] > 0
+
+
+def test_b7_datacenter_smoke(lab: LabInfo, tmp_path: Path) -> None:
+    doc = run_bench("b7_datacenter", tmp_path, *_lab_args(lab), timeout=900)
+    rows = [r for r in doc["rows"] if not r["what"].startswith("baseline")]
+    base = [r for r in doc["rows"] if r["what"].startswith("baseline")]
+    assert [r["size"] for r in rows] == [20, 60]
+    assert [r["size"] for r in base] == [20]
+    for r in rows:
+        assert r["ok"], r
+        assert r["held"] == r["size"]  # every root image held by its running test:/// domain
+        assert r["libvirt_rpcs"] == r["size"] // 10  # one getAllDomainStats per host
+        for part in ("libvirt_s", "ceph_s", "observe_s", "plan_s", "status_s"):
+            assert r[part] > 0, part
+        assert r["pass_s"] == pytest.approx(r["observe_s"] + r["plan_s"] + r["status_s"])
+    # the steady Ceph side does not grow with the pool; the baseline opens every image
+    assert rows[0]["ceph_calls_by_kind"] == rows[1]["ceph_calls_by_kind"]
+    assert base[0]["ceph_calls_by_kind"]["open"] == 20
+    assert doc["exponents"]["ceph_calls"] == pytest.approx(0.0)
+    assert doc["idle_osd_ops_per_s"] >= 0

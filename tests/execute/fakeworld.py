@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.backends.protocols import DomainEventCallback, EventKind
@@ -98,7 +99,10 @@ class FakeStorage:
         """A foreign image with a protected snapshot (like the lab's base image)."""
         self.images[name] = ObservedImage(name, 1 << 30, {}, None, (snap,), (snap,))
 
-    def observe(self, external_snapshots: tuple[str, ...] = ()) -> ObservedStorage:
+    def observe(
+        self, external_snapshots: tuple[str, ...] = (), held: Mapping[str, str] | None = None
+    ) -> ObservedStorage:
+        del held  # a simulated pool reads everything every time
         with self.lock:
             imgs = {
                 n: ObservedImage(
