@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 import traceback
+import types
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,7 +243,8 @@ def run_trial(t: Trial, kind: str, env: dict[str, Any]) -> None:
                 ctl.ensure()
                 time.sleep(0.5)
                 continue
-            on_victim = [v for v in vms.values() if v.get("host") == victim]
+            # the VMs the victim ran when the fault began and that are still wanted
+            on_victim = [vms[n] for n in before if n in vms]
             unknown = not host["reachable"] and all(v["phase"] == "Unknown" for v in on_victim)
             started = st.get("time", 0) - (st.get("lastPassSeconds") or 0)
             if first_after is None and st["generation"] > gen0 and started >= start_wall:
@@ -361,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recover-timeout", type=float, default=180.0)
     p.add_argument("--lab-dir", default=None, help="default /var/tmp/volctl-r2-<transport>")
     p.add_argument("--keep-lab", action="store_true")
+    p.add_argument(
+        "--budget-min", type=float, default=None, help="start no new trial after this many minutes"
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.cut = min(args.cut, 10.0)
@@ -371,14 +376,23 @@ def main(argv: list[str] | None = None) -> int:
     camp = Campaign.from_args("r2_hosts", args, params)
     camp.params["trials"] = len(plan)
     env = setup(args, camp)
+    t_start = time.monotonic()
+    trials = camp.trials(len(plan), args.trial)
+    assert isinstance(trials, types.GeneratorType)  # closed below, so its last row is written
     try:
-        for t in camp.trials(len(plan), args.trial):
+        for t in trials:
+            if args.budget_min is not None and time.monotonic() - t_start > args.budget_min * 60:
+                camp.note(f"time budget {args.budget_min:g} min spent: stopped before trial {t.k}")
+                t.facts["skipped"] = True
+                break
             try:
                 run_trial(t, plan[t.k], env)
             except Exception as exc:  # noqa: BLE001 - a trial that breaks is a failed trial
                 traceback.print_exc()
                 t.fail(f"trial error: {type(exc).__name__}: {exc}")
     finally:
+        trials.close()
+        camp.rows = [r for r in camp.rows if not r.get("skipped")]
         env["ctl"].stop()
         if env["ctl"].starts > 1:
             camp.note(f"the controller had to be restarted {env['ctl'].starts - 1} time(s)")

@@ -214,6 +214,12 @@ class Lab:
         state.save(self.dir)
         net = self.net(state)
         if net:
+            with netmod.subnet_lock():  # pick again: another lab may have claimed ours by now
+                state.netns_subnet = netmod.free_subnet()
+                state.save(self.dir)
+                net = self.net(state)
+                assert net is not None
+                netmod.setup(net, state.hosts)
             self._up_network(net, state, ceph)
         hosts = [self.host(n, state) for n in state.hosts]
         for h in hosts:
@@ -276,7 +282,6 @@ class Lab:
         return info
 
     def _up_network(self, net: LabNet, state: LabState, ceph: CephCluster) -> None:
-        netmod.setup(net, state.hosts)
         with ceph.connect(timeout=30) as cluster:
             ports = netmod.ceph_ports(cluster, (state.mon_port, state.mon_v2_port))
         relay = netmod.start_relay(self.dir, net, state.hosts, ports)
