@@ -6,8 +6,8 @@ into Host, Image and InstanceType documents, with the seed's ids kept (pmid and 
 are the line order, tid is the JSON's).  Hosts keep the seed's transport
 (`qemu+ssh://user@host/system`), and images keep where they live: `source.ssh` with the
 seed's `user@host` and path, streamed into RBD over SSH on first use as the seed copied them
-with scp (the origin labels stay, for selecting).  Every produced document is checked every produced document against the
-same schemas as the loader so a malformed input line is reported against that line.
+with scp (the origin labels stay, for selecting).  Every produced document is checked
+against the same schemas as the loader so a malformed input line is reported against that line.
 It is pure: text in, documents or diagnostics out; `cli/legacy_cmd.py` does the I/O.
 """
 

@@ -62,6 +62,7 @@ class SshStream:
         self._proc: subprocess.Popen[bytes] | None = None
         self._timer: threading.Timer | None = None
         self.timed_out = False
+        self._first = b""
 
     def __enter__(self) -> SshStream:
         try:
@@ -80,8 +81,18 @@ class SshStream:
         try:
             self.size = int(line.strip())
         except ValueError:
+            err = self.failure("no size")
             self.close()
-            raise self.failure("no size") from None
+            raise err from None
+        # the first chunk now, so a qcow2 file is refused before any scratch image exists
+        self._first = self._read(CHUNK) if self.size else b""
+        if self._first.startswith(QCOW2_MAGIC):
+            self.close()
+            raise Terminal(
+                f"{self.src} is qcow2: an ssh source must be a raw image (qcow2 needs random "
+                "access); convert it on that host with `qemu-img convert -O raw`, or import "
+                "it from a local path"
+            )
         return self
 
     def _expire(self) -> None:
@@ -91,10 +102,15 @@ class SshStream:
 
     def read_chunk(self) -> bytes:
         """Up to CHUNK bytes (fewer only at the end of the stream)."""
+        if self._first:
+            first, self._first = self._first, b""
+            return first
+        return self._read(CHUNK)
+
+    def _read(self, want: int) -> bytes:
         assert self._proc is not None
         assert self._proc.stdout is not None
         parts: list[bytes] = []
-        want = CHUNK
         while want:
             data = self._proc.stdout.read(want)
             if not data:
@@ -105,7 +121,12 @@ class SshStream:
 
     def failure(self, what: str) -> Terminal | Transient:
         """The typed error for a stream that ended early: ssh's own words, classified."""
-        code = self._proc.wait(timeout=10) if self._proc is not None else None
+        code = None
+        if self._proc is not None:
+            try:
+                code = self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
         self._err.seek(0)
         stderr = self._err.read(4000).decode(errors="replace").strip().replace("\n", "; ")
         msg = f"ssh import of {self.src}: {what} (ssh exit {code}): {stderr or 'no message'}"
@@ -131,20 +152,13 @@ class SshStream:
 
 
 def copy_stream(stream: SshStream, im: Any) -> None:
-    """Write the stream into the image, skipping all-zero chunks; typed error if it ends early
-    or is qcow2."""
+    """Write the stream into the image, skipping all-zero chunks; typed error if it ends early."""
     zero = bytes(CHUNK)
     offset = 0
     while offset < stream.size:
         chunk = stream.read_chunk()
         if not chunk:
             raise stream.failure(f"ended after {offset} of {stream.size} bytes")
-        if offset == 0 and chunk.startswith(QCOW2_MAGIC):
-            raise Terminal(
-                f"{stream.src} is qcow2: an ssh source must be a raw image (qcow2 needs random "
-                "access); convert it on that host with `qemu-img convert -O raw`, or import "
-                "it from a local path"
-            )
         if chunk != zero[: len(chunk)]:
             im.write(chunk, offset)
         offset += len(chunk)
