@@ -43,6 +43,7 @@ import libvirt
 import rbd
 
 from bench.common.env import REPO
+from reconciler.config import load_config
 from reconciler.identity import XMLNS
 from reconciler.lab.lab import Lab
 from reconciler.lab.proc import free_ports
@@ -299,12 +300,33 @@ def run_trial(t: Trial, kind: str, env: dict[str, Any]) -> None:
 def kinds(args: argparse.Namespace) -> list[str]:
     if args.smoke:
         return ["link-apply"]
-    out = ["link-steady", "link-apply"] * args.trials
-    out += ["daemon-steady", "daemon-apply"] * (args.daemon_trials // 2)
+    links = ["link-steady", "link-apply"] * args.trials
+    daemons = ["daemon-steady", "daemon-apply"] * (args.daemon_trials // 2)
+    out: list[str] = []
+    while links or daemons:  # a daemon trial after every 4 link trials: a cut-short run has some
+        out += links[:4] + daemons[:1]
+        links, daemons = links[4:], daemons[1:]
     return out
 
 
+def reuse(args: argparse.Namespace, camp: Campaign) -> dict[str, Any]:
+    """The lab, pool and store a `--keep-lab` run left behind (its controller is replaced)."""
+    lab = Lab(args.lab_dir, log=lambda m: print(m, flush=True))
+    info = lab.info()
+    work = Path(args.lab_dir + "-work")
+    config = load_config(str(work / "volctl.yaml"))
+    pool = LabPool(info, config.ceph.pool, config, work / "volctl.yaml", work)
+    camp.note(f"lab reused: 2 hosts, netns, transport {args.transport}: {info.hosts[0].uri}")
+    ctl = Controller(pool, args.resync, work / "run.log")
+    ctl.ensure()
+    w = "w1" if "c1" in (Path(config.store) / "app.yaml").read_text() else "w0"
+    return {"lab": lab, "ctl": ctl, "hosts": [h.name for h in info.hosts], "w": w,
+            "args": args, "pool": pool}  # fmt: skip
+
+
 def setup(args: argparse.Namespace, camp: Campaign) -> dict[str, Any]:
+    if args.reuse_lab:
+        return reuse(args, camp)
     lab = Lab(args.lab_dir, log=lambda m: print(m, flush=True))
     lab.down(quiet=True)
     v1, v2 = free_ports(2)
@@ -321,7 +343,7 @@ def setup(args: argparse.Namespace, camp: Campaign) -> dict[str, Any]:
     (store / "app.yaml").write_text(workload("w0", pool.pool))
     ctl = Controller(pool, args.resync, Path(args.lab_dir + "-work") / "run.log")
     ctl.ensure()
-    took = wait_converged(ctl, 600)
+    took = wait_converged(ctl, 1800)
     print(f"r2_hosts: first convergence in {took:.1f} s", flush=True)
     return {"lab": lab, "ctl": ctl, "hosts": [h.name for h in info.hosts], "w": "w0",
             "args": args, "pool": pool}  # fmt: skip
@@ -363,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recover-timeout", type=float, default=180.0)
     p.add_argument("--lab-dir", default=None, help="default /var/tmp/volctl-r2-<transport>")
     p.add_argument("--keep-lab", action="store_true")
+    p.add_argument("--reuse-lab", action="store_true", help="the lab a --keep-lab run left")
     p.add_argument(
         "--budget-min", type=float, default=None, help="start no new trial after this many minutes"
     )
