@@ -220,7 +220,8 @@ def run_trial(t: Trial, kind: str, env: dict[str, Any]) -> None:
         lab.cut_host(victim)
         fault_s = args.cut
     noticed: float | None = None
-    first_after: bool | None = None  # did the first pass that began after the fault say so?
+    first_after: bool | None = None  # did the first pass that began during the fault say so?
+    first_after_judged = True
     recovered: float | None = None
     healed: float | None = None
     heal_wall = float("inf")
@@ -248,8 +249,12 @@ def run_trial(t: Trial, kind: str, env: dict[str, Any]) -> None:
             on_victim = [vms[n] for n in before if n in vms]
             unknown = not host["reachable"] and all(v["phase"] == "Unknown" for v in on_victim)
             started = st.get("time", 0) - (st.get("lastPassSeconds") or 0)
+            # the first pass that began while the fault lasted (a pass that began after it
+            # healed could not see it: then this stays None, "not judged")
             if first_after is None and st["generation"] > gen0 and started >= start_wall:
-                first_after = unknown
+                first_after = unknown if started < heal_wall else None
+                if started >= heal_wall:
+                    first_after_judged = False
             if noticed is None and unknown and healed is None:
                 noticed = now - t0
                 t.facts["passes_to_notice"] = st["generation"] - gen0
@@ -266,7 +271,7 @@ def run_trial(t: Trial, kind: str, env: dict[str, Any]) -> None:
             else:
                 lab.heal_host(victim)
     t.facts["notice_s"] = round(noticed, 2) if noticed is not None else None
-    t.facts["first_pass_after_fault_unknown"] = first_after
+    t.facts["first_pass_after_fault_unknown"] = first_after if first_after_judged else None
     t.facts["recover_s"] = round(recovered, 2) if recovered is not None else None
     t.facts["recover_passes"] = ctl.get("status")["generation"] - gen0
     # the end state, from libvirt: every wanted VM on exactly one host, running; the
