@@ -59,6 +59,8 @@ def ensure_event_loop() -> None:
 
 def _close_quietly(conn: Any) -> None:
     with contextlib.suppress(libvirt.libvirtError):
+        conn.unregisterCloseCallback()
+    with contextlib.suppress(libvirt.libvirtError):
         conn.close()
 
 
@@ -128,18 +130,23 @@ class LibvirtConnection:
     def _open(self) -> Any:
         # An open that outlives its deadline may still succeed later on the abandoned thread;
         # that connection (over SSH: an ssh process and a daemon client) must be closed, not
-        # leaked, so the late thread and the caller agree under a lock on who owns it.
+        # leaked.  Only that thread ever closes it, once its setup is done (closing it from the
+        # caller while the setup still uses it is a use-after-free; a first version did, and
+        # R2 saw the controller segfault in libvirt.so right after a link healed), and its
+        # close callback goes first, so closing it never marks the live connection broken.
         handover = threading.Lock()
-        late: dict[str, Any] = {"abandoned": False, "conn": None}
+        late = {"abandoned": False}
 
         def open_and_setup() -> Any:
-            self._count("open")
-            conn = libvirt.open(self.uri)
+            conn = setup(libvirt.open(self.uri))
             with handover:
-                late["conn"] = conn
                 if late["abandoned"]:
                     _close_quietly(conn)
                     raise Transient(f"connect {self.uri}: finished after its deadline; closed")
+            return conn
+
+        def setup(conn: Any) -> Any:
+            self._count("open")
             try:
                 self._count("setKeepAlive")
                 conn.setKeepAlive(*self._keepalive)
@@ -161,8 +168,6 @@ class LibvirtConnection:
             if isinstance(exc, CallTimeout):
                 with handover:
                     late["abandoned"] = True
-                    if late["conn"] is not None:  # opened, but too late for us: close it
-                        _close_quietly(late["conn"])
             self.broken_reason = str(exc)
             raise
         except libvirt.libvirtError as exc:

@@ -62,6 +62,9 @@ class _Conn:
     def registerCloseCallback(self, *_a: Any) -> None:  # noqa: N802
         pass
 
+    def unregisterCloseCallback(self) -> None:  # noqa: N802
+        pass
+
     def domainEventRegisterAny(self, *_a: Any) -> None:  # noqa: N802
         pass
 
