@@ -205,9 +205,11 @@ def run_trial(t: Trial, kind: str, env: dict[str, Any]) -> None:
         delay = t.rng.uniform(0, 4)
         t.facts["fault_after_apply_s"] = round(delay, 2)
         time.sleep(delay)
-        before = world(lab, hosts)[victim] or before
     t.facts["workload"] = env["w"]
     gen0 = ctl.get("status")["generation"]
+    # the victim's guests the instant before the fault (a destroy that completes between this
+    # look and the fault would count as unseen: keep the two as close as possible)
+    before = world(lab, hosts)[victim] or before
     w = Watch()
     start_wall, t0 = time.time(), time.monotonic()
     daemon = kind.startswith("daemon")
