@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     if args.smoke:
-        args.cut = min(args.cut, 10.0)
+        args.cut = min(args.cut, 20.0)
     args.lab_dir = args.lab_dir or f"/var/tmp/volctl-r2-{args.transport}"
     plan = kinds(args)
     params = {"transport": args.transport, "cut_s": args.cut, "daemon_down_s": args.daemon_down,
@@ -429,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_lab:
             drop_pool(env["pool"])
             env["lab"].down(quiet=True)
+            shutil.rmtree(args.lab_dir + "-work", ignore_errors=True)
     summarize(camp, args.resync)
     columns = [
         ("trial", "trial"), ("kind", "kind"), ("host", "host"), ("notice_s", "notice s"),
