@@ -3,8 +3,11 @@
 The seed read `physicalmachine_file` (`user@host` per line), `image_file`
 (`user@host:/path/name.img` per line) and a `vm_types` JSON file.  This module turns them
 into Host, Image and InstanceType documents, with the seed's ids kept (pmid and image id
-are the line order, tid is the JSON's), and checks every produced document against the
-same schemas as the loader so a malformed input line is reported against that line.
+are the line order, tid is the JSON's).  Hosts keep the seed's transport
+(`qemu+ssh://user@host/system`), and images keep where they live: `source.ssh` with the
+seed's `user@host` and path, streamed into RBD over SSH on first use as the seed copied them
+with scp (the origin labels stay, for selecting).  Every produced document is checked
+against the same schemas as the loader so a malformed input line is reported against that line.
 It is pure: text in, documents or diagnostics out; `cli/legacy_cmd.py` does the I/O.
 """
 
@@ -145,7 +148,8 @@ def images(file: str, text: str) -> tuple[list[Converted], list[Diagnostic]]:
         names.add(name)
         labels = {ORIGIN_HOST_LABEL: match["host"], ORIGIN_USER_LABEL: match["user"]}
         arch = seed_arch(PurePosixPath(path).stem)
-        spec = {"id": image_id, "arch": arch, "source": {"path": path}}
+        source = {"ssh": {"host": f"{match['user']}@{match['host']}", "path": path}}
+        spec = {"id": image_id, "arch": arch, "source": source}
         out.append(Converted(_doc(Kind.IMAGE, name, spec, labels), file, line))
     return out, problems
 

@@ -86,11 +86,29 @@ class Host:
 
 
 @dataclass(frozen=True)
+class SshSource:
+    """A raw image file on another machine, streamed over SSH into RBD (the seed's
+    `user@host:/path.img` lines).  The optional files are OpenSSH's IdentityFile and
+    UserKnownHostsFile; without them ssh's own configuration of the controller's user applies."""
+
+    host: str  # "user@host" or "host"
+    path: str
+    port: int | None = None
+    identity_file: str | None = None
+    known_hosts_file: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.path}"
+
+
+@dataclass(frozen=True)
 class ImageSource:
-    """Exactly one of `path` (a local raw/qcow2 file to import) or `rbd` (pool/image@snap)."""
+    """Exactly one of `path` (a local raw/qcow2 file to import), `ssh` (a raw file on another
+    machine, streamed in) or `rbd` (pool/image@snap)."""
 
     path: str | None = None
     rbd: str | None = None
+    ssh: SshSource | None = None
 
 
 @dataclass(frozen=True)

@@ -95,3 +95,32 @@ class DiskSpec:
     serial: str  # stable id the guest can see, e.g. "vol-<volumeid>"
     ceph: CephAccess
     bus: DiskBus = DiskBus.VIRTIO
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """An image file on the controller's machine (raw, or qcow2 converted with qemu-img)."""
+
+    path: str
+
+    def __str__(self) -> str:
+        return self.path
+
+
+@dataclass(frozen=True)
+class SshFile:
+    """A raw image file on another machine, read with `ssh HOST cat PATH` (never copied to
+    local disk).  `identity_file`/`known_hosts_file` become ssh's IdentityFile and
+    UserKnownHostsFile; host keys are always checked strictly (nothing is added to a file)."""
+
+    host: str  # "user@host" or "host"
+    path: str
+    port: int | None = None
+    identity_file: str | None = None
+    known_hosts_file: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.path}"
+
+
+ImageFile = LocalFile | SshFile  # what ImportImage reads

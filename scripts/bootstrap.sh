@@ -18,6 +18,7 @@ PKGS=(
   ceph-mon ceph-osd ceph-mgr ceph-common python3-rados python3-rbd
   libvirt-dev pkg-config git gcc libc6-dev python3-venv python3-dev
   iproute2 util-linux procps
+  openssh-server openssh-client  # `lab up --transport ssh` (an sshd per host), Image ssh sources
   systemd  # systemd-analyze verify of contrib/systemd/volctl.service
   syslinux syslinux-common mtools dosfstools
   chromium chromium-driver libjs-jquery wrk curl

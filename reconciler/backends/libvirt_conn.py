@@ -24,7 +24,7 @@ import libvirt
 
 from reconciler.backends.calls import Worker, libvirt_connection_lost, translate_libvirt
 from reconciler.backends.protocols import EventKind
-from reconciler.errors import BackendError, Transient
+from reconciler.errors import BackendError, CallTimeout, Transient
 
 T = TypeVar("T")
 
@@ -55,6 +55,13 @@ def ensure_event_loop() -> None:
         libvirt.virEventRegisterDefaultImpl()
         threading.Thread(target=_run_loop, name="libvirt-events", daemon=True).start()
         _loop_started = True
+
+
+def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.unregisterCloseCallback()
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.close()
 
 
 EventSink = Callable[[str, str, str], None]  # (kind, domain name, domain uuid)
@@ -121,9 +128,25 @@ class LibvirtConnection:
             self._on_lost(reason)
 
     def _open(self) -> Any:
+        # An open that outlives its deadline may still succeed later on the abandoned thread;
+        # that connection (over SSH: an ssh process and a daemon client) must be closed, not
+        # leaked.  Only that thread ever closes it, once its setup is done (closing it from the
+        # caller while the setup still uses it is a use-after-free; a first version did, and
+        # R2 saw the controller segfault in libvirt.so right after a link healed), and its
+        # close callback goes first, so closing it never marks the live connection broken.
+        handover = threading.Lock()
+        late = {"abandoned": False}
+
         def open_and_setup() -> Any:
+            conn = setup(libvirt.open(self.uri))
+            with handover:
+                if late["abandoned"]:
+                    _close_quietly(conn)
+                    raise Transient(f"connect {self.uri}: finished after its deadline; closed")
+            return conn
+
+        def setup(conn: Any) -> Any:
             self._count("open")
-            conn = libvirt.open(self.uri)
             try:
                 self._count("setKeepAlive")
                 conn.setKeepAlive(*self._keepalive)
@@ -142,6 +165,9 @@ class LibvirtConnection:
                 open_and_setup, timeout=self.connect_timeout, what=f"connect {self.uri}"
             )
         except BackendError as exc:
+            if isinstance(exc, CallTimeout):
+                with handover:
+                    late["abandoned"] = True
             self.broken_reason = str(exc)
             raise
         except libvirt.libvirtError as exc:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from reconciler.observe.types import ObservedHost, ObservedStorage
-from reconciler.payload import DiskSpec, DomainSpec, NicSpec
+from reconciler.payload import DiskSpec, DomainSpec, ImageFile, NicSpec
 
 
 class EventKind:
@@ -102,8 +102,9 @@ class Storage(Protocol):
         None means nothing is known about attachments: read everything."""
         ...
 
-    def import_image(self, name: str, path: str, meta: dict[str, str]) -> None:
-        """Import a local file as RBD image `name`, snapshot and protect BASE_SNAPSHOT."""
+    def import_image(self, name: str, source: ImageFile, meta: dict[str, str]) -> None:
+        """Import a local file, or stream a remote one over SSH, as RBD image `name`; then
+        snapshot and protect BASE_SNAPSHOT."""
         ...
 
     def clone(self, parent: str, name: str, size_bytes: int, meta: dict[str, str]) -> None:

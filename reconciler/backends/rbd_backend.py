@@ -41,9 +41,11 @@ from reconciler.backends import id_ledger, rbd_tmp
 from reconciler.backends.calls import Worker, ceph_connection_lost, plain_addr, translate_ceph
 from reconciler.backends.rbd_import import copy_sparse, raw_source
 from reconciler.backends.rbd_observe import Calls, PoolCache
+from reconciler.backends.ssh_import import SshStream, copy_stream
 from reconciler.errors import BackendError, Conflict, Terminal, Transient
 from reconciler.identity import BASE_SNAPSHOT, MANAGED_BY, META_MANAGED_BY, META_NAME
 from reconciler.observe.types import ObservedImage, ObservedStorage
+from reconciler.payload import ImageFile, LocalFile, SshFile
 
 T = TypeVar("T")
 
@@ -458,10 +460,9 @@ class RbdStorage:
         self._forget(name)
         self._call(f"clone {parent} -> {name}", work)
 
-    def import_image(self, name: str, path: str, meta: dict[str, str]) -> None:
-        src = Path(path)
-        if not src.is_file():
-            raise Terminal(f"image source {path} does not exist")
+    def import_image(self, name: str, source: ImageFile, meta: dict[str, str]) -> None:
+        if isinstance(source, LocalFile) and not Path(source.path).is_file():
+            raise Terminal(f"image source {source} does not exist")
 
         def work(io: Any) -> None:
             im = self._open(io, name)
@@ -475,18 +476,34 @@ class RbdStorage:
                         self._ensure_meta(im, current, self._marked(meta))
                         return
                 rbd.RBD().remove(io, name)  # a partial import from a crash: start over
-            with raw_source(src, self.import_timeout) as raw:
-                tmp = self._scratch_create(io, name, raw.stat().st_size)
-                self._mark(io, tmp, meta)
-                with rbd.Image(io, tmp) as im:
-                    copy_sparse(raw, im)
-                    im.flush()
-                    im.create_snap(BASE_SNAPSHOT)
-                    im.protect_snap(BASE_SNAPSHOT)
+            if isinstance(source, SshFile):
+                # ssh is killed a little before the call's deadline, so its error is the one seen
+                with SshStream(source, max(self.import_timeout - 5, 1)) as stream:
+                    tmp = self._fill(
+                        io, name, stream.size, meta, lambda im: copy_stream(stream, im)
+                    )
+            else:
+                with raw_source(Path(source.path), self.import_timeout) as raw:
+                    size = raw.stat().st_size
+                    tmp = self._fill(io, name, size, meta, lambda im: copy_sparse(raw, im))
             self._publish(io, tmp, name)
 
         self._forget(name)
-        self._call(f"import {path} -> {name}", work, timeout=self.import_timeout)
+        self._call(f"import {source} -> {name}", work, timeout=self.import_timeout)
+
+    def _fill(
+        self, io: Any, name: str, size: int, meta: dict[str, str], write: Callable[[Any], None]
+    ) -> str:
+        """A marked scratch image of SIZE bytes written by WRITE, with its protected base
+        snapshot; returns the scratch name (published by the caller)."""
+        tmp = self._scratch_create(io, name, size)
+        self._mark(io, tmp, meta)
+        with rbd.Image(io, tmp) as im:
+            write(im)
+            im.flush()
+            im.create_snap(BASE_SNAPSHOT)
+            im.protect_snap(BASE_SNAPSHOT)
+        return tmp
 
 
 def _shutdown_later(cluster: Any, ios: list[Any]) -> None:

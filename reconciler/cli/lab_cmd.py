@@ -62,6 +62,14 @@ def register(subparsers: Any) -> None:
         "private bridge (lets tests cut a host's link)",
     )
     up.add_argument(
+        "--transport",
+        choices=("tcp", "ssh"),
+        default=None,
+        help="with --netns, how volctl reaches the hosts: qemu+tcp (default) or qemu+ssh "
+        "through an sshd in each host's namespace, with a key and known_hosts of the lab's "
+        "own in DIR/ssh (the seed's user@host transport)",
+    )
+    up.add_argument(
         "--store",
         choices=("dir", "rados"),
         default="dir",
@@ -104,6 +112,7 @@ def _up(args: argparse.Namespace) -> int:
         mon_v2_port=args.mon_v2_port,
         cache_dir=Path(args.cache_dir),
         netns=args.netns,
+        transport=args.transport,
     )
     from reconciler.lab.inventory import set_store
 

@@ -31,9 +31,18 @@ class Timeouts:
 
     libvirt_call: float = 15.0
     libvirt_connect: float = 5.0
+    # qemu+ssh/qemu+libssh: ssh's own connect, key exchange and login come first; on a loaded
+    # machine they alone took 4-6 s (R2), so 5 s made every reconnect after a partition fail
+    libvirt_connect_ssh: float = 30.0
     rbd_call: float = 30.0
     rbd_connect: float = 10.0
     rbd_import: float = 1800.0
+
+
+def over_ssh(uri: str) -> bool:
+    """True for libvirt's SSH transports (`qemu+ssh://`, `qemu+libssh://`, `…+libssh2://`)."""
+    scheme = uri.split(":", 1)[0]
+    return scheme.endswith(("+ssh", "+libssh", "+libssh2"))
 
 
 def hypervisor_for(host: Host, timeouts: Timeouts | None = None) -> LibvirtHypervisor:
@@ -43,7 +52,7 @@ def hypervisor_for(host: Host, timeouts: Timeouts | None = None) -> LibvirtHyper
         host.meta.name,
         host.uri,
         timeout=t.libvirt_call,
-        connect_timeout=t.libvirt_connect,
+        connect_timeout=t.libvirt_connect_ssh if over_ssh(host.uri) else t.libvirt_connect,
         cpu_capacity=host.cpu_capacity,
         ram_capacity_mib=host.ram_capacity_mib,
     )

@@ -21,7 +21,7 @@ from reconciler.backends.protocols import DomainEventCallback, Hypervisor, Stora
 from reconciler.controller.connections import Connections
 from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedHost, ObservedStorage, ObservedWorld
-from reconciler.payload import DiskSpec, DomainSpec, NicSpec
+from reconciler.payload import DiskSpec, DomainSpec, ImageFile, NicSpec
 
 Gate = Callable[[str], None]  # raises Fenced when this replica may not act
 
@@ -96,9 +96,9 @@ class FencedStorage:
     ) -> ObservedStorage:
         return self.inner.observe(external_snapshots, held)
 
-    def import_image(self, name: str, path: str, meta: dict[str, str]) -> None:
+    def import_image(self, name: str, source: ImageFile, meta: dict[str, str]) -> None:
         self.gate(f"import {name}")
-        self.inner.import_image(name, path, self._stamp(meta))
+        self.inner.import_image(name, source, self._stamp(meta))
 
     def clone(self, parent: str, name: str, size_bytes: int, meta: dict[str, str]) -> None:
         self.gate(f"clone {name}")

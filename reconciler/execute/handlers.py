@@ -97,8 +97,8 @@ def run_action(action: Action, b: Backends) -> None:
     """Make `action` true in the world, or raise a typed error."""
     st = b.storage
     match action:
-        case ImportImage(image_name=name, source_path=path, meta=meta):
-            _ensure_image(name, meta, st, lambda: st.import_image(name, path, dict(meta)))
+        case ImportImage(image_name=name, source=source, meta=meta):
+            _ensure_image(name, meta, st, lambda: st.import_image(name, source, dict(meta)))
         case CloneRoot(image_name=name, parent=parent, size_bytes=size, meta=meta):
             _ensure_image(name, meta, st, lambda: st.clone(parent, name, size, dict(meta)))
         case CreateVolume(image_name=name, size_bytes=size, meta=meta):

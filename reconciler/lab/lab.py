@@ -40,9 +40,11 @@ from reconciler.lab.proc import (
     remove_tree,
     stop_pids,
 )
+from reconciler.lab.sshd import HostSshd, LabSsh
 from reconciler.lab.state import DEFAULT_DIR, LabState, default_cache_dir
 
 BASE_IMAGE = "volctl-lab-base"
+TRANSPORTS = ("unix", "tcp", "ssh")  # unix without --netns; tcp (default) or ssh with it
 BASE_SNAP = "base"
 MAX_SOCKET_PATH = 107
 
@@ -79,6 +81,22 @@ class Lab:
         st = state or self.state() or LabState()
         return LibvirtHost(self.dir, name, Path(st.cache_dir) / "qemu-caps", self.net(st))
 
+    def sshd(self, name: str, state: LabState | None = None) -> HostSshd | None:
+        """Host NAME's sshd in ssh-transport mode, else None."""
+        st = state or self.state() or LabState()
+        net = self.net(st)
+        if st.transport != "ssh" or net is None:
+            return None
+        binds = tuple(self.host(name, st).nss_binds())
+        return HostSshd(self.dir, name, net.host_ip(name), net.netns(name), binds)
+
+    def public_uri(self, host: LibvirtHost, state: LabState | None = None) -> str:
+        """The URI the lab hands to volctl: qemu+ssh in ssh mode, else the host's own."""
+        st = state or self.state() or LabState()
+        if st.transport == "ssh" and host.net is not None:
+            return LabSsh(self.dir).uri(host.net.host_ip(host.name))
+        return host.uri
+
     def host_names(self, state: LabState | None) -> list[str]:
         names = set(state.hosts if state else [])
         hosts_dir = self.dir / "hosts"
@@ -108,8 +126,20 @@ class Lab:
         mon_v2_port: int | None = None,
         cache_dir: Path | None = None,
         netns: bool = False,
+        transport: str | None = None,
     ) -> LabInfo:
-        """Bring the lab up (or return the running one if it already has HOSTS hosts)."""
+        """Bring the lab up (or return the running one if it already has HOSTS hosts).
+
+        TRANSPORT is how volctl reaches the hosts: `unix` (the default without netns),
+        `tcp` (the default with it) or `ssh` (netns only: an sshd per host, docs/lab.md)."""
+        transport = transport or ("tcp" if netns else "unix")
+        if transport not in TRANSPORTS:
+            raise LabError(f"unknown transport {transport!r}; one of {', '.join(TRANSPORTS)}")
+        if (transport == "unix") == netns:
+            raise LabError(
+                "--transport tcp and ssh need --netns (each host in its own network namespace); "
+                "without --netns hosts are reached by unix socket"
+            )
         self._t0 = time.monotonic()
         if os.geteuid() != 0:
             raise LabError("volctl lab must run as root (it starts libvirtd and Ceph daemons)")
@@ -117,7 +147,8 @@ class Lab:
             raise LabError("--hosts must be at least 1")
         if self.running():
             info = self.info()
-            if len(info.hosts) == hosts and info.netns == netns:
+            running_transport = (self.state() or LabState()).transport
+            if len(info.hosts) == hosts and info.netns == netns and running_transport == transport:
                 self.log(f"lab already up in {self.dir} ({hosts} hosts)")
                 return info
             raise LabError(
@@ -140,6 +171,7 @@ class Lab:
             cache_dir=str((cache_dir or default_cache_dir()).absolute()),
             netns_subnet=netmod.free_subnet() if netns else None,
             netns_dir_created=netns and not netmod.NETNS_DIR.exists(),
+            transport=transport,
         )
         self.dir.mkdir(parents=True)
         state.save(self.dir)
@@ -182,6 +214,12 @@ class Lab:
         state.save(self.dir)
         net = self.net(state)
         if net:
+            with netmod.subnet_lock():  # pick again: another lab may have claimed ours by now
+                state.netns_subnet = netmod.free_subnet()
+                state.save(self.dir)
+                net = self.net(state)
+                assert net is not None
+                netmod.setup(net, state.hosts)
             self._up_network(net, state, ceph)
         hosts = [self.host(n, state) for n in state.hosts]
         for h in hosts:
@@ -199,6 +237,8 @@ class Lab:
         for h in started:
             h.wait_ready()
         self.log(f"{len(hosts)} libvirtd hosts ready")
+        if state.transport == "ssh":
+            self._up_sshd(state)
 
         secret_uuid = str(uuid.uuid4())
         self._define_secrets(ceph, hosts, secret_uuid)
@@ -212,7 +252,7 @@ class Lab:
         for sub in ("store", "state", "consoles"):
             (self.dir / sub).mkdir(exist_ok=True)
         inventory = self.dir / "inventory.yaml"
-        write_inventory(inventory, [(h.name, h.uri) for h in hosts], base)
+        write_inventory(inventory, [(h.name, self.public_uri(h, state)) for h in hosts], base)
         config = self.dir / "volctl.yaml"
         write_config(
             config,
@@ -223,7 +263,9 @@ class Lab:
         )  # fmt: skip
         info = LabInfo(
             dir=str(self.dir),
-            hosts=tuple(LabHost(h.name, h.uri, h.reaper_pid() or 0) for h in hosts),
+            hosts=tuple(
+                LabHost(h.name, self.public_uri(h, state), h.reaper_pid() or 0) for h in hosts
+            ),
             ceph_conf=str(ceph.conf),
             pool=ceph.pool,
             ceph_user=ceph.controller_user,
@@ -240,7 +282,6 @@ class Lab:
         return info
 
     def _up_network(self, net: LabNet, state: LabState, ceph: CephCluster) -> None:
-        netmod.setup(net, state.hosts)
         with ceph.connect(timeout=30) as cluster:
             ports = netmod.ceph_ports(cluster, (state.mon_port, state.mon_v2_port))
         relay = netmod.start_relay(self.dir, net, state.hosts, ports)
@@ -250,6 +291,18 @@ class Lab:
                 raise LabError("ceph relay did not start:\n" + (self.dir / "relay.log").read_text())
             time.sleep(0.05)
         self.log(f"network namespaces on {net.bridge} 10.231.{net.subnet}.0/24, ceph relayed")
+
+    def _up_sshd(self, state: LabState) -> None:
+        """The lab key, then an sshd per host with its host key pinned in known_hosts."""
+        client = LabSsh(self.dir)
+        pubkey = client.create()
+        daemons = [d for d in (self.sshd(n, state) for n in state.hosts) if d is not None]
+        for d in daemons:
+            client.trust(d.addr, d.write_conf(pubkey))
+            d.spawn()
+        for d in daemons:
+            d.wait_ready()
+        self.log(f"sshd on every host (key and known_hosts in {client.dir})")
 
     def _define_secrets(self, ceph: CephCluster, hosts: list[LibvirtHost], uuid_: str) -> None:
         """client.volctl's cephx key goes from its keyring straight into each host's secret,
@@ -263,6 +316,8 @@ class Lab:
         lines = self.ceph(state).log_tails()
         for name in self.host_names(state):
             lines += self.host(name, state).log_tails()
+            sshd = self.sshd(name, state)
+            lines += sshd.log_tails() if sshd is not None else []
         for line in lines:
             self._log_fn(line)
 
@@ -287,6 +342,10 @@ class Lab:
         state = state or LabState()
         hosts = [self.host(n, state) for n in self.host_names(state)]
         stop_pids([p for h in hosts for p in h.qemu_pids()], grace=5)
+        for name in self.host_names(state):
+            sshd = self.sshd(name, state)
+            if sshd is not None:
+                sshd.stop()
         stop_pids([p for h in hosts for p in (h.reaper_pid(), h.libvirtd_pid()) if p], grace=8)
         netmod.stop_relay(self.dir)
         self.ceph(state).stop()
@@ -330,7 +389,7 @@ class Lab:
         h.spawn()
         h.wait_ready()
         info = self.info()
-        new = LabHost(h.name, h.uri, h.reaper_pid() or 0)
+        new = LabHost(h.name, self.public_uri(h), h.reaper_pid() or 0)
         hosts = tuple(new if x.name == name else x for x in info.hosts)
         replace(info, hosts=hosts).save()
         return new
@@ -381,8 +440,15 @@ class Lab:
             h = self.host(name, state)
             guests = len(h.qemu_pids())
             health = h.health()
+            sshd = self.sshd(name, state)
+            if sshd is not None:
+                rows.append(
+                    {"component": f"sshd {name}", "pid": sshd.pid(), "addr": f"{sshd.addr}:22",
+                     "health": "running" if sshd.pid() else "down"}
+                )  # fmt: skip
             rows.append(
-                {"component": f"host {name}", "pid": h.reaper_pid(), "addr": h.uri,
+                {"component": f"host {name}", "pid": h.reaper_pid(),
+                 "addr": self.public_uri(h, state),
                  "health": f"{health}, {guests} guest(s)" if health == "ok" else health}
             )  # fmt: skip
         return rows

@@ -169,7 +169,7 @@ class LibvirtHost:
         (nss / "passwd").write_text(passwd)
         (nss / "group").write_text(group)
 
-    def _nss_binds(self) -> list[str]:
+    def nss_binds(self) -> list[str]:
         nss = self.dir / "nss"
         out = []
         for name in ("passwd", "group"):
@@ -186,7 +186,7 @@ class LibvirtHost:
         out = (self.dir / "daemon.out").open("ab")
         cmd = [
             sys.executable, "-m", "reconciler.lab.reaper",
-            "--root", str(self.dir), "--hostname", self.name, *self._nss_binds(),
+            "--root", str(self.dir), "--hostname", self.name, *self.nss_binds(),
             *(["--netns", self.net.netns(self.name)] if self.net else []), "--",
             "libvirtd", "--pid-file", "/run/libvirt/libvirtd.pid",
             "-f", "/etc/libvirt/libvirtd.conf", *(["--listen"] if self.net else []),

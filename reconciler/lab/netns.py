@@ -12,10 +12,12 @@ machine's loopback and reaches the namespaces through `reconciler.lab.relay`.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,22 @@ class LabNet:
 
     def uri(self, host: str) -> str:
         return f"qemu+tcp://{self.host_ip(host)}/system"
+
+
+SUBNET_LOCK = Path("/run/lock/volctl-lab-netns.lock")
+
+
+@contextlib.contextmanager
+def subnet_lock() -> Iterator[None]:
+    """Machine-wide: choosing a free subnet and claiming it (the bridge address) is one step,
+    so two labs coming up at once never pick the same 10.231.N.0/24 (R2 ran into this)."""
+    SUBNET_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with SUBNET_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def free_subnet() -> int:

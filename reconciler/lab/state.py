@@ -39,6 +39,7 @@ class LabState:
     created_mountpoints: list[str] = field(default_factory=list)
     netns_subnet: int | None = None  # set in network-namespace mode (10.231.N.0/24)
     netns_dir_created: bool = False  # /run/netns did not exist before this lab
+    transport: str = "unix"  # how volctl reaches the hosts: unix, tcp (netns) or ssh (netns)
 
     @staticmethod
     def load(lab_dir: Path) -> LabState | None:

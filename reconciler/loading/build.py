@@ -23,6 +23,7 @@ from reconciler.model import (
     NetworkKind,
     Origin,
     ReclaimPolicy,
+    SshSource,
     VirtType,
     VirtualMachine,
     Volume,
@@ -43,6 +44,19 @@ def _int(value: Any) -> int:
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _ssh(value: Any) -> SshSource | None:
+    """`{host, path, port?, identityFile?, knownHostsFile?}` (schema-checked) to an SshSource."""
+    if value is None:
+        return None
+    return SshSource(
+        host=str(value["host"]),
+        path=str(value["path"]),
+        port=_opt_int(value.get("port")),
+        identity_file=value.get("identityFile"),
+        known_hosts_file=value.get("knownHostsFile"),
+    )
 
 
 def networks(value: Any) -> tuple[Network, ...] | None:
@@ -80,7 +94,9 @@ def desired_state(
         images[name] = Image(
             meta=_meta(entry),
             id=_int(entry.spec["id"]),
-            source=ImageSource(path=source.get("path"), rbd=source.get("rbd")),
+            source=ImageSource(
+                path=source.get("path"), rbd=source.get("rbd"), ssh=_ssh(source.get("ssh"))
+            ),
             arch=str(entry.spec.get("arch", "x86_64")),
         )
     types = {

@@ -58,6 +58,14 @@ _PATTERN_WORDS = {
     "interval": "a duration such as 30, 30s, 5m or 1h",
     "monitors": "host:port",
 }
+# Image spec.source.ssh's fields (keyed apart: `host` elsewhere is a Host's name)
+_SSH_WORDS = {
+    "host": "user@host or host as ssh takes it, like root@10.1.33.121 (letters, digits, "
+    ". _ - only)",
+    "path": _PATTERN_WORDS["path"],
+    "identityFile": _PATTERN_WORDS["path"],
+    "knownHostsFile": _PATTERN_WORDS["path"],
+}
 _NAME_RULE = "1-63 letters, digits, '_', '.' or '-', starting and ending with a letter or digit"
 
 
@@ -328,6 +336,8 @@ def _pattern_message(path: tuple[str | int, ...], value: str, in_property_names:
     last = path[-1] if path else ""
     if isinstance(last, int) and len(path) >= 2:
         last = path[-2]  # an item of a list: the list's words
+    if len(path) >= 2 and path[-2] == "ssh" and isinstance(last, str) and last in _SSH_WORDS:
+        return f"must be {_SSH_WORDS[last]} (got {show(value)})"
     if isinstance(last, str) and last in _PATTERN_WORDS:
         return f"must be {_PATTERN_WORDS[last]} (got {show(value)})"
     return f"{show(value)} is not a valid name: {_NAME_RULE}{_culprit(value)}"

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, TypeAlias
 
-from reconciler.payload import DiskSpec, DomainSpec, NicSpec
+from reconciler.payload import DiskSpec, DomainSpec, ImageFile, NicSpec
 from reconciler.plan.reasons import BlockReason
 
 Meta = tuple[tuple[str, str], ...]  # RBD image-meta to write, in order
@@ -85,11 +85,12 @@ class ActionBase:
 
 @dataclass(frozen=True, kw_only=True)
 class ImportImage(ActionBase):
-    """Import a local file as RBD image `image_name` with its protected base snapshot."""
+    """Import a local file, or a file streamed over SSH, as RBD image `image_name` with its
+    protected base snapshot."""
 
     kind: ClassVar[ActionKind] = ActionKind.IMPORT_IMAGE
     image_name: str
-    source_path: str
+    source: ImageFile
     meta: Meta
 
 

@@ -1,8 +1,8 @@
 """Where a VM's root disk is cloned from, and importing path-sourced images on first use.
 
-An Image with a `path` source becomes RBD image `img-<name>` with the protected snapshot
-`volctl-base`; it is imported only when some VM of this plan needs a clone of it, never
-ahead of time.  An Image with an `rbd` source (`pool/image@snap`) is used as it is; if
+An Image with a `path` or an `ssh` source becomes RBD image `img-<name>` with the protected
+snapshot `volctl-base`; it is imported only when some VM of this plan needs a clone of it,
+never ahead of time.  An Image with an `rbd` source (`pool/image@snap`) is used as it is; if
 that snapshot does not exist, VMs that need it are blocked ("ImageMissing").
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from reconciler import identity
 from reconciler.model import Image
+from reconciler.payload import ImageFile, LocalFile, SshFile
 from reconciler.plan.actions import ChangeOp, ImportImage
 from reconciler.plan.draft import Draft
 from reconciler.plan.reasons import BlockReason
@@ -45,7 +46,18 @@ def parent_of(world: World, image: Image) -> str:
 
 
 def image_hash(image: Image) -> str:
-    return identity.spec_hash({"id": image.id, "path": image.source.path, "rbd": image.source.rbd})
+    fields: dict[str, object] = {"id": image.id, "path": image.source.path, "rbd": image.source.rbd}
+    if image.source.ssh is not None:  # only when set: hashes of path/rbd images stay as they were
+        fields["ssh"] = str(image.source.ssh)
+    return identity.spec_hash(fields)
+
+
+def import_file(image: Image) -> ImageFile | None:
+    """What an ImportImage of this image reads: its local file or its file over SSH."""
+    ssh = image.source.ssh
+    if ssh is not None:
+        return SshFile(ssh.host, ssh.path, ssh.port, ssh.identity_file, ssh.known_hosts_file)
+    return LocalFile(image.source.path) if image.source.path is not None else None
 
 
 @dataclass
@@ -90,7 +102,8 @@ class Images:
                 and identity.BASE_SNAPSHOT in obs.protected_snapshots
             ):
                 return Source(parent, size_bytes=obs.size_bytes)
-        if image.source.path is None:
+        source = import_file(image)
+        if source is None:
             return NoSource(BlockReason.INVALID_SPEC, f"image {name} has no source")
         if not plan_import:
             return Source(parent)
@@ -108,14 +121,14 @@ class Images:
                 before=None
                 if obs is None
                 else f"{img_name} without snapshot {identity.BASE_SNAPSHOT}",
-                after=f"{img_name}@{identity.BASE_SNAPSHOT} from {image.source.path}",
+                after=f"{img_name}@{identity.BASE_SNAPSHOT} from {source}",
                 reason="first use by a VM",
                 image_name=img_name,
-                source_path=image.source.path,
+                source=source,
                 meta=meta,
             )
         )
-        self.draft.change(resource, ChangeOp.CREATE, None, f"{img_name} from {image.source.path}")
+        self.draft.change(resource, ChangeOp.CREATE, None, f"{img_name} from {source}")
         return Source(parent, dep=action_id)
 
     def _external(self, parent: str) -> Source | NoSource:

@@ -49,7 +49,7 @@ def vm_hash(
         itype.disk,
         image=image.meta.name,
         image_id=image.id,
-        source=image.source.rbd or image.source.path,
+        source=image.source.rbd or image.source.path or str(image.source.ssh or ""),
         extra=(
             *((("virtType", virt_type.value),) if virt_type != VirtType.QEMU else ()),
             *((("arch", image.arch),) if image.arch != "x86_64" else ()),

@@ -237,7 +237,7 @@ def _host(idx: Index, name: str) -> Facts:
 def _image(idx: Index, name: str) -> Facts:
     img = idx.desired.images[name]
     key = f"image/{name}"
-    details = {"source": img.source.path or img.source.rbd or ""}
+    details = {"source": img.source.path or img.source.rbd or str(img.source.ssh or "")}
     if img.source.rbd is not None:
         found = idx.observed.storage.external_snapshots.get(img.source.rbd)
         phase, msg = Phase.READY, ""

@@ -15,6 +15,7 @@ from reconciler.backends.rbd_backend import RbdStorage
 from reconciler.errors import Conflict, NotFound, Transient
 from reconciler.identity import BASE_SNAPSHOT, MANAGED_BY, META_KIND, META_MANAGED_BY
 from reconciler.lab.testing import LabPool
+from reconciler.payload import LocalFile
 
 pytestmark = pytest.mark.lab
 MiB = 1 << 20
@@ -59,7 +60,7 @@ def test_import_is_complete_and_idempotent(
 ) -> None:
     src = _raw_file(tmp_path)
     name = f"{prefix}img"
-    storage.import_image(name, str(src), {META_KIND: "image"})
+    storage.import_image(name, LocalFile(str(src)), {META_KIND: "image"})
     with rbd.Image(ioctx, name, read_only=True) as im:
         first_id = im.id()
         assert im.size() == 12 * MiB
@@ -67,7 +68,7 @@ def test_import_is_complete_and_idempotent(
         assert im.read(9 * MiB + 123, 11) == b"volctl-tail"
         assert im.is_protected_snap(BASE_SNAPSHOT)
         assert dict(im.metadata_list())[META_MANAGED_BY] == MANAGED_BY
-    storage.import_image(name, str(src), {META_KIND: "image"})
+    storage.import_image(name, LocalFile(str(src)), {META_KIND: "image"})
     with rbd.Image(ioctx, name, read_only=True) as im:
         assert im.id() == first_id  # not re-imported
     img = storage.observe().images[name]
@@ -84,7 +85,7 @@ def test_partial_import_from_a_crash_is_redone(
     rbd.RBD().create(ioctx, name, MiB)  # crashed after create + mark, before the snapshot
     with rbd.Image(ioctx, name) as im:
         im.metadata_set(META_MANAGED_BY, MANAGED_BY)
-    storage.import_image(name, str(src), {})
+    storage.import_image(name, LocalFile(str(src)), {})
     with rbd.Image(ioctx, name, read_only=True) as im:
         assert im.size() == 12 * MiB
         assert im.read(9 * MiB + 123, 11) == b"volctl-tail"
@@ -95,7 +96,7 @@ def test_clone_grow_meta_idempotent_and_parent_checked(
     storage: RbdStorage, ioctx: rados.Ioctx, prefix: str, tmp_path: Path
 ) -> None:
     base = f"{prefix}base"
-    storage.import_image(base, str(_raw_file(tmp_path)), {})
+    storage.import_image(base, LocalFile(str(_raw_file(tmp_path))), {})
     parent = f"{storage.pool}/{base}@{BASE_SNAPSHOT}"
     child = f"{prefix}root"
     storage.clone(parent, child, 64 * MiB, {META_KIND: "root"})
@@ -108,7 +109,7 @@ def test_clone_grow_meta_idempotent_and_parent_checked(
     assert obs.images[child].parent == parent
     assert obs.external_snapshots == {parent: True, f"{storage.pool}/{prefix}nope@x": False}
     other = f"{prefix}other"
-    storage.import_image(other, str(_raw_file(tmp_path)), {})
+    storage.import_image(other, LocalFile(str(_raw_file(tmp_path))), {})
     with pytest.raises(Conflict):  # same name, different parent
         storage.clone(f"{storage.pool}/{other}@{BASE_SNAPSHOT}", child, 64 * MiB, {})
     with pytest.raises(Conflict):  # the base still has a clone
@@ -147,7 +148,7 @@ def test_foreign_image_is_never_changed(
         lambda: storage.resize(name, 8 * MiB),
         lambda: storage.set_meta(name, {META_MANAGED_BY: MANAGED_BY}),
         lambda: storage.remove(name),
-        lambda: storage.import_image(name, str(_raw_file(tmp_path)), {}),
+        lambda: storage.import_image(name, LocalFile(str(_raw_file(tmp_path))), {}),
     ):
         with pytest.raises(Conflict):
             action()

@@ -29,7 +29,7 @@ from reconciler.observe.types import (
     ObservedStorage,
     OwnerMark,
 )
-from reconciler.payload import CephAccess, DiskSpec, DomainSpec, NicSpec
+from reconciler.payload import CephAccess, DiskSpec, DomainSpec, ImageFile, NicSpec
 
 CEPH = CephAccess(monitors=(("127.0.0.1", 6789),), auth_user="admin", secret_uuid="u-1")
 
@@ -144,7 +144,7 @@ class FakeStorage:
                 self.hwm[kind] = max(self.hwm[kind], int(meta[META_ID]))
             self.images[name] = ObservedImage(name, size, meta, parent, snaps, snaps)
 
-    def import_image(self, name: str, path: str, meta: dict[str, str]) -> None:
+    def import_image(self, name: str, source: ImageFile, meta: dict[str, str]) -> None:
         self._call("import_image", name)
         self._add(name, 1 << 30, meta, snaps=("volctl-base",))
 

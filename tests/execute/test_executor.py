@@ -27,7 +27,7 @@ from reconciler.identity import (
     META_NAME,
 )
 from reconciler.observe.types import ObservedImage
-from reconciler.payload import DiskSpec, DomainSpec
+from reconciler.payload import DiskSpec, DomainSpec, LocalFile
 from reconciler.plan.actions import (
     Action,
     AttachVolume,
@@ -83,7 +83,7 @@ def vm_actions(name: str, host: str, spec_hash: str = "h1") -> list[Action]:
 IMPORT = ImportImage(
     resource="image/base",
     image_name="img-base",
-    source_path="/img/base.raw",
+    source=LocalFile("/img/base.raw"),
     meta=mark("image", "base"),
 )
 

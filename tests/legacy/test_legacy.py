@@ -11,6 +11,7 @@ import pytest
 from reconciler.cli.main import main
 from reconciler.legacy import ORIGIN_HOST_LABEL, ORIGIN_USER_LABEL, safe_name
 from reconciler.loading import load_paths, load_texts
+from reconciler.model import SshSource
 
 DATA = Path(__file__).resolve().parent / "data"
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +45,12 @@ def test_seed_files_to_stdout_load_as_the_seed_described(
         "10.1.33.123": ("qemu+ssh://root@10.1.33.123/system", 3),
     }
     ubuntu = state.images["ubuntu"]
-    assert (ubuntu.id, ubuntu.source.path) == (1, "/var/lib/images/ubuntu.img")
+    # where the seed's image lives, streamed over SSH on first use (as the seed used scp)
+    assert (ubuntu.id, ubuntu.source.path) == (1, None)
+    assert ubuntu.source.ssh == SshSource("root@10.1.33.121", "/var/lib/images/ubuntu.img")
+    assert state.images["cirros"].source.ssh == SshSource(
+        "root@10.1.33.122", "/var/lib/images/cirros.img"
+    )
     assert ubuntu.meta.labels == {ORIGIN_HOST_LABEL: "10.1.33.121", ORIGIN_USER_LABEL: "root"}
     assert state.images["cirros"].id == 2
     # the seed's naming: only `_64` images needed a 64-bit machine
@@ -131,7 +137,7 @@ MALFORMED = [
         [
             "{f}:2: expected user@host:/path/name.img (like "
             "root@10.1.33.121:/var/lib/images/ubuntu.img), got 'root@h:relative/path.img'",
-            "{f}:4: spec.source.path: must be an absolute file path made of letters, digits and"
+            "{f}:4: spec.source.ssh.path: must be an absolute file path made of letters, digits and"
             " . _ / + @ : = , ~ - without . or .. segments (got '/a/../b.img')",
         ],
     ),

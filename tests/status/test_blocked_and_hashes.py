@@ -14,7 +14,7 @@ import pytest
 
 from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedWorld
-from reconciler.payload import DiskSpec, DomainSpec
+from reconciler.payload import DiskSpec, DomainSpec, LocalFile
 from reconciler.plan.actions import (
     Action,
     AttachVolume,
@@ -204,7 +204,7 @@ META = (("volctl.spec-hash", "img-hash"), ("volctl.name", "x"))
         (StopDomain(resource="vm/a", host="h1", domain=DOM), "vm-hash"),
         (DestroyDomain(resource="vm/a", host="h1", domain=DOM), "vm-hash"),
         (
-            ImportImage(resource="image/x", image_name="img-x", source_path="/x", meta=META),
+            ImportImage(resource="image/x", image_name="img-x", source=LocalFile("/x"), meta=META),
             "img-hash",
         ),
         (

@@ -1,0 +1,37 @@
+"""R2's smoke mode: one link cut during an apply, on the SSH transport (the seed's), judged
+from libvirt on both hosts: no duplicate, nothing destroyed unseen, Unknown reported, healed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_r2_smoke_over_ssh(tmp_path: Path) -> None:
+    lab_dir = f"/var/tmp/volctl-r2-smoke-{os.getpid()}"
+    env = {**os.environ, "VOLCTL_RELIABILITY_RESULTS": str(tmp_path)}
+    run = subprocess.run(
+        [sys.executable, "-m", "reliability.r2_hosts", "--smoke", "--transport", "ssh",
+         "--cut", "20", "--lab-dir", lab_dir],
+        capture_output=True, text=True, timeout=1700, cwd=REPO, env=env, check=False,
+    )  # fmt: skip
+    out = run.stdout + run.stderr[-3000:]
+    doc = json.loads((tmp_path / "r2_hosts-latest.json").read_text())
+    assert doc["seed"], out
+    assert doc["rows"], out
+    row = doc["rows"][0]
+    assert row["kind"] == "link-apply"
+    assert row["duplicates"] == 0, out
+    assert row["unseen_destroys"] == 0, out
+    assert row["notice_s"] is not None, out
+    assert row["recover_s"] is not None, out
+    assert run.returncode == 0, out
+    assert not Path(lab_dir).exists()  # the lab is gone again
