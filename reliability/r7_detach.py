@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import tempfile
 import threading
@@ -53,6 +54,7 @@ from bench.common.lab import add_lab_args, open_lab
 from bench.common.world import ceph
 from bench.tools.base import run_logged, tail
 from bench.tools.volctl_tool import VOLCTL, Volctl
+from reconciler.backends.calls import plain_addr
 from reliability.common.campaign import Campaign, Trial, add_campaign_args, median, percentile
 
 
@@ -87,9 +89,22 @@ class Sampler:
             self._stop.wait(0.25)
 
 
-def watchers(fleet: Fleet, image: str) -> int:
+def controller_clients(v: Volctl) -> set[str]:
+    """The Ceph client addresses the controller connected with (its `ceph.connected` log
+    lines): its own header watches on held images are not a second user of the volume."""
+    addrs = set()
+    for line in Path(v.log).read_text(errors="replace").splitlines():
+        if '"ceph.connected"' in line:
+            with contextlib.suppress(ValueError):
+                addrs.add(plain_addr(str(json.loads(line).get("client_addr", ""))))
+    return addrs
+
+
+def watchers(fleet: Fleet, image: str, v: Volctl) -> int:
+    """qemu's watchers of IMAGE: every RBD watcher except volctl's own header watch."""
+    ours = controller_clients(v)
     with ceph(fleet.lab) as io, rbd.Image(io, image, read_only=True) as img:
-        return len(list(img.watchers_list()))
+        return sum(1 for w in img.watchers_list() if plain_addr(str(w["addr"])) not in ours)
 
 
 def _dom(vm: VMWork) -> tuple[Any, Any]:
@@ -142,7 +157,7 @@ def unacknowledged(t: Trial, v: Volctl, fleet: Fleet, work: Path, src: VMWork, d
                         t.fail(f"attached elsewhere while still in the paused guest: {where}")
                         break
                     time.sleep(0.25)
-                n = watchers(fleet, image)
+                n = watchers(fleet, image, v)
                 if n != 1:
                     t.fail(f"{n} RBD watchers while the paused guest holds the disk")
                 t.facts["phases_while_paused"] = sorted(phases)
@@ -177,7 +192,7 @@ def burst(t: Trial, v: Volctl, fleet: Fleet, work: Path, moves: int, src: VMWork
         t.facts["burst_settle_s"] = round(time.monotonic() - t0, 2)
     time.sleep(1.0)  # a late, wrong attach would show now
     where = _where(fleet, image)
-    n = watchers(fleet, image)
+    n = watchers(fleet, image, v)
     t.facts.update(burst_moves=moves, burst_samples=s.samples, final_watchers=n)
     if where != {last.name: (True, True)}:
         t.fail(f"after {moves} moves: {where}, want only {last.name}")

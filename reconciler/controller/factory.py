@@ -15,6 +15,8 @@ import configparser
 import re
 from dataclasses import dataclass
 
+import structlog
+
 from reconciler.backends.libvirt_backend import LibvirtHypervisor
 from reconciler.backends.rbd_backend import RbdStorage
 from reconciler.config import CephConfig
@@ -61,7 +63,7 @@ def hypervisor_for(host: Host, timeouts: Timeouts | None = None) -> LibvirtHyper
 def storage_for(ceph: CephConfig, timeouts: Timeouts | None = None) -> RbdStorage:
     """The RbdStorage for the configured pool and cephx user."""
     t = timeouts or Timeouts()
-    return RbdStorage(
+    storage = RbdStorage(
         ceph.conf,
         ceph.pool,
         ceph.user,
@@ -69,6 +71,14 @@ def storage_for(ceph: CephConfig, timeouts: Timeouts | None = None) -> RbdStorag
         connect_timeout=t.rbd_connect,
         import_timeout=t.rbd_import,
     )
+    storage.connect_hook = log_ceph_client
+    return storage
+
+
+def log_ceph_client(addr: str) -> None:
+    """Log the Ceph client address of each new connection: it is what `ceph osd blocklist`
+    takes, and it tells volctl's own header watches apart from qemu's in `rbd status`."""
+    structlog.get_logger("volctl.controller").info("ceph.connected", client_addr=addr)
 
 
 def ceph_access(ceph: CephConfig) -> CephAccess:

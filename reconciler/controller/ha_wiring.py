@@ -54,7 +54,14 @@ def build_replica(
         status: StatusStore, gate: Gate, epoch: Callable[[], int], on_connect: Callable[[str], None]
     ) -> Runtime:
         storage = storage_for(config.ceph)
-        storage.connect_hook = on_connect  # every connection is recorded and gated (docs/ha.md)
+        logged = storage.connect_hook
+
+        def hook(addr: str) -> None:  # every connection is logged, recorded and gated (docs/ha.md)
+            if logged is not None:
+                logged(addr)
+            on_connect(addr)
+
+        storage.connect_hook = hook
         return runtime(
             config,
             source_factory(),
