@@ -245,31 +245,47 @@ class Volctl:
         return rows
 
     def _resync_row(self, fleet: Fleet) -> dict[str, Any]:
+        """The first whole pass of the warm controller that starts after the mark and finds
+        nothing to do.  Every pass observes everything (level-based), and any pass re-arms the
+        resync timer, so a libvirt or RBD event that wakes the loop first stands in for the
+        resync; its triggers are recorded."""
         row: dict[str, Any] = {"tool": "volctl resync pass (warm controller)", "ok": False}
+        deadline = time.monotonic() + self.resync * 3 + 10
+        seen: list[str] = []
+        found: tuple[dict[str, Any], dict[str, Any]] | None = None
         with DaemonRpcCounter(fleet.lab, fleet.hosts) as counter:
             self.ctl_log.mark()
-            start = self.ctl_log.wait_for(
-                lambda e: e.get("event") == "pass.start" and "resync" in e.get("triggers", []),
-                timeout=self.resync * 3 + 10,
-            )
-            end = None
-            if start is not None:
+            while found is None:
+                left = deadline - time.monotonic()
+                start = self.ctl_log.wait_for(lambda e: e.get("event") == "pass.start", left)
+                if start is None:
+                    break
                 rid = start.get("reconcile_id")
                 end = self.ctl_log.wait_for(
-                    lambda e: e.get("event") == "pass.end" and e.get("reconcile_id") == rid,
+                    lambda e, rid=rid: (
+                        e.get("event") == "pass.end" and e.get("reconcile_id") == rid
+                    ),
                     timeout=60,
                 )
-        if start is None or end is None:
-            row["error"] = "no resync pass seen in the controller log"
+                if end is None:
+                    break
+                seen.append(f"{','.join(start.get('triggers', []))}: {end.get('actions')} actions")
+                if end.get("actions", 0) == 0 and end.get("converged"):
+                    found = (start, end)
+        if found is None:
+            row["error"] = f"no steady pass (converged, 0 actions) in the controller log: {seen}"
             return row
+        start, end = found
+        # the daemons' logs are read when the counter's block ends
         rpcs = counter.result(window=(start["_t"] - 0.005, end["_t"] + 0.005))
         row.update(
-            ok=end.get("actions", 0) == 0 and bool(end.get("converged")),
+            ok=True,
+            triggers=start.get("triggers", []),
             rerun_s=float(end["duration_ms"]) / 1000,
             rerun_rpcs=rpcs.total,
             rerun_xml_desc=rpcs.xml_desc,
             rerun_rpc_detail=rpcs.as_dict(),
-            pass_actions=end.get("actions"),
+            pass_actions=0,
         )
         return row
 
