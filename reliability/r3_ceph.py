@@ -213,7 +213,7 @@ def run_trial(
     extras: list[str],
     outage: CephOutage,
 ) -> None:
-    ok, _secs, problems = ctl.wait_converged(wl, timeout=600)
+    ok, _secs, problems = ctl.wait_converged(wl, timeout=args.recover_timeout)
     if not ok:
         t.fail(f"not converged before the outage: {problems[:3]}")
         return
@@ -351,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.smoke:
         args.trials, args.outage, args.vms, args.new = 1, 35.0, 1, 1
+        # within the suite's 560 s: a trial that cannot converge fails and says why
+        args.recover_timeout = min(args.recover_timeout, 240.0)
         if args.trial is None:
             args.trial = 1  # an apply trial: the harder half
     listen = args.listen or f"127.0.0.1:{free_ports(1)[0]}"
@@ -403,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                 outage.thaw()
                 t.fail(f"trial crashed: {type(exc).__name__}: {exc}")
                 traceback.print_exc()
+            if t.failures:
+                print("\n".join(ctl.log_digest()), flush=True)
     finally:
         ctl.close()
         cleanup(lab, PREFIX + "-", (f"vm-{PREFIX}-", f"vol-{PREFIX}-"))

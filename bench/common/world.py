@@ -22,12 +22,32 @@ from bench.common.lab import Lab
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors are raised, not printed
 
 
-@contextlib.contextmanager
-def ceph(lab: Lab) -> Iterator[rados.Ioctx]:
-    cluster = rados.Rados(conffile=lab.info.ceph_conf)
-    cluster.connect(timeout=30)
+# every read of the judge ends: a PG left laggy by a fault must fail the read (and the
+# check be retried), not hang the campaign past its test's timeout with nothing said
+JUDGE_OP_TIMEOUT_S = 30
+
+
+def judge_cluster(lab: Lab) -> rados.Rados:
+    """A connected client of the lab's Ceph whose every mon and OSD op times out."""
+    secs = str(JUDGE_OP_TIMEOUT_S)
+    cluster = rados.Rados(
+        conffile=lab.info.ceph_conf,
+        conf={"rados_osd_op_timeout": secs, "rados_mon_op_timeout": secs},
+    )
     try:
-        ioctx = cluster.open_ioctx(lab.info.pool)
+        cluster.connect(timeout=JUDGE_OP_TIMEOUT_S)
+    except rados.Error:
+        cluster.shutdown()
+        raise
+    return cluster
+
+
+@contextlib.contextmanager
+def ceph(lab: Lab, pool: str | None = None) -> Iterator[rados.Ioctx]:
+    """An ioctx on the lab's pool (or POOL) with bounded ops."""
+    cluster = judge_cluster(lab)
+    try:
+        ioctx = cluster.open_ioctx(pool or lab.info.pool)
         try:
             yield ioctx
         finally:

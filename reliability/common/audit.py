@@ -25,6 +25,7 @@ import rados
 import rbd
 
 from bench.common.lab import Lab
+from bench.common.world import ceph
 from reconciler import identity
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -118,17 +119,9 @@ def observe(lab: Lab, pool: str) -> World:
 
 @contextlib.contextmanager
 def pool_io(lab: Lab, pool: str) -> Iterator[rados.Ioctx]:
-    """An ioctx on `pool` (bench's `world.ceph` opens the lab's own pool only)."""
-    cluster = rados.Rados(conffile=lab.info.ceph_conf)
-    cluster.connect(timeout=30)
-    try:
-        io = cluster.open_ioctx(pool)
-        try:
-            yield io
-        finally:
-            io.close()
-    finally:
-        cluster.shutdown()
+    """An ioctx on `pool`, every op bounded (bench's `world.ceph`)."""
+    with ceph(lab, pool) as io:
+        yield io
 
 
 def judge(world: World, want: Desired, *, scratch_grace: float) -> Verdict:

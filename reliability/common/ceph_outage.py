@@ -140,8 +140,17 @@ def _ceph(lab_dir: str | Path, *args: str, timeout: float = 20, mgr: bool = Fals
         if "=" in a:
             k, _, v = a.partition("=")
             cmd[k] = [v] if k == "ids" else v
-    cluster = rados.Rados(conffile=str(Path(lab_dir) / "ceph" / "ceph.conf"), rados_id="admin")
-    cluster.connect(timeout=int(timeout))
+    secs = str(int(timeout))
+    cluster = rados.Rados(
+        conffile=str(Path(lab_dir) / "ceph" / "ceph.conf"),
+        rados_id="admin",
+        conf={"rados_osd_op_timeout": secs, "rados_mon_op_timeout": secs},
+    )
+    try:
+        cluster.connect(timeout=int(timeout))
+    except rados.Error:
+        cluster.shutdown()
+        raise
     try:
         send = cluster.mgr_command if mgr else cluster.mon_command
         ret, out, err = send(json.dumps(cmd), b"", timeout=int(timeout))

@@ -8,6 +8,7 @@ writes what the campaign's `Workload` asks for into the store, deleting what lef
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -128,6 +129,25 @@ class Controller(Volctl):
         except Exception as exc:  # noqa: BLE001
             problems = [f"world check failed: {exc}"]
         return False, time.monotonic() - t0, problems
+
+    def log_digest(self, n: int = 30) -> list[str]:
+        """The controller log's last N warnings, errors and pass ends, one short line each
+        (what a failed smoke prints, so CI's output says why)."""
+        if not getattr(self, "log", None) or not Path(self.log).exists():
+            return []
+        out: list[str] = []
+        for line in Path(self.log).read_text(errors="replace").splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(ev, dict):
+                continue
+            if ev.get("level") in ("warning", "error") or ev.get("event") == "pass.end":
+                keys = ("event", "host", "action", "converged", "remaining", "error", "reason")
+                out.append(" ".join(f"{k}={str(ev[k])[:160]}" for k in keys if k in ev))
+        stamp = [f"{len(out)} lines of interest in {self.log}"]
+        return stamp + out[-n:]
 
     def close(self) -> None:
         self.stop_controller()
