@@ -13,12 +13,6 @@ smoke is 60 s of churn with faults.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,40 +20,13 @@ import pytest
 
 from reconciler.lab.info import LabInfo
 from reliability.common.ceph_outage import thaw_lab
+from tests.reliability.smoke import run_scenario as run_smoke
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def run_scenario(
-    name: str, lab: LabInfo, tmp_path: Path, *args: str, timeout: float = 560
-) -> dict[str, Any]:
-    env = dict(os.environ, VOLCTL_RELIABILITY_RESULTS=str(tmp_path))
-    env.pop("VOLCTL_CONFIG", None)
-    with subprocess.Popen(
-        [sys.executable, "-m", f"reliability.{name}", "--smoke", "--lab-dir", lab.dir, *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as child:
-        try:
-            stdout, stderr = child.communicate(timeout=timeout)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-            thaw_lab(lab.dir)
-    out = stdout[-4000:] + stderr[-4000:]
-    path = tmp_path / f"{name}-latest.json"
-    assert path.is_file(), out
-    doc: dict[str, Any] = json.loads(path.read_text())
-    assert doc["scenario"] == name
-    assert doc["seed"] is not None
-    assert f"--seed {doc['seed']}" in doc["command"]
-    assert child.returncode == 0, out
-    assert doc["ok"] is True, out
-    return doc
+def run_scenario(name: str, lab: LabInfo, tmp_path: Path, *args: str) -> dict[str, Any]:
+    return run_smoke(
+        name, tmp_path, "--lab-dir", lab.dir, *args, timeout=560, cleanup=lambda: thaw_lab(lab.dir)
+    )
 
 
 @pytest.mark.timeout(600)
