@@ -299,7 +299,14 @@ class RbdStorage:
             calls.add("sweep", len(scratch))
             with contextlib.suppress(Exception):
                 self._call("sweep", lambda io: rbd_tmp.sweep(io, scratch, self.tmp_grace))
-        self._cache.prune({i for _, i in listing}, calls)
+        live = {i for _, i in listing}
+        # unwatching images that left the pool is a RADOS call like any other: bounded, on a
+        # worker (an unwatch sent to a frozen OSD once held the observation for good, R3)
+        if self._cache.watches.watched() - live:
+            with contextlib.suppress(BackendError):
+                self._call("unwatch", lambda _io: self._cache.prune(live, calls))
+        else:
+            self._cache.prune(live, calls)  # no RADOS call: only forgets entries
         return ObservedStorage(
             reachable=True,
             pool=self.pool,

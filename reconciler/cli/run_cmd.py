@@ -9,7 +9,8 @@ converged.  Only one controller may run on a store directory (`controller/store_
 Under systemd (`Type=notify`, contrib/systemd/volctl.service) it sends READY=1 after the
 first pass, a STATUS= line after every pass and STOPPING=1 on SIGTERM/SIGINT.  A signal lets
 the pass in progress finish its running calls, start nothing new and write status; the
-process then exits 0.
+process then exits 0.  SIGUSR1 prints every thread's stack to stderr (a call stuck in a
+library shows where).
 
 With a `rados://` store the process is one replica of the HA control plane (docs/ha.md): it
 acts only while it holds the leader lease and otherwise serves the leader's published status.
@@ -18,6 +19,7 @@ acts only while it holds the leader lease and otherwise serves the leader's publ
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import signal
 import sys
 import threading
@@ -237,6 +239,9 @@ def _stop_on_signals(stop: Any, log: Any) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    # `kill -USR1 PID` prints every thread's stack to stderr and the controller goes on (a
+    # call stuck in a library, as in Go's SIGQUIT dump, without stopping anything)
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
 
 
 class _Readiness:
