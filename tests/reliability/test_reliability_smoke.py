@@ -6,7 +6,8 @@ test checks the recorded verdicts: every goal met, figures present.  A timeout k
 scenario's whole process group (its `volctl run` would otherwise go on reconciling the
 shared lab) and SIGCONTs the lab's mon and OSD, which R3 may have left frozen.
 
-R3's smoke is one apply trial with a 35 s outage (past the 30 s RBD call deadline); it also
+R3's smoke is one apply trial with a 60 s outage (as in the campaign: long enough for the
+first pass of the outage to reach its 30 s observe deadline while Ceph is still away); it also
 lengthens the lab's PG read leases (reliability/common/ceph_outage.py says why).  The soak's
 smoke is 60 s of churn with faults.
 """
