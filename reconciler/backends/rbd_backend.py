@@ -121,9 +121,13 @@ class RbdStorage:
             if self._dir_io is not None:
                 ios.append(self._dir_io[1])
             self._dir_io = None
-        self._cache.reset()
+        # its watches are closed with it, before its ioctxs (never freed while registered:
+        # rbd_watch.HeaderWatches.forget says why)
+        ios = [*self._cache.reset(), *ios]
         with self._lock:
             if cluster is None:
+                if ios:
+                    _close_later(ios)
                 return
             if self._busy.get(id(cluster), 0) > 0:
                 self._retired[id(cluster)] = (cluster, ios)
@@ -514,8 +518,9 @@ class RbdStorage:
 
 
 def _shutdown_later(cluster: Any, ios: list[Any]) -> None:
-    """Close IOS and shut CLUSTER down on a daemon thread: with Ceph away a shutdown may
-    block, and it must never block a caller."""
+    """Close IOS (watches, then ioctxs, in that order) and shut CLUSTER down on a daemon
+    thread: with Ceph away a close or a shutdown may block, and it must never block a
+    caller."""
 
     def run() -> None:
         for io in ios:
@@ -525,3 +530,14 @@ def _shutdown_later(cluster: Any, ios: list[Any]) -> None:
             cluster.shutdown()
 
     threading.Thread(target=run, name="rbd-shutdown", daemon=True).start()
+
+
+def _close_later(handles: list[Any]) -> None:
+    """Close HANDLES (watches of a handle already shut down or retired) on a daemon thread."""
+
+    def run() -> None:
+        for h in handles:
+            with contextlib.suppress(Exception):
+                h.close()
+
+    threading.Thread(target=run, name="rbd-close", daemon=True).start()

@@ -195,12 +195,13 @@ class PoolCache:
         self.watches = HeaderWatches()
         self._entries: dict[str, Entry] = {}  # image id -> the image as last read
 
-    def reset(self) -> None:
-        """The connection was dropped: nothing read through it is trusted any more."""
+    def reset(self) -> list[Any]:
+        """The connection was dropped: nothing read through it is trusted any more.  Returns
+        its watches, for the caller to close with the handle (HeaderWatches.forget)."""
         with self._lock:
             self.listing = Listing()
             self._entries = {}
-        self.watches.forget()
+        return self.watches.forget()
 
     def forget(self, name: str) -> None:
         """We change this image: read it whole at the next observe."""

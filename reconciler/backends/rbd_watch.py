@@ -65,7 +65,12 @@ class HeaderWatches:
             lambda *_args: self._broken(image_id),
         )
         with self._lock:
-            self._watches[image_id] = watch
+            raced = self._watches.get(image_id)
+            if raced is None:
+                self._watches[image_id] = watch
+        if raced is not None:  # another read watched it meanwhile: keep one (closed unlocked)
+            _close_quietly(watch)
+            return False
         return True
 
     def mark_read(self, image_id: str) -> None:
@@ -92,13 +97,20 @@ class HeaderWatches:
         for watch in watches:
             _close_quietly(watch)
 
-    def forget(self) -> None:
-        """The connection was dropped: the watches died with it (never closed under a
-        possibly stuck handle)."""
+    def forget(self) -> list[Any]:
+        """The connection was dropped: stop tracking its watches and hand them to the caller,
+        who closes them off any caller's path (`rbd_backend._shutdown_later`).
+
+        Never let one be freed here: a `rados.Watch` freed while still registered unwatches
+        in its destructor, which waits for the OSD and for the watch callbacks in flight,
+        and those wait for this lock (a deadlock that held the storage observation for good
+        after a Ceph outage, R3)."""
         with self._lock:
-            self._watches = {}
-            self._dirty = set()
+            watches = list(self._watches.values())
+            self._watches.clear()
+            self._dirty.clear()
             self.own_id = -1
+        return watches
 
     def _changed(self, image_id: str) -> None:
         with self._lock:
