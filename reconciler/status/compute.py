@@ -213,6 +213,9 @@ class _Tally:
 
     @classmethod
     def of(cls, outcomes: list[ActionOutcome]) -> _Tally:
+        if not outcomes:  # most resources in most passes: nothing ran for them
+            return _NOTHING_RAN
+
         def having(*results: Result) -> list[ActionOutcome]:
             return [o for o in outcomes if o.result in results]
 
@@ -227,6 +230,9 @@ class _Tally:
     def error(self) -> str | None:
         first = self.terminal or self.retrying
         return (first[0].message or None) if first else None
+
+
+_NOTHING_RAN = _Tally([], [], [], [], [])
 
 
 @dataclass(frozen=True)
@@ -380,6 +386,8 @@ def _cond(
 ) -> Condition:
     status, reason, message = value
     old = next((c for c in prev.conditions if c.type == ctype), None) if prev else None
+    if old is not None and (old.status, old.reason, old.message) == value:
+        return old  # unchanged (immutable): no new object per resource and pass
     since = old.last_transition if old is not None and old.status == status else now
     return Condition(ctype, status, reason, message, since)
 
