@@ -150,6 +150,12 @@ def _toposort(actions: dict[str, Action]) -> tuple[Action, ...]:
     """
     order = sorted(actions.values(), key=lambda a: (_KIND_ORDER[a.kind], a.id))
     rank = {a.id: r for r, a in enumerate(order)}
+    if all(rank.get(d, r) < r for r, a in enumerate(order) for d in a.depends_on):
+        # Every dependency ranks before its user: Kahn's algorithm would pop exactly this
+        # order (the least-ranked action left is always ready), so the heap is skipped.
+        # The common case: the kind order already follows the usual chains
+        # (clone -> define -> start -> attach, detach -> destroy -> delete).
+        return tuple(order)
     indegree = [0] * len(order)
     users: list[list[int]] = [[] for _ in order]
     for r, a in enumerate(order):
