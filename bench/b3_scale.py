@@ -21,7 +21,7 @@ against the fastest wall time: 10k resources converged <= 0.1 s and from empty <
 A converged fleet is measured twice: `plan()` from scratch (a first pass, or any pass after a
 change), and the controller's steady pass through its `IncrementalPlanner`, which planned
 the same fleet in the pass before and now receives the same desired state and an equal,
-rebuilt (deep-copied) observed world.
+rebuilt observed world (fresh objects).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +136,11 @@ def _plan(resources: int, *, converged: bool, repeat: int = REPEAT) -> dict[str,
     from reconciler.plan.planner import plan
 
     desired = desired_state(resources)
-    world = empty_world(desired)
+    world = empty = empty_world(desired)
+    created = None
     if converged:
-        world = converged_world(world, plan(desired, world, SETTINGS))
+        created = plan(desired, empty, SETTINGS)
+        world = converged_world(empty, created)
     rss_in = _mem_kib("VmRSS")
     walls, cpus = [], []
     for _ in range(max(1, repeat)):
@@ -148,7 +151,9 @@ def _plan(resources: int, *, converged: bool, repeat: int = REPEAT) -> dict[str,
     n_vm = len(desired.vms)
     # from empty: clone, define, start, create volume, attach per VM; converged: nothing
     expect = 0 if converged else 5 * n_vm
-    steady = _steady(desired, world, p, repeat) if converged else {}
+    steady = {}
+    if created is not None:
+        steady = _steady(desired, world, lambda: converged_world(empty, created), p, repeat)
     return {
         **steady,
         "ok": len(p.actions) == expect and not p.blocked and steady.get("steady_ok", True),
@@ -166,13 +171,13 @@ def _plan(resources: int, *, converged: bool, repeat: int = REPEAT) -> dict[str,
     }
 
 
-def _steady(desired: Any, world: Any, want: Any, repeat: int) -> dict[str, Any]:
+def _steady(
+    desired: Any, world: Any, rebuild: Callable[[], Any], want: Any, repeat: int
+) -> dict[str, Any]:
     """The controller's steady pass: its `IncrementalPlanner` planned this fleet last pass,
     and this pass brings the same desired state (the source's last good revision is the same
-    object) and an observed world that is equal but rebuilt (a deep copy: fresh objects, as
-    the worst case of an observe that re-reads everything)."""
-    import copy
-
+    object) and an observed world that is equal but rebuilt (`rebuild`: every domain, disk,
+    NIC and image a fresh object, the worst case of an observe that re-reads everything)."""
     from bench.common.synth import SETTINGS
     from reconciler.plan.incremental import IncrementalPlanner
 
@@ -180,7 +185,7 @@ def _steady(desired: Any, world: Any, want: Any, repeat: int) -> dict[str, Any]:
     planner(desired, world, SETTINGS)
     walls, cpus, same = [], [], True
     for _ in range(max(1, repeat)):
-        rebuilt = copy.deepcopy(world)
+        rebuilt = rebuild()
         t0, c0 = time.perf_counter(), time.process_time()
         p = planner(desired, rebuilt, SETTINGS)
         walls.append(time.perf_counter() - t0)
