@@ -18,9 +18,12 @@ the planner never reads it), which differs from pass to pass.  Any other differe
 small, plans from scratch.  tests/plan/test_incremental.py checks, over random fleets and
 random changes between passes, that this planner and `plan()` always agree.
 
-The memo holds one entry (the last plan), so memory stays one plan's worth.  A plan is
-returned with fresh copies of its two dicts, so a caller that edits them cannot change what
-a later pass gets.
+The inputs are values: frozen dataclasses whose mappings nobody edits after they are built
+(the observers build fresh dicts every pass, the source a new `DesiredState` per revision);
+a caller that edited a mapping of a world it had already planned, in place, would defeat
+the comparison.  The memo holds one entry (the last plan), so memory stays one plan's
+worth.  A plan is returned with fresh copies of its two dicts, so a caller that edits them
+cannot change what a later pass gets.
 """
 
 from __future__ import annotations
