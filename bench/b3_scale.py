@@ -17,6 +17,11 @@ time (the least disturbed by other load on a shared machine), beside the median 
 fastest CPU time (`time.process_time`).  The issue's goals for the planner are printed
 against the fastest wall time: 10k resources converged <= 0.1 s and from empty <= 0.2 s,
 50k from empty <= 1 s.  The synthesized fleets are deterministic (no seed).
+
+A converged fleet is measured twice: `plan()` from scratch (a first pass, or any pass after a
+change), and the controller's steady pass through its `IncrementalPlanner`, which planned
+the same fleet in the pass before and now receives the same desired state and an equal,
+rebuilt observed world (fresh objects).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +136,11 @@ def _plan(resources: int, *, converged: bool, repeat: int = REPEAT) -> dict[str,
     from reconciler.plan.planner import plan
 
     desired = desired_state(resources)
-    world = empty_world(desired)
+    world = empty = empty_world(desired)
+    created = None
     if converged:
-        world = converged_world(world, plan(desired, world, SETTINGS))
+        created = plan(desired, empty, SETTINGS)
+        world = converged_world(empty, created)
     rss_in = _mem_kib("VmRSS")
     walls, cpus = [], []
     for _ in range(max(1, repeat)):
@@ -143,8 +151,12 @@ def _plan(resources: int, *, converged: bool, repeat: int = REPEAT) -> dict[str,
     n_vm = len(desired.vms)
     # from empty: clone, define, start, create volume, attach per VM; converged: nothing
     expect = 0 if converged else 5 * n_vm
+    steady = {}
+    if created is not None:
+        steady = _steady(desired, world, lambda: converged_world(empty, created), p, repeat)
     return {
-        "ok": len(p.actions) == expect and not p.blocked,
+        **steady,
+        "ok": len(p.actions) == expect and not p.blocked and steady.get("steady_ok", True),
         "resources": resources,
         "vms": n_vm,
         "hosts": len(desired.hosts),
@@ -156,6 +168,34 @@ def _plan(resources: int, *, converged: bool, repeat: int = REPEAT) -> dict[str,
         "repeat": len(walls),
         "rss_inputs_mib": rss_in / 1024,
         "peak_rss_mib": _mem_kib("VmHWM") / 1024,
+    }
+
+
+def _steady(
+    desired: Any, world: Any, rebuild: Callable[[], Any], want: Any, repeat: int
+) -> dict[str, Any]:
+    """The controller's steady pass: its `IncrementalPlanner` planned this fleet last pass,
+    and this pass brings the same desired state (the source's last good revision is the same
+    object) and an observed world that is equal but rebuilt (`rebuild`: every domain, disk,
+    NIC and image a fresh object, the worst case of an observe that re-reads everything)."""
+    from bench.common.synth import SETTINGS
+    from reconciler.plan.incremental import IncrementalPlanner
+
+    planner = IncrementalPlanner()
+    planner(desired, world, SETTINGS)
+    walls, cpus, same = [], [], True
+    for _ in range(max(1, repeat)):
+        rebuilt = rebuild()
+        t0, c0 = time.perf_counter(), time.process_time()
+        p = planner(desired, rebuilt, SETTINGS)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        same = same and p == want
+    return {
+        "steady_ok": same and planner.hits == len(walls),
+        "steady_s": min(walls),
+        "steady_median_s": sorted(walls)[len(walls) // 2],
+        "steady_cpu_s": min(cpus),
     }
 
 
@@ -243,10 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         for row in rows[-3:-1]:
             row["vs_baseline"] = ratio(row["time_s"], r.get("naive_s"))
+    done: dict[str, dict[int, dict[str, Any]]] = {}
     for kind in ("plan-empty", "plan-converged"):
         for n in plan_sizes:
             print(f"bench: {kind} {n} resources", flush=True)
-            r = _spawn(kind, n, args.repeat)
+            r = done.setdefault(kind, {})[n] = _spawn(kind, n, args.repeat)
             label = "from empty" if kind == "plan-empty" else "converged"
             rows.append(
                 {
@@ -260,6 +301,20 @@ def main(argv: list[str] | None = None) -> int:
                     **_common(r),
                 }
             )
+    for n in plan_sizes if "plan-converged" in done else ():
+        r = done["plan-converged"][n]
+        rows.append(
+            {
+                "what": f"plan steady pass (converged, incremental planner), {n} resources",
+                "size": n,
+                "time_s": r.get("steady_s"),
+                "median_s": r.get("steady_median_s"),
+                "cpu_s": r.get("steady_cpu_s"),
+                "goal_s": PLAN_GOALS.get((True, n)),
+                "actions": r.get("actions"),
+                **_common(r),
+            }
+        )
     groups = {}
     for prefix in (
         "observe cold",
@@ -267,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline script observe",
         "plan from empty",
         "plan converged",
+        "plan steady pass",
     ):
         g = [r for r in rows if r["what"].startswith(prefix) and r.get("time_s")]
         groups[prefix] = {

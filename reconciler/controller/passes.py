@@ -30,7 +30,7 @@ from reconciler.execute.retry import RetryTracker
 from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import Plan
-from reconciler.plan.planner import plan as default_planner
+from reconciler.plan.incremental import IncrementalPlanner
 from reconciler.plan.settings import PlanSettings
 from reconciler.source.protocol import Revision, Source, SourceStatus
 from reconciler.status.compute import PassInput, compute
@@ -88,7 +88,8 @@ class Engine:
         self.store = store
         self.settings = settings or EngineSettings()
         self.retry = retry or RetryTracker()
-        self.planner: Planner = planner or default_planner
+        # one planner per engine: a steady pass reuses the last plan (plan/incremental.py)
+        self.planner: Planner = planner or IncrementalPlanner()
         self.events = events or DeviceEvents()
         self.clock = clock
         self.last_good: DesiredState | None = None

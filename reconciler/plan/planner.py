@@ -23,6 +23,7 @@ from reconciler.plan import ids
 from reconciler.plan.actions import DestroyDomain, Plan
 from reconciler.plan.attachments import AttachmentRules, Detaches
 from reconciler.plan.draft import Draft
+from reconciler.plan.gcpause import collector_paused
 from reconciler.plan.guard import hold_deletions
 from reconciler.plan.images import Images
 from reconciler.plan.nics import NicRules
@@ -35,6 +36,11 @@ from reconciler.plan.world import World
 
 
 def plan(desired: DesiredState, observed: ObservedWorld, settings: PlanSettings) -> Plan:
+    with collector_paused():
+        return _plan(desired, observed, settings)
+
+
+def _plan(desired: DesiredState, observed: ObservedWorld, settings: PlanSettings) -> Plan:
     world = World.build(desired, observed, settings)
     draft = Draft()
     vmids = ids.vm_ids(world)

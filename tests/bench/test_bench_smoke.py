@@ -128,7 +128,7 @@ def test_b2_rerun_smoke(lab: LabInfo, tmp_path: Path) -> None:
 def test_b3_scale_smoke(tmp_path: Path) -> None:
     doc = run_bench("b3_scale", tmp_path)
     rows = doc["rows"]
-    assert len(rows) == 10
+    assert len(rows) == 12  # 6 observe, 4 plan, 2 steady plan
     for r in rows:
         assert r["ok"], r
         assert r["time_s"] > 0
