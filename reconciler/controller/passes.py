@@ -33,7 +33,8 @@ from reconciler.plan.actions import Plan
 from reconciler.plan.incremental import IncrementalPlanner
 from reconciler.plan.settings import PlanSettings
 from reconciler.source.protocol import Revision, Source, SourceStatus
-from reconciler.status.compute import PassInput, compute
+from reconciler.status.compute import PassInput
+from reconciler.status.incremental import IncrementalStatus
 from reconciler.status.store import StatusStore
 from reconciler.status.types import Snapshot
 
@@ -90,6 +91,7 @@ class Engine:
         self.retry = retry or RetryTracker()
         # one planner per engine: a steady pass reuses the last plan (plan/incremental.py)
         self.planner: Planner = planner or IncrementalPlanner()
+        self.compute_status = IncrementalStatus()  # compute(), without recomputing a steady pass
         self.events = events or DeviceEvents()
         self.clock = clock
         self.last_good: DesiredState | None = None
@@ -231,7 +233,7 @@ class Engine:
             unverified=st.unverified,
         )
         try:
-            return self.store.update(lambda prev: compute(prev, p))
+            return self.store.update(lambda prev: self.compute_status(prev, p))
         except Exception as exc:  # status must still be written
             log.exception("status.error", reconcile_id=rid)
             err = f"status computation failed: {type(exc).__name__}: {exc}"

@@ -151,8 +151,9 @@ class ObservedStorage:
     # existing snapshots referenced by Image sources of the form pool/image@snap -> exists?
     external_snapshots: Mapping[str, bool] = field(default_factory=dict)
     ids: IdLedger = field(default_factory=IdLedger)
-    # librados/librbd calls this observation made, by kind (for the pass log and benchmarks)
-    calls: Mapping[str, int] = field(default_factory=dict)
+    # librados/librbd calls this observation made, by kind (for the pass log and benchmarks);
+    # not part of the world: two observations of the same pool are equal whatever they cost
+    calls: Mapping[str, int] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

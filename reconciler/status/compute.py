@@ -119,7 +119,7 @@ def labels_of(desired: DesiredState, kind: str, name: str) -> Mapping[str, str]:
 
 def compute(previous: Snapshot, p: PassInput) -> Snapshot:
     """The snapshot after pass `p` (previous supplies history, transitions and counters)."""
-    metrics = _metrics(previous.metrics, p)
+    metrics = pass_metrics(previous.metrics, p)
     if p.desired is None or p.observed is None or p.plan is None:
         return replace(
             previous,
@@ -139,8 +139,8 @@ def compute(previous: Snapshot, p: PassInput) -> Snapshot:
     resources: dict[str, ResourceStatus] = {}
     new_events: list[Event] = []
     drift = 0
-    rev = _revision(p.source)
-    same_revision = rev is not None and rev == _revision(previous.source)
+    rev = revision(p.source)
+    same_revision = rev is not None and rev == revision(previous.source)
     for facts in resource_facts(idx):
         prev = previous.resources.get(facts.key)
         status, events, corrected = _status(
@@ -193,7 +193,8 @@ def storage_status(observed: ObservedWorld) -> StorageStatus:
     return StorageStatus(pool=st.pool, reachable=False, reason=reason)
 
 
-def _revision(src: SourceStatus | None) -> str | None:
+def revision(src: SourceStatus | None) -> str | None:
+    """The source revision a pass planned from (None before any)."""
     return src.last_applied_revision if src is not None else None
 
 
@@ -440,7 +441,8 @@ def _describe(a: Action) -> str:
     return " ".join(parts)
 
 
-def _metrics(m: Metrics, p: PassInput) -> Metrics:
+def pass_metrics(m: Metrics, p: PassInput) -> Metrics:
+    """The counters after pass P: passes, their seconds and histogram, actions by result."""
     buckets = tuple(
         n + (1 if p.seconds <= bound else 0)
         for n, bound in zip(m.pass_buckets, PASS_BUCKETS, strict=True)
