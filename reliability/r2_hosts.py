@@ -222,9 +222,11 @@ def run_trial(t: Trial, kind: str, env: dict[str, Any]) -> None:
     else:
         lab.cut_host(victim)
         fault_s = args.cut
+    t.facts["fault_at"] = _utc(start_wall)  # to find the fault in the controller's log
     noticed: float | None = None
     first_after: bool | None = None  # did the first pass that began during the fault say so?
     first_after_judged = True
+    reconnected: float | None = None  # heal -> a pass that began after it saw the host
     recovered: float | None = None
     healed: float | None = None
     heal_wall = float("inf")
@@ -238,6 +240,7 @@ def run_trial(t: Trial, kind: str, env: dict[str, Any]) -> None:
                 else:
                     lab.heal_host(victim)
                 healed, heal_wall = time.monotonic(), time.time()
+                t.facts["heal_at"] = _utc(heal_wall)
             if healed is not None and now - healed > args.recover_timeout:
                 break
             try:
@@ -261,6 +264,9 @@ def run_trial(t: Trial, kind: str, env: dict[str, Any]) -> None:
             if noticed is None and unknown and healed is None:
                 noticed = now - t0
                 t.facts["passes_to_notice"] = st["generation"] - gen0
+            seen_again = host["reachable"] and st["generation"] > gen0
+            if reconnected is None and healed is not None and started >= heal_wall and seen_again:
+                reconnected = time.monotonic() - healed
             if healed is not None and st["converged"] and started >= heal_wall:
                 recovered = time.monotonic() - healed
             if now >= next_look:
@@ -275,6 +281,7 @@ def run_trial(t: Trial, kind: str, env: dict[str, Any]) -> None:
                 lab.heal_host(victim)
     t.facts["notice_s"] = round(noticed, 2) if noticed is not None else None
     t.facts["first_pass_after_fault_unknown"] = first_after if first_after_judged else None
+    t.facts["reconnect_s"] = round(reconnected, 2) if reconnected is not None else None
     t.facts["recover_s"] = round(recovered, 2) if recovered is not None else None
     t.facts["recover_passes"] = ctl.get("status")["generation"] - gen0
     # the end state, from libvirt: every wanted VM on exactly one host, running; the
@@ -303,6 +310,12 @@ def run_trial(t: Trial, kind: str, env: dict[str, Any]) -> None:
         t.fail("the first pass that began after the fault did not report the host Unknown")
     if recovered is None:
         t.fail(f"not converged {args.recover_timeout:.0f} s after the fault ended")
+    elif recovered > args.resync:
+        t.fail(f"converged {recovered:.1f} s after the fault ended: more than one resync")
+
+
+def _utc(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(wall)) + f".{int(wall % 1 * 1000):03d}Z"
 
 
 def kinds(args: argparse.Namespace) -> list[str]:
@@ -361,6 +374,7 @@ def summarize(camp: Campaign, resync: float) -> None:
     rows = camp.rows
     notice = [r["notice_s"] for r in rows if r.get("notice_s") is not None]
     recover = [r["recover_s"] for r in rows if r.get("recover_s") is not None]
+    reconnect = [r["reconnect_s"] for r in rows if r.get("reconnect_s") is not None]
     camp.summary.update(
         duplicates=sum(r.get("duplicates", 0) for r in rows),
         unseen_destroys=sum(r.get("unseen_destroys", 0) for r in rows),
@@ -369,6 +383,8 @@ def summarize(camp: Campaign, resync: float) -> None:
         notice_s_median=median(notice) if notice else None,
         notice_s_p95=percentile(notice, 95) if notice else None,
         notice_s_max=max(notice) if notice else None,
+        reconnect_s_median=median(reconnect) if reconnect else None,
+        reconnect_s_max=max(reconnect) if reconnect else None,
         recover_s_median=median(recover) if recover else None,
         recover_s_p95=percentile(recover, 95) if recover else None,
         recover_s_max=max(recover) if recover else None,
@@ -434,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     summarize(camp, args.resync)
     columns = [
         ("trial", "trial"), ("kind", "kind"), ("host", "host"), ("notice_s", "notice s"),
-        ("passes_to_notice", "passes"), ("recover_s", "recover s"), ("duplicates", "dup"),
+        ("passes_to_notice", "passes"), ("reconnect_s", "reconnect s"),
+        ("recover_s", "recover s"), ("duplicates", "dup"),
         ("unseen_destroys", "unseen destroys"), ("ok", "ok"),
     ]  # fmt: skip
     return camp.finish(columns)
