@@ -340,7 +340,8 @@ def reuse(args: argparse.Namespace, camp: Campaign) -> dict[str, Any]:
     camp.note(f"lab reused: 2 hosts, netns, transport {args.transport}: {info.hosts[0].uri}")
     ctl = Controller(pool, args.resync, work / "run.log")
     ctl.ensure()
-    w = "w1" if "c1" in (Path(config.store) / "app.yaml").read_text() else "w0"
+    # which workload the store holds: only W1 has VM c1 (a bare "c1" may be in the pool name)
+    w = "w1" if '"name": "c1"' in (Path(config.store) / "app.yaml").read_text() else "w0"
     return {"lab": lab, "ctl": ctl, "hosts": [h.name for h in info.hosts], "w": w,
             "args": args, "pool": pool}  # fmt: skip
 

@@ -119,7 +119,7 @@ class LibvirtConnection:
         on_event: EventSink | None = None,
         on_lost: LostSink | None = None,
         on_restored: RestoredSink | None = None,
-        reconnect: tuple[float, float] = (0.5, 2.0),
+        reconnect: tuple[float, float] = (0.5, 1.0),
         probe_timeout: float = 1.0,
     ) -> None:
         self.host = host

@@ -1,11 +1,11 @@
 """R2's smoke mode: one link cut during an apply, on the SSH transport (the seed's), judged
 from libvirt on both hosts: no duplicate, nothing destroyed unseen, Unknown reported, healed.
 
-The smoke gates the safety goals (never a duplicate, never a destroy of a VM that could not be
-seen) and that the host is noticed and recovers at all.  Its timing goals (Unknown in the
-first pass after the cut, converged within one resync) are campaign figures: they are open
-(missed on a quiet machine too, reliability/RESULTS.md), so the scenario's exit code, which
-counts them, is not asserted here."""
+It gates the timing goals too (they were relaxed while open): the first pass that began
+during the cut reports the host Unknown, and the fleet converges within one resync (10 s)
+after the heal.  Both hold by design since a lost connection is reopened in the background
+and a reconnect runs a pass (docs/backends.md, Timeouts); on a quiet machine the smoke
+noticed the cut in ~7 s and recovered in ~3-7 s (reliability/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ def test_r2_smoke_over_ssh(tmp_path: Path) -> None:
     assert row["duplicates"] == 0, out
     assert row["unseen_destroys"] == 0, out
     assert row["notice_s"] is not None, out
+    assert row["first_pass_after_fault_unknown"] is not False, out
     assert row["recover_s"] is not None, out
-    assert run.returncode in (0, 1), out  # 1: a timing goal missed (see the docstring)
+    assert row["recover_s"] <= doc["params"]["resync_s"], out
+    assert run.returncode == 0, out
     assert not Path(lab_dir).exists()  # the lab is gone again
