@@ -65,10 +65,15 @@ class EventSink:
 
     def __call__(self, host: str, kind: str, domain: str) -> None:
         self.devices.notify(host, kind, domain)
+        delay = self.coalesce
         if kind == EventKind.CONNECTION_LOST:
+            log.warning("host.connection_lost", host=host)
             self.store.update(lambda snap: hosts_unknown(snap, {host: LOST}))
+        elif kind == EventKind.CONNECTION_RESTORED:
+            log.info("host.reconnected", host=host)
+            delay = 0.0  # one reconnect is no burst; the healing pass should not wait
         self.store.count_events()
-        self.triggers.kick_after(EVENT, self.coalesce)
+        self.triggers.kick_after(EVENT, delay)
 
 
 class Controller:
