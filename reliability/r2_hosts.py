@@ -411,8 +411,10 @@ def summarize(camp: Campaign, resync: float) -> None:
     camp.summary.update(
         duplicates=sum(r.get("duplicates", 0) for r in rows),
         unseen_destroys=sum(r.get("unseen_destroys", 0) for r in rows),
+        # a trial in which no pass began while the fault lasted (one pass outlived it) is not
+        # judged on this goal: it says None, and counts in neither number
         unknown_in_first_pass=f"{sum(1 for r in rows if r.get('first_pass_after_fault_unknown'))}"
-        f"/{len(rows)}",
+        f"/{sum(1 for r in rows if r.get('first_pass_after_fault_unknown') is not None)}",
         notice_s_median=median(notice) if notice else None,
         notice_s_p95=percentile(notice, 95) if notice else None,
         notice_s_max=max(notice) if notice else None,
@@ -426,7 +428,7 @@ def summarize(camp: Campaign, resync: float) -> None:
     camp.goals.update(
         duplicates="0",
         unseen_destroys="0",
-        unknown_in_first_pass="every trial",
+        unknown_in_first_pass="every trial in which a pass began during the fault",
         recover_within_one_resync=f"every trial (resync {resync:g} s)",
     )
 
