@@ -9,9 +9,10 @@ every operation.  Rules kept here:
   libvirt (keepalive notices a dead link within interval x (count + 1) s), marks the
   connection broken, and a background loop reconnects (and re-registers events), probing the
   host first (`reach.py`) so it notices the heal within about a second;
-- while broken, a call on a host that does not answer the probe fails at once (the host is
-  Unknown in this pass) instead of waiting a connect deadline: a pass never stalls on a host
-  it already knows to be cut off.  A host that answers is reconnected inline, as before;
+- while broken, every call fails at once (the host is Unknown in this pass) instead of
+  waiting a connect deadline: a pass never stalls on a host it already knows to be lost
+  (over SSH with the daemon dead, each inline attempt cost a whole handshake: 12 s at load
+  48 in R2).  Only the first connect is made by the caller;
 - every reconnect after a loss is reported (`on_restored`): events were lost meanwhile, so
   the controller looks again at once instead of at the next resync (R2);
 - the default libvirt event loop is registered once per process and run on a daemon thread,
@@ -24,7 +25,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -81,30 +81,6 @@ LostSink = Callable[[str], None]  # (reason)
 RestoredSink = Callable[[], None]
 
 
-class _Probe:
-    """The last answer of `reach.answers` for one address, reused for `fresh` seconds (many
-    calls of one pass on a cut host cost one probe, not one each)."""
-
-    def __init__(self, uri: str, timeout: float, fresh: float) -> None:
-        self.address = reach.probe_address(uri)
-        self.timeout = timeout
-        self.fresh = fresh
-        self._lock = threading.Lock()
-        self._last: tuple[float, bool] | None = None
-
-    def answers(self, *, cached: bool = True) -> bool:
-        if self.address is None:
-            return True
-        with self._lock:
-            last = self._last
-        if cached and last is not None and time.monotonic() - last[0] < self.fresh:
-            return last[1]
-        ok = reach.answers(self.address, self.timeout)
-        with self._lock:
-            self._last = (time.monotonic(), ok)
-        return ok
-
-
 class LibvirtConnection:
     """A lazily (re)opened connection to one libvirt URI."""
 
@@ -131,7 +107,8 @@ class LibvirtConnection:
         self._on_lost = on_lost
         self._on_restored = on_restored
         self._reconnect = reconnect  # (first, longest) wait between background attempts
-        self._probe = _Probe(uri, probe_timeout, fresh=reconnect[0])
+        self._probe = reach.probe_address(uri)
+        self._probe_timeout = probe_timeout
         self._reconnecting = False  # the background loop runs (the connection is broken)
         self._closed_for_good = threading.Event()
         self._lock = threading.RLock()
@@ -192,7 +169,7 @@ class LibvirtConnection:
                 wait = min(longest, wait * 2)
                 if self._current() is not None:
                     return  # a caller reconnected inline
-                if not self._probe.answers(cached=False):
+                if not reach.answers(self._probe, self._probe_timeout):
                     continue
                 with contextlib.suppress(BackendError):
                     self._connect(wait_for_lock=False)
@@ -268,10 +245,10 @@ class LibvirtConnection:
         current = self._current()
         if current is not None:
             return current
-        if self._reconnecting and not self._probe.answers():
+        if self._reconnecting:
             raise Transient(
-                f"{self.host}: unreachable (lost: {self.broken_reason}; no answer from "
-                f"{self._probe.address}); reconnecting in the background"
+                f"{self.host}: unreachable (lost: {self.broken_reason}); "
+                "reconnecting in the background"
             )
         return self._connect(wait_for_lock=True)
 
