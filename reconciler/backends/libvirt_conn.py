@@ -168,7 +168,7 @@ class LibvirtConnection:
             while not self._closed_for_good.wait(wait):
                 wait = min(longest, wait * 2)
                 if self._current() is not None:
-                    return  # a caller reconnected inline
+                    return  # connected meanwhile
                 if not reach.answers(self._probe, self._probe_timeout):
                     continue
                 with contextlib.suppress(BackendError):
