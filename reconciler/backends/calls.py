@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -108,12 +109,35 @@ class Worker:
         self._lock = threading.Lock()
         self._pool = _Pool(name, threads)
 
-    def run(self, fn: Callable[[], T], *, timeout: float, what: str) -> T:
+    def run(
+        self,
+        fn: Callable[[], T],
+        *,
+        timeout: float,
+        what: str,
+        abort: threading.Event | None = None,
+    ) -> T:
+        """`fn()` on a worker thread, waited for until `timeout` or until `abort` is set (the
+        connection it uses was found dead: libvirt does not always wake a call waiting on a
+        connection its keepalive closed, R2 saw one wait its full 15 s after the close)."""
         with self._lock:
             pool = self._pool
         fut = pool.submit(fn)
+        deadline = time.monotonic() + timeout
         try:
-            return fut.result(timeout=timeout)
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    return fut.result(timeout=max(0.0, left if abort is None else min(left, 0.1)))
+                except cf.TimeoutError:
+                    if abort is not None and abort.is_set() and not fut.done():
+                        fut.cancel()
+                        self._abandon(pool, what, notify=False)
+                        raise Transient(
+                            f"{self._name}: {what}: the connection was lost meanwhile"
+                        ) from None
+                    if time.monotonic() >= deadline:
+                        raise
         except cf.TimeoutError:
             fut.cancel()
             self._abandon(pool, what)
@@ -137,12 +161,12 @@ class Worker:
             raise CallTimeout(f"{self._name}: {what} did not finish within {timeout:g}s")
         return [f.result() for f in futs]
 
-    def _abandon(self, pool: _Pool, what: str) -> None:
+    def _abandon(self, pool: _Pool, what: str, *, notify: bool = True) -> None:
         with self._lock:
             if self._pool is pool:
                 self._pool = _Pool(self._name, self._threads)
                 pool.shutdown()
-        if self._on_timeout is not None:
+        if notify and self._on_timeout is not None:
             self._on_timeout(what)
 
     def close(self) -> None:

@@ -116,6 +116,7 @@ class LibvirtHypervisor(LibvirtDevices):
             keepalive=keepalive,
             on_event=self._on_event,
             on_lost=self._on_lost,
+            on_restored=self._on_restored,
         )
 
     # -- events and cache -------------------------------------------------------------------
@@ -134,6 +135,9 @@ class LibvirtHypervisor(LibvirtDevices):
             self._cache.clear()
             self._info = None
         self._notify(EventKind.CONNECTION_LOST, "")
+
+    def _on_restored(self) -> None:
+        self._notify(EventKind.CONNECTION_RESTORED, "")
 
     def _notify(self, kind: str, name: str) -> None:
         for cb in list(self._callbacks):

@@ -6,7 +6,15 @@ every operation.  Rules kept here:
 
 - every libvirt call runs on this host's worker threads with a deadline (`calls.Worker`);
 - a call that times out, or fails with a connection-level error, or a close callback from
-  libvirt, marks the connection broken: the next call reconnects (and re-registers events);
+  libvirt (keepalive notices a dead link within interval x (count + 1) s), marks the
+  connection broken, and a background loop reconnects (and re-registers events), probing the
+  host first (`reach.py`) so it notices the heal within about a second;
+- while broken, every call fails at once (the host is Unknown in this pass) instead of
+  waiting a connect deadline: a pass never stalls on a host it already knows to be lost
+  (over SSH with the daemon dead, each inline attempt cost a whole handshake: 12 s at load
+  48 in R2).  Only the first connect is made by the caller;
+- every reconnect after a loss is reported (`on_restored`): events were lost meanwhile, so
+  the controller looks again at once instead of at the next resync (R2);
 - the default libvirt event loop is registered once per process and run on a daemon thread,
   because keepalive, close callbacks and domain events all need it;
 - every RPC is counted by API name, for the O(hosts) steady-state check and the benchmarks.
@@ -22,6 +30,7 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from reconciler.backends import reach
 from reconciler.backends.calls import Worker, libvirt_connection_lost, translate_libvirt
 from reconciler.backends.protocols import EventKind
 from reconciler.errors import BackendError, CallTimeout, Transient
@@ -64,8 +73,12 @@ def _close_quietly(conn: Any) -> None:
         conn.close()
 
 
+_DEAD = threading.Event()  # the "lost" flag of a connection replaced since it was taken
+_DEAD.set()
+
 EventSink = Callable[[str, str, str], None]  # (kind, domain name, domain uuid)
 LostSink = Callable[[str], None]  # (reason)
+RestoredSink = Callable[[], None]
 
 
 class LibvirtConnection:
@@ -81,6 +94,9 @@ class LibvirtConnection:
         keepalive: tuple[int, int] = (2, 3),
         on_event: EventSink | None = None,
         on_lost: LostSink | None = None,
+        on_restored: RestoredSink | None = None,
+        reconnect: tuple[float, float] = (0.5, 1.0),
+        probe_timeout: float = 1.0,
     ) -> None:
         self.host = host
         self.uri = uri
@@ -89,9 +105,16 @@ class LibvirtConnection:
         self._keepalive = keepalive
         self._on_event = on_event
         self._on_lost = on_lost
+        self._on_restored = on_restored
+        self._reconnect = reconnect  # (first, longest) wait between background attempts
+        self._probe = reach.probe_address(uri)
+        self._probe_timeout = probe_timeout
+        self._reconnecting = False  # the background loop runs (the connection is broken)
+        self._closed_for_good = threading.Event()
         self._lock = threading.RLock()
         self._connect_lock = threading.Lock()
         self._conn: Any = None
+        self._lost = threading.Event()  # set when this connection (generation) is found dead
         self.generation = 0  # bumped on every (re)connect; caches compare against it
         self.broken_reason: str | None = None
         self._counts: collections.Counter[str] = collections.Counter()
@@ -123,9 +146,40 @@ class LibvirtConnection:
         with self._lock:
             had = self._conn is not None
             self._conn = None  # the stuck thread (if any) still holds a reference
+            self._lost.set()  # calls still waiting on it give up now
             self.broken_reason = reason
+        self._start_reconnecting()
         if had and self._on_lost is not None:
             self._on_lost(reason)
+
+    def _start_reconnecting(self) -> None:
+        with self._lock:
+            if self._reconnecting or self._closed_for_good.is_set():
+                return
+            self._reconnecting = True
+        threading.Thread(
+            target=self._reconnect_loop, name=f"libvirt-reconnect-{self.host}", daemon=True
+        ).start()
+
+    def _reconnect_loop(self) -> None:
+        """Until the connection is back (or closed): wait, probe, and open if it answers."""
+        wait, longest = self._reconnect
+        try:
+            while not self._closed_for_good.wait(wait):
+                wait = min(longest, wait * 2)
+                if self._current() is not None:
+                    return  # connected meanwhile
+                if not reach.answers(self._probe, self._probe_timeout):
+                    continue
+                with contextlib.suppress(BackendError):
+                    self._connect(wait_for_lock=False)
+                if self._current() is not None:
+                    return
+        finally:
+            with self._lock:
+                self._reconnecting = False
+            if self._current() is None and not self._closed_for_good.is_set():
+                self._start_reconnecting()  # broken again between the last check and here
 
     def _open(self) -> Any:
         # An open that outlives its deadline may still succeed later on the abandoned thread;
@@ -191,14 +245,37 @@ class LibvirtConnection:
         current = self._current()
         if current is not None:
             return current
-        with self._connect_lock:
+        if self._reconnecting:
+            raise Transient(
+                f"{self.host}: unreachable (lost: {self.broken_reason}); "
+                "reconnecting in the background"
+            )
+        return self._connect(wait_for_lock=True)
+
+    def _connect(self, *, wait_for_lock: bool) -> Any:
+        """Open and install the connection (one attempt at a time); a reconnect after a loss
+        is reported to `on_restored`, a failure starts the background loop."""
+        got = self._connect_lock.acquire(timeout=self.connect_timeout if wait_for_lock else 0)
+        if not got:
+            raise Transient(f"{self.host}: another connect attempt is still running")
+        try:
             current = self._current()  # another thread connected while we waited
             if current is not None:
                 return current
-            conn = self._open()
+            again = self.generation > 0 or self.broken_reason is not None
+            try:
+                conn = self._open()
+            except BackendError:
+                self._start_reconnecting()
+                raise
             with self._lock:
                 self._conn = conn
-            return conn
+                self._lost = threading.Event()
+        finally:
+            self._connect_lock.release()
+        if again and self._on_restored is not None:
+            self._on_restored()
+        return conn
 
     def _closed(self, _conn: Any, reason: int, _opaque: object) -> None:
         names = {0: "error", 1: "end of file", 2: "keepalive timeout", 3: "client closed"}
@@ -248,10 +325,15 @@ class LibvirtConnection:
     def call(self, api: str, fn: Callable[[Any], T], *, timeout: float | None = None) -> T:
         """Run `fn(conn)` (one libvirt RPC named `api`) with a deadline; translate errors."""
         conn = self.connection()
+        with self._lock:
+            lost = self._lost if self._conn is conn else _DEAD
         self._count(api)
         try:
             return self._worker.run(
-                lambda: fn(conn), timeout=timeout or self.timeout, what=f"{self.host}: {api}"
+                lambda: fn(conn),
+                timeout=timeout or self.timeout,
+                what=f"{self.host}: {api}",
+                abort=lost,
             )
         except BackendError:
             raise
@@ -261,6 +343,7 @@ class LibvirtConnection:
             raise translate_libvirt(exc, f"{self.host}: {api}") from exc
 
     def close(self) -> None:
+        self._closed_for_good.set()  # ends the reconnect loop
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:

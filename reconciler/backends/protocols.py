@@ -20,6 +20,7 @@ class EventKind:
     DEVICE_REMOVED = "device-removed"
     DEVICE_ADDED = "device-added"
     CONNECTION_LOST = "connection-lost"
+    CONNECTION_RESTORED = "connection-restored"  # events were missed meanwhile: look again
 
 
 DomainEventCallback = Callable[[str, str, str], None]  # (host, event kind, domain name)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from reconciler.backends.protocols import EventKind
 from reconciler.controller.passes import Engine, PassResult
 from reconciler.controller.triggers import (
     EVENT,
@@ -31,6 +32,7 @@ from reconciler.controller.triggers import (
 from reconciler.execute.handlers import DeviceEvents
 from reconciler.status.store import StatusStore
 from reconciler.status.types import Snapshot
+from reconciler.status.unknown import hosts_unknown
 
 log = structlog.get_logger("volctl.controller")
 
@@ -43,8 +45,15 @@ class LoopSettings:
     requeue_max: float = 10.0
 
 
+LOST = "connection lost; reconnecting"
+
+
 class EventSink:
-    """The callback given to every Hypervisor.watch_events: count, wake detach waits, kick."""
+    """The callback given to every Hypervisor.watch_events: count, wake detach waits, kick.
+
+    A lost connection also turns its host Unknown in status at once (a pass may be busy
+    elsewhere for a while; status/unknown.py), and a restored one is a reason to look again
+    like any event: what happened while it was down was never reported."""
 
     def __init__(
         self, store: StatusStore, devices: DeviceEvents, triggers: Triggers, coalesce: float
@@ -56,8 +65,15 @@ class EventSink:
 
     def __call__(self, host: str, kind: str, domain: str) -> None:
         self.devices.notify(host, kind, domain)
+        delay = self.coalesce
+        if kind == EventKind.CONNECTION_LOST:
+            log.warning("host.connection_lost", host=host)
+            self.store.update(lambda snap: hosts_unknown(snap, {host: LOST}))
+        elif kind == EventKind.CONNECTION_RESTORED:
+            log.info("host.reconnected", host=host)
+            delay = 0.0  # one reconnect is no burst; the healing pass should not wait
         self.store.count_events()
-        self.triggers.kick_after(EVENT, self.coalesce)
+        self.triggers.kick_after(EVENT, delay)
 
 
 class Controller:

@@ -37,6 +37,7 @@ from reconciler.status.compute import PassInput
 from reconciler.status.incremental import IncrementalStatus
 from reconciler.status.store import StatusStore
 from reconciler.status.types import Snapshot
+from reconciler.status.unknown import hosts_unknown
 
 log = structlog.get_logger("volctl.controller")
 
@@ -146,6 +147,7 @@ class Engine:
         with st.phase("observe"):
             self.connections.sync(desired)
             st.observed = self.connections.observe(desired)
+        self._publish_unknown(st.observed)
         with st.phase("plan"):
             st.plan = self.planner(desired, st.observed, self.plan_settings)
         st.remaining = st.plan
@@ -173,10 +175,18 @@ class Engine:
         if st.report.ran and verify is not None and not self.stopping.is_set():
             with st.phase("verify_observe"):
                 st.observed = verify.world()
+            self._publish_unknown(st.observed)
             with st.phase("verify_plan"):
                 st.remaining = self.planner(desired, st.observed, self.plan_settings)
         elif st.report.ran:
             st.unverified = True
+
+    def _publish_unknown(self, observed: ObservedWorld) -> None:
+        """Hosts this observation could not see turn Unknown in status now, not when the pass
+        (still to plan, execute and verify) ends (status/unknown.py)."""
+        lost = {n: h.reason or "unreachable" for n, h in observed.hosts.items() if not h.reachable}
+        if lost:
+            self.store.update(lambda snap: hosts_unknown(snap, lost))
 
     def _fetch(self, bound: structlog.typing.FilteringBoundLogger) -> SourceStatus:
         rev: Revision | None = None

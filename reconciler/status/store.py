@@ -4,9 +4,9 @@ Readers (REST, CLI helpers, tests) call `store.snapshot()` and get a complete, c
 pass without locking; the controller publishes a new Snapshot at the end of every pass, also
 when the pass failed (like Flux's deferred `finalizeStatus`).  `update` runs a function of
 the current snapshot under the store's lock, so counters bumped from event threads between
-passes are never lost.  Waiters (`wait_for`) let a CLI or a test block until a condition
-holds instead of polling; `wait_newer` is what the REST long poll (`?afterGeneration=N`)
-waits on.
+passes are never lost, and a host found lost mid-pass turns Unknown at once (`unknown.py`).
+Waiters (`wait_for`) let a CLI or a test block until a condition holds instead of polling;
+`wait_newer` is what the REST long poll (`?afterGeneration=N`) waits on.
 """
 
 from __future__ import annotations

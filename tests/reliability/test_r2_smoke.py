@@ -1,11 +1,14 @@
 """R2's smoke mode: one link cut during an apply, on the SSH transport (the seed's), judged
 from libvirt on both hosts: no duplicate, nothing destroyed unseen, Unknown reported, healed.
 
-The smoke gates the safety goals (never a duplicate, never a destroy of a VM that could not be
-seen) and that the host is noticed and recovers at all.  Its timing goals (Unknown in the
-first pass after the cut, converged within one resync) are campaign figures: they are open
-(missed on a quiet machine too, reliability/RESULTS.md), so the scenario's exit code, which
-counts them, is not asserted here."""
+It gates the timing goals too (they were relaxed while open): the first pass that began
+during the cut reports the host Unknown, and the fleet converges within one resync (10 s)
+after the heal.  Both hold by design since a lost connection is reopened in the background
+and a reconnect runs a pass (docs/backends.md, Timeouts): after the fix the smoke noticed
+the cut in ~8 s and recovered in 1-8 s at load 15-36 (reliability/RESULTS.md).  What is
+left of the recovery is an ssh handshake and the apply's own work (a guest start), which a
+machine loaded beyond 4 runnable tasks per core stretches past 10 s (18.9 s at load 46):
+there the timing goals are reported, not gated; the safety goals always are."""
 
 from __future__ import annotations
 
@@ -13,12 +16,14 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
 REPO = Path(__file__).resolve().parents[2]
+OVERLOADED = 4.0  # runnable tasks per core (1-min load average) beyond which timing is noise
 
 
 def test_r2_smoke_over_ssh(tmp_path: Path) -> None:
@@ -39,5 +44,12 @@ def test_r2_smoke_over_ssh(tmp_path: Path) -> None:
     assert row["unseen_destroys"] == 0, out
     assert row["notice_s"] is not None, out
     assert row["recover_s"] is not None, out
-    assert run.returncode in (0, 1), out  # 1: a timing goal missed (see the docstring)
     assert not Path(lab_dir).exists()  # the lab is gone again
+    env_ = doc["environment"]
+    load = max(env_["load_avg_at_start"][0], env_["load_avg_at_end"][0])
+    if load > OVERLOADED * env_["cores"]:
+        warnings.warn(f"R2 timing goals not gated at load {load:.0f}: {row}", stacklevel=1)
+        return
+    assert row["first_pass_after_fault_unknown"] is not False, out
+    assert row["recover_s"] <= doc["params"]["resync_s"], out
+    assert run.returncode == 0, out
