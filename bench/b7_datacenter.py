@@ -170,32 +170,88 @@ def _hosts(directory: Path, n_hosts: int, pool: str) -> Iterator[dict[str, Any]]
 
 
 def _plan_and_status(n_vms: int) -> dict[str, float]:
+    """Plan and status of a steady pass as the engine runs them: its `IncrementalPlanner`
+    and `IncrementalStatus`, warmed by one pass, then given an equal world made of fresh
+    objects (each pass observes anew); beside them `plan()` and `compute()` from scratch."""
+    import copy
+
     from bench.common.synth import SETTINGS, converged_world, desired_state, empty_world
+    from reconciler.plan.incremental import IncrementalPlanner
     from reconciler.plan.planner import plan
     from reconciler.status.compute import PassInput, compute
+    from reconciler.status.incremental import IncrementalStatus
     from reconciler.status.types import Snapshot
 
     desired = desired_state(3 * n_vms)
     world = converged_world(empty_world(desired), plan(desired, empty_world(desired), SETTINGS))
-    plan_s, plan_cpu_s, p = _median_times(lambda: plan(desired, world, SETTINGS))
+    scratch_s, scratch_cpu_s, p = _median_times(lambda: plan(desired, world, SETTINGS))
     the_plan = cast(Any, p)
 
-    def status(prev: Snapshot) -> Snapshot:
-        return compute(
-            prev,
-            PassInput("b7", time.time(), 0.1, desired=desired, observed=world, plan=the_plan),
-        )
+    def pass_input(w: Any, pl: Any) -> PassInput:
+        return PassInput("b7", time.time(), 0.1, desired=desired, observed=w, plan=pl)
 
-    first = status(Snapshot())
-    status_s, status_cpu_s, snap = _median_times(lambda: status(first))
+    first = compute(Snapshot(), pass_input(world, the_plan))
+    st_scratch_s, st_scratch_cpu_s, _ = _median_times(
+        lambda: compute(first, pass_input(world, the_plan))
+    )
+    planner, status = IncrementalPlanner(), IncrementalStatus()
+    snap = status(Snapshot(), pass_input(world, planner(desired, world, SETTINGS)))
+    worlds = [copy.deepcopy(world) for _ in range(REPEAT)]  # untimed: a pass's fresh observation
+    plans: list[Any] = []
+
+    def steady_plan() -> object:
+        plans.append(planner(desired, worlds[len(plans)], SETTINGS))
+        return plans[-1]
+
+    plan_s, plan_cpu_s, _ = _median_times(steady_plan)
+    done: list[Snapshot] = [snap]
+
+    def steady_status() -> object:
+        k = len(done) - 1
+        done.append(status(done[-1], pass_input(worlds[k], plans[k])))
+        return done[-1]
+
+    status_s, status_cpu_s, last = _median_times(steady_status)
     return {
         "plan_s": plan_s,
         "plan_cpu_s": plan_cpu_s,
+        "plan_scratch_s": scratch_s,
+        "plan_scratch_cpu_s": scratch_cpu_s,
         "plan_actions": float(len(the_plan.actions)),
+        "plan_memo_hits": float(planner.hits),
         "status_s": status_s,
         "status_cpu_s": status_cpu_s,
-        "converged": float(cast(Snapshot, snap).converged),
+        "status_scratch_s": st_scratch_s,
+        "status_scratch_cpu_s": st_scratch_cpu_s,
+        "status_memo_hits": float(status.hits),
+        "converged": float(cast(Snapshot, last).converged),
     }
+
+
+def plan_status_only(sizes: list[int]) -> int:
+    """`--plan-status-only`: the plan and status parts alone (no lab), one row per size."""
+    report = Report("b7_datacenter", params={"sizes": sizes, "parts": "plan+status only"})
+    rows = []
+    for n in sizes:
+        row: dict[str, Any] = {"what": f"plan + status, {n:,} VMs ({3 * n:,} resources)"}
+        row.update(_plan_and_status(n))
+        row["ok"] = bool(row["converged"]) and row["plan_memo_hits"] == REPEAT
+        rows.append(row)
+        print(f"bench: {row}", flush=True)
+    report.rows = rows
+    report.finish(
+        [
+            ("what", "measurement"),
+            ("plan_cpu_s", "plan CPU s (steady)"),
+            ("plan_scratch_cpu_s", "plan() CPU s"),
+            ("status_cpu_s", "status CPU s (steady)"),
+            ("status_scratch_cpu_s", "compute() CPU s"),
+            ("plan_s", "plan s"),
+            ("status_s", "status s"),
+            ("ok", "ok"),
+        ]
+    )
+    return 0 if all(r["ok"] for r in rows) else 1
 
 
 def measure(ceph: _Ceph, storage: Any, n: int, tmp: Path) -> dict[str, Any]:
@@ -277,8 +333,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefix", default="bench")
     p.add_argument("--threads", type=int, default=16, help="RbdStorage worker threads")
     p.add_argument("--smoke", action="store_true", help="tiny sizes (20, 60; baseline 20)")
+    p.add_argument(
+        "--plan-status-only",
+        action="store_true",
+        help="only the plan and status parts of a steady pass, in-process (no lab)",
+    )
     add_lab_args(p, default_hosts=1)
     args = p.parse_args(argv)
+    if args.plan_status_only:
+        return plan_status_only(sorted(int(s) for s in args.sizes.split(",") if s))
     if args.smoke:
         args.sizes, args.baseline_sizes = "20,60", "20"
     sizes = sorted(int(s) for s in args.sizes.split(",") if s)

@@ -192,6 +192,8 @@ def test_b7_datacenter_smoke(lab: LabInfo, tmp_path: Path) -> None:
         for part in ("libvirt_s", "ceph_s", "observe_s", "plan_s", "status_s"):
             assert r[part] > 0, part
         assert r["pass_s"] == pytest.approx(r["observe_s"] + r["plan_s"] + r["status_s"])
+        # a steady pass's plan and status come from the engine's memos (equal fresh inputs)
+        assert r["plan_memo_hits"] == r["status_memo_hits"] == 3
     # the steady Ceph side does not grow with the pool; the baseline opens every image
     assert rows[0]["ceph_calls_by_kind"] == rows[1]["ceph_calls_by_kind"]
     assert base[0]["ceph_calls_by_kind"]["open"] == 20
