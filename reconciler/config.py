@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from reconciler.errors import SpecError
+from reconciler.identity import INSTALLATION_NAME
 from reconciler.model import Network, NetworkKind
 
 DEFAULT_API = "http://127.0.0.1:8470"
@@ -56,6 +57,8 @@ class Config:
     cors_origins: tuple[str, ...] = ()  # `cors: {origins: [...]}`: browser origins that may read
     webhook: dict[str, Any] | None = None  # {token} or {tokenFile}: enables POST /hooks/git
     lease: float = 6.0  # HA leader lease seconds (rados:// store only; docs/ha.md)
+    # the name in this installation's ownership marks; None: "<fsid>/<pool>" (identity.py)
+    installation: str | None = None
     path: str | None = None  # the file this came from
 
 
@@ -136,6 +139,7 @@ def _parse(path: Path, read: Reader) -> Config:
         cors_origins=_cors_origins(path, raw.get("cors")),
         webhook=raw.get("webhook"),
         lease=_lease(path, raw.get("lease", base.lease)),
+        installation=_installation(path, raw.get("installation")),
         path=str(path),
     )
 
@@ -179,6 +183,18 @@ def _cors_origins(path: Path, raw: Any) -> tuple[str, ...]:
                 "(no path, no trailing slash), or '*'"
             )
     return tuple(raw["origins"])
+
+
+def _installation(path: Path, value: Any) -> str | None:
+    """`installation: NAME` (the schema checks it too; this guards the unchecked reader)."""
+    if value is None:
+        return None
+    if not (isinstance(value, str) and re.fullmatch(INSTALLATION_NAME, value)):
+        raise SpecError(
+            f"{path}: installation: {value!r} is not a valid installation name (letters, "
+            "digits and _ . : / -, at most 128, starting and ending with a letter or digit)"
+        )
+    return value
 
 
 def _lease(path: Path, value: Any) -> float:

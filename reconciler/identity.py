@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # libvirt <metadata> namespace owned by this project.
@@ -26,6 +27,7 @@ META_ID = "volctl.id"  # image id, vmid (root disks) or volumeid
 META_SPEC_HASH = "volctl.spec-hash"
 META_RECLAIM = "volctl.reclaim-policy"
 META_EPOCH = "volctl.epoch"  # lease epoch of the HA leader that created/marked it
+META_INSTALLATION = "volctl.installation"  # the installation that created/marked it
 
 BASE_SNAPSHOT = "volctl-base"
 
@@ -69,3 +71,38 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
     """Short, stable hash of the fields that define a resource (canonical JSON)."""
     blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# -- which installation owns a resource ----------------------------------------------------
+#
+# Several volctl installations may share libvirt hosts (and, with explicit names, a pool).
+# A mark that only says "volctl" would make each treat the others' domains as its own
+# orphans, so every mark also names the installation that made it.  The default name is
+# the Ceph cluster's fsid and the pool ("<fsid>/<pool>"): it needs no configuration, every
+# HA replica of one installation computes the same one, and two installations in one pool
+# could not coexist anyway (they would collide on image names).  `installation: NAME` in
+# the config overrides it.
+
+INSTALLATION_NAME = r"^[A-Za-z0-9]([A-Za-z0-9_.:/-]{0,126}[A-Za-z0-9])?$"
+
+
+def default_installation(fsid: str, pool: str) -> str:
+    return f"{fsid}/{pool}"
+
+
+@dataclass(frozen=True)
+class Installation:
+    """This installation: the name its marks carry and the RBD pool it keeps images in."""
+
+    name: str
+    pool: str
+
+    def owns(self, marked_by: str | None, rbd_disks: Iterable[str | None]) -> bool:
+        """Whether a volctl mark naming `marked_by` (None: a mark from before installations
+        were named) is ours.  A legacy mark is ours only if the domain has RBD disks and
+        every one of them is in our pool ("pool/image"): another installation's domains
+        live in its own pool.  Any other installation's mark is foreign."""
+        if marked_by is not None:
+            return marked_by == self.name
+        images = [d for d in rbd_disks if d is not None]
+        return bool(images) and all(d.rsplit("/", 1)[0] == self.pool for d in images)

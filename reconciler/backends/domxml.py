@@ -7,7 +7,9 @@ without its mark.  Keeping render and parse side by side makes the round trip te
 without a hypervisor.
 
 Parsing never raises on a strange domain: a foreign domain may have any XML, and a mark
-that does not parse is treated as no mark (foreign, never touched).
+that does not parse is treated as no mark (foreign, never touched).  A mark that parses
+still names the installation that wrote it; `owned_mark` is where a backend keeps only the
+marks of its own installation (another installation's domains are foreign).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from xml.sax.saxutils import escape, quoteattr
 
-from reconciler.identity import XMLNS, XMLNS_PREFIX
+from reconciler.identity import XMLNS, XMLNS_PREFIX, Installation
 from reconciler.observe.types import ObservedDisk, ObservedNic, OwnerMark
 from reconciler.payload import CephAccess, DiskSpec, DomainSpec, NicKind, NicSpec, VirtType
 
@@ -110,22 +112,33 @@ def render_nic(nic: NicSpec) -> str:
     )
 
 
-def render_mark(name: str, vmid: int, spec_hash: str, epoch: int | None = None) -> str:
+def render_mark(
+    name: str,
+    vmid: int,
+    spec_hash: str,
+    epoch: int | None = None,
+    *,
+    installation: str | None = None,
+) -> str:
+    """The owner mark.  The backends always name their installation; None writes the mark
+    of volctl before installations were named (tests and synthetic benchmark fleets)."""
     leader = "" if epoch is None else f" epoch={quoteattr(str(epoch))}"
+    inst = "" if installation is None else f" installation={quoteattr(installation)}"
     return (
         f"<{XMLNS_PREFIX}:vm xmlns:{XMLNS_PREFIX}={quoteattr(XMLNS)} name={quoteattr(name)} "
-        f"vmid={quoteattr(str(vmid))} spec-hash={quoteattr(spec_hash)}{leader}/>"
+        f"vmid={quoteattr(str(vmid))} spec-hash={quoteattr(spec_hash)}{leader}{inst}/>"
     )
 
 
 def render_domain(
     spec: DomainSpec,
     *,
+    installation: str | None = None,
     domain_type: str | None = None,
     uuid_str: str | None = None,
     extra_disks: tuple[str, ...] = (),
 ) -> str:
-    """The full domain XML for a DomainSpec.
+    """The full domain XML for a DomainSpec, marked as `installation`'s (`render_mark`).
 
     The domain type is `spec.virt_type`: "kvm" gets `<cpu mode='host-model'/>` (the host's
     CPU model and features, still migratable between like hosts), "qemu" (TCG) gets no
@@ -135,6 +148,7 @@ def render_domain(
     to it) that also logs to `spec.console_log`.
     """
     dtype = domain_type or spec.virt_type.value
+    mark = render_mark(spec.name, spec.vmid, spec.spec_hash, spec.epoch, installation=installation)
     root_disk = (
         "<disk type='network' device='disk'>"
         "<driver name='qemu' type='raw' cache='none'/>"
@@ -153,7 +167,7 @@ def render_domain(
         f"<domain type={quoteattr(dtype)}>"
         f"<name>{escape(spec.name)}</name>"
         f"<uuid>{uuid_str or domain_uuid(spec.vmid, spec.name)}</uuid>"
-        f"<metadata>{render_mark(spec.name, spec.vmid, spec.spec_hash, spec.epoch)}</metadata>"
+        f"<metadata>{mark}</metadata>"
         f"<memory unit='MiB'>{int(spec.memory_mib)}</memory>"
         f"<currentMemory unit='MiB'>{int(spec.memory_mib)}</currentMemory>"
         f"<vcpu placement='static'>{int(spec.vcpus)}</vcpu>"
@@ -205,7 +219,17 @@ def _mark_of(el: ET.Element) -> OwnerMark:
         vmid=int(el.attrib["vmid"]),
         spec_hash=el.attrib["spec-hash"],
         epoch=None if epoch is None else int(epoch),
+        installation=el.get("installation"),
     )
+
+
+def owned_mark(
+    mark: OwnerMark | None, disks: tuple[ObservedDisk, ...], installation: Installation
+) -> OwnerMark | None:
+    """`mark` if `installation` owns the domain, else None (foreign: never changed)."""
+    if mark is None or not installation.owns(mark.installation, (d.rbd_image for d in disks)):
+        return None
+    return mark
 
 
 def parse_mark(metadata_xml: str) -> OwnerMark | None:

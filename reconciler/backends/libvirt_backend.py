@@ -11,9 +11,13 @@ Why it looks like this:
   loss drops the whole cache.  Block stats are deliberately *not* requested: for running
   domains they make qemu query its RBD block nodes on the monitor, which hangs when Ceph is
   down and wedges the domain (lab notes, pitfall 5).
-- **Ownership.**  A domain is ours only if its XML carries the volctl mark.  Every mutation
-  first checks the mark and raises `Conflict` on a foreign domain; nothing foreign is
-  ever modified.
+- **Ownership.**  A domain is ours only if its XML carries the volctl mark *of this
+  installation* (`identity.Installation.owns`: the mark names us, or it is a legacy mark
+  without a name and every RBD disk of the domain is in our pool).  Another installation's
+  domain is reported without a mark, i.e. foreign.  Every mutation first checks the mark
+  and raises `Conflict` on a foreign domain; nothing foreign is ever modified.  Which
+  installation we are is asked of `installation` (it may need Ceph: the default name is the
+  cluster's fsid); while it cannot say, the host is unknown, never guessed.
 - **Idempotent mutations.**  Each one is "ensure": it reads the current state and does only
   what is missing, so a retry after a crash or timeout is always safe.
 - **Detach is a request.**  `detach_disk` asks libvirt (asynchronously via the device alias
@@ -32,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +48,14 @@ from reconciler.backends.libvirt_conn import LibvirtConnection
 from reconciler.backends.libvirt_devices import LibvirtDevices
 from reconciler.backends.protocols import DomainEventCallback, EventKind
 from reconciler.errors import BackendError, Conflict, NotFound, Terminal
-from reconciler.identity import XMLNS
-from reconciler.observe.types import DomainState, ObservedDomain, ObservedHost
+from reconciler.identity import XMLNS, Installation
+from reconciler.observe.types import (
+    DomainState,
+    ObservedDisk,
+    ObservedDomain,
+    ObservedHost,
+    OwnerMark,
+)
 from reconciler.payload import DomainSpec
 
 _STATE = {
@@ -97,8 +108,13 @@ class LibvirtHypervisor(LibvirtDevices):
         ram_capacity_mib: int | None = None,
         cache_ttl: float = 600.0,
         keepalive: tuple[int, int] = (2, 3),
+        installation: Callable[[], Installation] | None = None,
     ) -> None:
+        """`installation` says which installation we are (see Ownership above).  None is
+        for tools that only observe (benchmarks): every volctl mark reads as ours, and
+        every mutation is refused."""
         self.name = name
+        self._installation = installation
         self.uri = uri
         self._cpu_override = cpu_capacity
         self._ram_override = ram_capacity_mib
@@ -235,6 +251,7 @@ class LibvirtHypervisor(LibvirtDevices):
 
     def observe(self) -> ObservedHost:
         try:
+            owner = self._installation() if self._installation is not None else None
             host = self._host_info()
             stats = self._conn.call(
                 "getAllDomainStats",
@@ -262,7 +279,7 @@ class LibvirtHypervisor(LibvirtDevices):
                         state=_STATE.get(state, DomainState.OTHER),
                         vcpus=p.vcpus,
                         memory_mib=p.memory_mib,
-                        mark=p.mark,
+                        mark=p.mark if owner is None else domxml.owned_mark(p.mark, p.disks, owner),
                         disks=p.disks,
                         nics=p.nics,
                         virt_type=p.virt_type,
@@ -292,8 +309,16 @@ class LibvirtHypervisor(LibvirtDevices):
     def _lookup(self, name: str) -> Any:
         return self._conn.call("lookupByName", lambda c: c.lookupByName(name))
 
+    def _owner(self) -> Installation:
+        if self._installation is None:
+            raise Terminal(f"{self.name}: opened to observe only (no installation given)")
+        return self._installation()
+
     def _lookup_ours(self, name: str) -> Any:
-        """The domain, after checking our mark in its persistent metadata."""
+        """The domain, after checking our mark in its persistent metadata.  A legacy mark
+        (no installation) is judged on the domain's disks: from the observe cache when it
+        has the domain, else from one XML read."""
+        owner = self._owner()
         dom = self._lookup(name)
         try:
             raw = self._conn.call(
@@ -307,6 +332,14 @@ class LibvirtHypervisor(LibvirtDevices):
         mark = domxml.parse_mark(raw)
         if mark is None or mark.name != name:
             raise Conflict(f"{self.name}: domain {name} is not managed by volctl")
+        if mark.installation is not None:
+            disks: tuple[ObservedDisk, ...] = ()  # the name decides
+        else:
+            with self._lock:
+                cached = self._cache.get(dom.UUIDString())
+            disks = (cached.parsed if cached else domxml.parse_domain(self._xml(dom, 0))).disks
+        if domxml.owned_mark(mark, disks, owner) is None:
+            raise Conflict(_not_ours(self.name, name, mark, owner))
         return dom
 
     def _is_active(self, dom: Any) -> bool:
@@ -326,21 +359,31 @@ class LibvirtHypervisor(LibvirtDevices):
     # -- mutations --------------------------------------------------------------------------
 
     def define(self, spec: DomainSpec) -> None:
+        """Ensure the domain is defined as `spec`, marked as ours.  A legacy mark we own
+        (no installation, disks in our pool) is rewritten with our installation."""
         dtype = "test" if self._emulated() else None  # None: spec.virt_type
+        owner = self._owner()
         try:
             dom = self._lookup(spec.name)
         except NotFound:
-            self._define_xml(domxml.render_domain(spec, domain_type=dtype))
+            self._define_xml(domxml.render_domain(spec, installation=owner.name, domain_type=dtype))
             return
         current = self._xml(dom, _INACTIVE)
         parsed = domxml.parse_domain(current)
         mark = parsed.mark
         if mark is None or mark.name != spec.name:
             raise Conflict(f"{self.name}: domain {spec.name} exists and is not managed by volctl")
-        if mark.vmid == spec.vmid and mark.spec_hash == spec.spec_hash:
+        if domxml.owned_mark(mark, parsed.disks, owner) is None:
+            raise Conflict(_not_ours(self.name, spec.name, mark, owner))
+        if (mark.vmid, mark.spec_hash, mark.installation) == (
+            spec.vmid,
+            spec.spec_hash,
+            owner.name,
+        ):
             return  # already defined with this identity and spec
         xml = domxml.render_domain(
             spec,
+            installation=owner.name,
             domain_type=dtype,
             uuid_str=parsed.uuid,
             extra_disks=domxml.volume_disks(current),
@@ -385,3 +428,15 @@ class LibvirtHypervisor(LibvirtDevices):
         with contextlib.suppress(NotFound):  # a transient domain is gone once destroyed
             self._conn.call("undefineFlags", lambda _c: dom.undefineFlags(flags))
         self._changed(dom)
+
+
+def _not_ours(host: str, domain: str, mark: OwnerMark, owner: Installation) -> str:
+    if mark.installation is not None:
+        return (
+            f"{host}: domain {domain} belongs to volctl installation {mark.installation!r} "
+            f"(this one is {owner.name!r})"
+        )
+    return (
+        f"{host}: domain {domain} carries an unnamed (pre-installation) volctl mark and a disk "
+        f"outside pool {owner.pool}: another installation's"
+    )

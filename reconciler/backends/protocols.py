@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from reconciler.identity import Installation
 from reconciler.observe.types import ObservedHost, ObservedStorage
 from reconciler.payload import DiskSpec, DomainSpec, ImageFile, NicSpec
 
@@ -124,6 +125,11 @@ class Storage(Protocol):
         """Remove one of *our* images (NotFound if gone; Transient while it has watchers).
 
         A volume is recorded in the id ledger as deleted before it goes."""
+        ...
+
+    def installation(self) -> Installation:
+        """This installation: the name its ownership marks carry and its pool (the default
+        name is "<fsid>/<pool>", so it may need Ceph: a BackendError while unreachable)."""
         ...
 
     def close(self) -> None: ...

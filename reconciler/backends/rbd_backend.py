@@ -3,11 +3,16 @@
 Why it looks like this:
 
 - **Ownership.**  An image is ours only if its image-meta carries
-  `volctl.managed-by=volctl` (`identity.META_MANAGED_BY`).  Every mutation checks it and
-  raises `Conflict` on a foreign image.  New images are created under a scratch name
-  (`volctl-tmp.<final>.<nonce>`), marked, filled, and only then renamed into place
-  (`rbd_tmp.py`), so no crash ever leaves an unmarked image at a managed name; scratch
-  debris is removed by later calls and never shows up in `observe()`.
+  `volctl.managed-by=volctl` (`identity.META_MANAGED_BY`) and `volctl.installation`, when
+  present, names this installation (pools shared under explicit `installation:` names; an
+  image marked before installations were named has no such key and stays ours: it is in
+  our pool).  Every mutation checks it and raises `Conflict` on a foreign image.  Which
+  installation we are is `installation()`: the configured name, else "<fsid>/<pool>" from
+  the cluster this backend connects to (the fsid is read once, with the first connection).
+  New images are created under a scratch name (`volctl-tmp.<final>.<nonce>`), marked,
+  filled, and only then renamed into place (`rbd_tmp.py`), so no crash ever leaves an
+  unmarked image at a managed name; scratch debris is removed by later calls and never
+  shows up in `observe()`.
 - **Bounded.**  Every librados/librbd call runs on this backend's worker threads with a
   deadline (`calls.Worker`); `connect()` also gets librados' own timeout.  A timeout drops the
   cluster handle so the next call reconnects.
@@ -31,6 +36,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +49,15 @@ from reconciler.backends.rbd_import import copy_sparse, raw_source
 from reconciler.backends.rbd_observe import Calls, PoolCache
 from reconciler.backends.ssh_import import SshStream, copy_stream
 from reconciler.errors import BackendError, Conflict, Terminal, Transient
-from reconciler.identity import BASE_SNAPSHOT, MANAGED_BY, META_MANAGED_BY, META_NAME
+from reconciler.identity import (
+    BASE_SNAPSHOT,
+    MANAGED_BY,
+    META_INSTALLATION,
+    META_MANAGED_BY,
+    META_NAME,
+    Installation,
+    default_installation,
+)
 from reconciler.observe.types import ObservedImage, ObservedStorage
 from reconciler.payload import ImageFile, LocalFile, SshFile
 
@@ -80,8 +94,11 @@ class RbdStorage:
         import_timeout: float = 1800.0,
         threads: int = 4,
         tmp_grace: float = 10.0,
+        installation: str | None = None,
     ) -> None:
         self.conf = conf
+        self._installation_name = installation  # None: "<fsid>/<pool>"
+        self._fsid: str | None = None
         self.pool = pool
         self.user = user
         self.timeout = timeout
@@ -152,6 +169,8 @@ class RbdStorage:
             except BaseException:
                 _shutdown_later(cluster, [])
                 raise
+        if self._fsid is None:
+            self._fsid = str(cluster.get_fsid())  # from the monmap: no round trip
         io = cluster.open_ioctx(pool)
         with self._lock:
             if self._cluster is None:
@@ -182,6 +201,26 @@ class RbdStorage:
             return fn(io, *args)
         finally:
             self._release(cluster)
+
+    def installation(self) -> Installation:
+        """This installation (what its marks name); may connect to read the cluster fsid,
+        so it raises a BackendError while Ceph was never reached."""
+        if self._installation_name is None and self._fsid is None:
+            self._call("connect", lambda _io: None)
+        return Installation(self._name(), self.pool)
+
+    def _name(self) -> str:
+        if self._installation_name is not None:
+            return self._installation_name
+        assert self._fsid is not None, "the fsid is read with the first connection"
+        return default_installation(self._fsid, self.pool)
+
+    def _foreign(self, img: ObservedImage) -> ObservedImage:
+        """`img`, flagged as another installation's when its image-meta names one."""
+        marked_by = img.meta.get(META_INSTALLATION)
+        if marked_by is None or marked_by == self._name():
+            return img
+        return replace(img, other_installation=True)
 
     def retired_handles(self) -> int:
         """Dropped cluster handles still waiting for a stuck call (tests, metrics)."""
@@ -314,7 +353,7 @@ class RbdStorage:
         return ObservedStorage(
             reachable=True,
             pool=self.pool,
-            images=dict(sorted(images.items())),
+            images={n: self._foreign(img) for n, img in sorted(images.items())},
             external_snapshots=found,
             ids=ids,
             calls=calls.stats(),
@@ -341,6 +380,11 @@ class RbdStorage:
         meta = {str(k): str(v) for k, v in im.metadata_list()}
         if not _ours(meta):
             raise Conflict(f"rbd image {self.pool}/{name} is not managed by volctl")
+        marked_by = meta.get(META_INSTALLATION)
+        if marked_by is not None and marked_by != self._name():
+            raise Conflict(
+                f"rbd image {self.pool}/{name} belongs to volctl installation {marked_by!r}"
+            )
         return meta
 
     @staticmethod
@@ -349,9 +393,8 @@ class RbdStorage:
             if current.get(key) != value:
                 im.metadata_set(key, value)
 
-    @staticmethod
-    def _marked(meta: Mapping[str, str]) -> dict[str, str]:
-        return {META_MANAGED_BY: MANAGED_BY, **meta}
+    def _marked(self, meta: Mapping[str, str]) -> dict[str, str]:
+        return {META_MANAGED_BY: MANAGED_BY, META_INSTALLATION: self._name(), **meta}
 
     # The steps of creating an image (tests call them one by one to simulate a crash between
     # any two): make a scratch image, mark it, rename it to its final name.

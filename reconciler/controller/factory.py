@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import configparser
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -20,6 +21,7 @@ import structlog
 from reconciler.backends.libvirt_backend import LibvirtHypervisor
 from reconciler.backends.rbd_backend import RbdStorage
 from reconciler.config import CephConfig
+from reconciler.identity import Installation
 from reconciler.model import Host
 from reconciler.payload import CephAccess
 
@@ -47,8 +49,15 @@ def over_ssh(uri: str) -> bool:
     return scheme.endswith(("+ssh", "+libssh", "+libssh2"))
 
 
-def hypervisor_for(host: Host, timeouts: Timeouts | None = None) -> LibvirtHypervisor:
-    """A LibvirtHypervisor for one Host document (its capacity overrides included)."""
+def hypervisor_for(
+    host: Host,
+    timeouts: Timeouts | None = None,
+    *,
+    installation: Callable[[], Installation],
+) -> LibvirtHypervisor:
+    """A LibvirtHypervisor for one Host document (its capacity overrides included) that
+    changes only what `installation` owns (in practice `storage.installation`: the pool
+    says which installation we are)."""
     t = timeouts or Timeouts()
     return LibvirtHypervisor(
         host.meta.name,
@@ -57,11 +66,15 @@ def hypervisor_for(host: Host, timeouts: Timeouts | None = None) -> LibvirtHyper
         connect_timeout=t.libvirt_connect_ssh if over_ssh(host.uri) else t.libvirt_connect,
         cpu_capacity=host.cpu_capacity,
         ram_capacity_mib=host.ram_capacity_mib,
+        installation=installation,
     )
 
 
-def storage_for(ceph: CephConfig, timeouts: Timeouts | None = None) -> RbdStorage:
-    """The RbdStorage for the configured pool and cephx user."""
+def storage_for(
+    ceph: CephConfig, timeouts: Timeouts | None = None, *, installation: str | None = None
+) -> RbdStorage:
+    """The RbdStorage for the configured pool and cephx user; `installation` is the
+    config's `installation:` (None: "<fsid>/<pool>")."""
     t = timeouts or Timeouts()
     storage = RbdStorage(
         ceph.conf,
@@ -70,6 +83,7 @@ def storage_for(ceph: CephConfig, timeouts: Timeouts | None = None) -> RbdStorag
         timeout=t.rbd_call,
         connect_timeout=t.rbd_connect,
         import_timeout=t.rbd_import,
+        installation=installation,
     )
     storage.connect_hook = log_ceph_client
     return storage

@@ -120,6 +120,9 @@ class FencedStorage:
         self.gate(f"remove {name}")
         self.inner.remove(name)
 
+    def installation(self) -> identity.Installation:
+        return self.inner.installation()
+
     def close(self) -> None:
         self.inner.close()
 

@@ -53,7 +53,7 @@ def build_replica(
     def build(
         status: StatusStore, gate: Gate, epoch: Callable[[], int], on_connect: Callable[[str], None]
     ) -> Runtime:
-        storage = storage_for(config.ceph)
+        storage = storage_for(config.ceph, installation=config.installation)
         logged = storage.connect_hook
 
         def hook(addr: str) -> None:  # every connection is logged, recorded and gated (docs/ha.md)

@@ -15,7 +15,7 @@ from reconciler.config import Config
 from reconciler.controller.factory import storage_for
 from reconciler.controller.passes import Planner
 from reconciler.controller.stores import open_store
-from reconciler.controller.wiring import BackendConnections, HostOpener, open_libvirt
+from reconciler.controller.wiring import BackendConnections, HostOpener
 from reconciler.model import DesiredState
 from reconciler.observe.types import ObservedWorld
 from reconciler.plan.actions import Plan
@@ -72,5 +72,6 @@ def plan_only(
     return PlanResult(desired, observed, plan)
 
 
-def connections_for(config: Config, open_host: HostOpener = open_libvirt) -> BackendConnections:
-    return BackendConnections(storage_for(config.ceph), open_host=open_host)
+def connections_for(config: Config, open_host: HostOpener | None = None) -> BackendConnections:
+    storage = storage_for(config.ceph, installation=config.installation)
+    return BackendConnections(storage, open_host=open_host)

@@ -44,9 +44,10 @@ def plan_settings(config: Config, *, allow_mass_delete: bool = False) -> PlanSet
 HostOpener = Callable[[Host], Hypervisor]
 
 
-def open_libvirt(host: Host) -> Hypervisor:
-    """The default HostOpener: the factory's LibvirtHypervisor (capacity overrides, timeouts)."""
-    return hypervisor_for(host)
+def libvirt_opener(storage: Storage) -> HostOpener:
+    """The default HostOpener: the factory's LibvirtHypervisor (capacity overrides,
+    timeouts), owning what `storage`'s installation owns."""
+    return lambda host: hypervisor_for(host, installation=storage.installation)
 
 
 class BackendConnections:
@@ -57,12 +58,12 @@ class BackendConnections:
         storage: Storage,
         *,
         on_event: DomainEventCallback | None = None,
-        open_host: HostOpener = open_libvirt,
+        open_host: HostOpener | None = None,
         observe_timeout: float = 30.0,
     ) -> None:
         self._storage = storage
         self._on_event = on_event
-        self._open_host = open_host
+        self._open_host = open_host or libvirt_opener(storage)
         self._hosts: dict[str, tuple[tuple[str, int | None, int | None], Hypervisor]] = {}
         self._lock = threading.Lock()
         self._observer = Observer({}, storage, timeout=observe_timeout)
@@ -132,7 +133,7 @@ def build_runtime(
     engine_settings: EngineSettings | None = None,
     loop_settings: LoopSettings | None = None,
     storage: Storage | None = None,
-    open_host: HostOpener = open_libvirt,
+    open_host: HostOpener | None = None,
     planner: Planner | None = None,
     status: StatusStore | None = None,
     fence: tuple[Gate, Callable[[], int]] | None = None,
@@ -144,7 +145,7 @@ def build_runtime(
     devices = DeviceEvents()
     triggers = Triggers()
     sink = EventSink(store, devices, triggers, loop.event_coalesce)
-    pool = storage or storage_for(config.ceph)
+    pool = storage or storage_for(config.ceph, installation=config.installation)
     conns = BackendConnections(pool, on_event=sink, open_host=open_host)
     acting: Connections = conns if fence is None else FencedConnections(conns, *fence)
     engine = Engine(

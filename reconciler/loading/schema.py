@@ -57,6 +57,8 @@ _PATTERN_WORDS = {
     "listen": "host:port",
     "interval": "a duration such as 30, 30s, 5m or 1h",
     "monitors": "host:port",
+    "installation": "1-128 letters, digits, '_', '.', ':', '/' or '-', starting and ending "
+    "with a letter or digit",
 }
 # Image spec.source.ssh's fields (keyed apart: `host` elsewhere is a Host's name)
 _SSH_WORDS = {

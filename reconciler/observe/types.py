@@ -23,12 +23,16 @@ class DomainState(StrEnum):
 
 @dataclass(frozen=True)
 class OwnerMark:
-    """volctl's mark in a domain's <metadata>.  Its absence means the domain is foreign."""
+    """volctl's mark in a domain's <metadata>.  Its absence means the domain is foreign;
+    so does a mark that names another installation."""
 
     name: str
     vmid: int
     spec_hash: str
     epoch: int | None = None  # the HA leader epoch that last defined it (None outside HA)
+    # the installation that defined it (identity.Installation.name); None: a mark written
+    # before installations were named (ours only if its disks are in our pool)
+    installation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,10 @@ class ObservedDomain:
     state: DomainState
     vcpus: int
     memory_mib: int
-    mark: OwnerMark | None  # None: foreign, never touched
+    # our mark; None: foreign, never touched.  A domain another installation marked is
+    # foreign too: the backend reports only marks this installation owns
+    # (`identity.Installation.owns`), so nothing downstream can mistake one for ours.
+    mark: OwnerMark | None
     disks: tuple[ObservedDisk, ...] = ()  # live disks (persistent config for inactive domains)
     nics: tuple[ObservedNic, ...] = ()  # live NICs (persistent config for inactive domains)
     virt_type: str | None = None  # <domain type>: "kvm", "qemu", "test" (persistent config)
@@ -111,10 +118,13 @@ class ObservedImage:
     snapshots: tuple[str, ...] = ()
     protected_snapshots: tuple[str, ...] = ()
     watchers: tuple[str, ...] = ()  # client addresses that have the image open
+    # volctl's image-meta names another installation (pools shared under explicit
+    # `installation:` names): foreign to us, never changed
+    other_installation: bool = False
 
     @property
     def ours(self) -> bool:
-        return self.meta.get(META_MANAGED_BY) == MANAGED_BY
+        return self.meta.get(META_MANAGED_BY) == MANAGED_BY and not self.other_installation
 
 
 @dataclass(frozen=True)

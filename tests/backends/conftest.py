@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.backends.libvirt_backend import LibvirtHypervisor
+from reconciler.identity import Installation
 from reconciler.payload import CephAccess, DomainSpec
 
 CEPH = CephAccess(
@@ -51,6 +52,9 @@ def node_xml(cpus: int, memory_mib: int, foreign: tuple[tuple[str, int, int, boo
     )
 
 
+# the installation the fake hosts' hypervisors belong to (pool "rbd", as CEPH's)
+INSTALLATION = Installation("test-installation", "rbd")
+
 HostFactory = Callable[..., LibvirtHypervisor]
 
 
@@ -67,6 +71,7 @@ def make_host(tmp_path: Path) -> Iterator[HostFactory]:
     ) -> LibvirtHypervisor:
         path = tmp_path / f"{name}.xml"
         path.write_text(node_xml(cpus, memory_mib, foreign))
+        kwargs.setdefault("installation", lambda: INSTALLATION)
         hv = LibvirtHypervisor(name, f"test://{path}", **kwargs)  # type: ignore[arg-type]
         made.append(hv)
         return hv

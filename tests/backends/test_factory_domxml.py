@@ -19,7 +19,7 @@ from reconciler.model import Host, Meta
 from reconciler.observe.types import OwnerMark
 from reconciler.payload import DiskSpec
 
-from .conftest import CEPH, spec
+from .conftest import CEPH, INSTALLATION, spec
 
 
 def test_mon_host_prefers_v1_per_monitor() -> None:
@@ -47,7 +47,7 @@ def test_monitors_from_a_conf_file(tmp_path: Path) -> None:
 
 def test_hypervisor_for_applies_the_host_overrides() -> None:
     host = Host(meta=Meta(name="h9"), uri="test:///default", pmid=1, cpu_capacity=3)
-    hv = hypervisor_for(host)
+    hv = hypervisor_for(host, installation=lambda: INSTALLATION)
     try:
         assert hv.name == "h9"
         assert hv.observe().cpus == 3

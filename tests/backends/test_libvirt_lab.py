@@ -54,8 +54,10 @@ class Guest:
             secret_uuid=lab.secret_uuid,
             pool=lab.pool,
         )
-        self.hv = LibvirtHypervisor("h1", lab.hosts[0].uri, timeout=30)
         self.storage = RbdStorage(lab.ceph_conf, lab.pool, lab.ceph_user)
+        self.hv = LibvirtHypervisor(
+            "h1", lab.hosts[0].uri, timeout=30, installation=self.storage.installation
+        )
         self.root = f"{self.prefix}-root"
         self.events: list[tuple[str, str, str]] = []
         self.event_seen = threading.Condition()

@@ -13,7 +13,7 @@ import pytest
 from reconciler.backends.libvirt_backend import LibvirtHypervisor
 from reconciler.backends.protocols import EventKind
 
-from .conftest import HostFactory, spec
+from .conftest import INSTALLATION, HostFactory, spec
 from .hung import silent_unix_socket
 
 
@@ -171,7 +171,11 @@ def test_mutation_on_a_hung_host_times_out(silent_socket: str) -> None:
     from reconciler.errors import CallTimeout
 
     hv = LibvirtHypervisor(
-        "hung", f"qemu+unix:///system?socket={silent_socket}", connect_timeout=1.0, timeout=1.0
+        "hung",
+        f"qemu+unix:///system?socket={silent_socket}",
+        connect_timeout=1.0,
+        timeout=1.0,
+        installation=lambda: INSTALLATION,
     )
     try:
         t0 = time.monotonic()

@@ -14,13 +14,16 @@ from reconciler.backends.protocols import EventKind
 from reconciler.lab.info import LabInfo
 from reconciler.lab.lab import Lab
 from reconciler.payload import CephAccess, DomainSpec
+from tests.backends.conftest import INSTALLATION
 
 pytestmark = pytest.mark.lab
 
 
 def test_daemon_restart(lab: LabInfo, tmp_path: Path) -> None:
     host = lab.hosts[-1]
-    hv = LibvirtHypervisor(host.name, host.uri, timeout=5, connect_timeout=3)
+    hv = LibvirtHypervisor(
+        host.name, host.uri, timeout=5, connect_timeout=3, installation=lambda: INSTALLATION
+    )
     lost, back = threading.Event(), threading.Event()
     hv.watch_events(lambda h, kind, d: lost.set() if kind == EventKind.CONNECTION_LOST else None)
     hv.watch_events(

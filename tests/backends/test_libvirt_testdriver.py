@@ -9,7 +9,7 @@ from reconciler.errors import Conflict, NotFound
 from reconciler.observe.types import DomainState, OwnerMark
 from reconciler.payload import DiskSpec
 
-from .conftest import CEPH, HostFactory, spec
+from .conftest import CEPH, INSTALLATION, HostFactory, spec
 
 
 def vol(image: str, target: str = "vdb") -> DiskSpec:
@@ -34,7 +34,7 @@ def test_defined_domain_carries_the_mark_and_rbd_root(make_host: HostFactory) ->
     hv.define(spec("vm1", vmid=7, spec_hash="abc", vcpus=3, memory_mib=768))
     d = hv.observe().domain("vm1")
     assert d is not None
-    assert d.mark == OwnerMark(name="vm1", vmid=7, spec_hash="abc")
+    assert d.mark == OwnerMark(name="vm1", vmid=7, spec_hash="abc", installation=INSTALLATION.name)
     assert d.state == DomainState.SHUTOFF
     assert (d.vcpus, d.memory_mib) == (3, 768)
     assert [(x.target, x.rbd_image) for x in d.disks] == [("vda", "rbd/vm-vm1-root")]

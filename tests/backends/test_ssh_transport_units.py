@@ -17,6 +17,8 @@ from reconciler.errors import CallTimeout
 from reconciler.model import Host, Meta
 from reconciler.payload import SshFile
 
+from .conftest import INSTALLATION
+
 
 def test_ssh_argv_never_prompts_checks_host_keys_and_quotes_the_path() -> None:
     argv = ssh_argv(SshFile("root@h1", "/srv/a b;rm.img", 2222, "/k/id", "/k/known"))
@@ -47,7 +49,7 @@ def test_ssh_argv_never_prompts_checks_host_keys_and_quotes_the_path() -> None:
 )
 def test_ssh_uris_get_the_ssh_connect_deadline(uri: str, ssh: bool) -> None:
     assert over_ssh(uri) is ssh
-    hv = hypervisor_for(Host(Meta("h"), uri, 1))
+    hv = hypervisor_for(Host(Meta("h"), uri, 1), installation=lambda: INSTALLATION)
     t = Timeouts()
     assert hv._conn.connect_timeout == (t.libvirt_connect_ssh if ssh else t.libvirt_connect)
 

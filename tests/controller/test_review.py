@@ -72,11 +72,13 @@ class World:
 
     def __init__(self, tmp_path: Path) -> None:
         self.hosts: dict[str, LibvirtHypervisor] = {}
+        self.storage = FakeStorage()
         for name in ("h1", "h2"):
             path = tmp_path / f"{name}.xml"
             path.write_text(node(4, 4096))
-            self.hosts[name] = LibvirtHypervisor(name, f"test://{path}", timeout=5.0)
-        self.storage = FakeStorage()
+            self.hosts[name] = LibvirtHypervisor(
+                name, f"test://{path}", timeout=5.0, installation=self.storage.installation
+            )
         self.storage.add_base("base")
         self.repo = tmp_path / "repo"
         self.repo.mkdir()

@@ -42,7 +42,9 @@ def hosts(tmp_path: Path) -> Iterator[dict[str, LibvirtHypervisor]]:
     for name, (cpu, mem, foreign) in layout.items():
         path = tmp_path / f"{name}.xml"
         path.write_text(node(cpu, mem, foreign))
-        made[name] = LibvirtHypervisor(name, f"test://{path}", timeout=5.0)
+        made[name] = LibvirtHypervisor(
+            name, f"test://{path}", timeout=5.0, installation=FakeStorage().installation
+        )
     yield made
     for hv in made.values():
         hv.close()

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from reconciler.config import CephConfig, Config
 from reconciler.controller.factory import monitors_from_conf
-from reconciler.controller.wiring import open_libvirt, plan_settings
+from reconciler.controller.wiring import libvirt_opener, plan_settings
 from reconciler.model import Host, Meta
+from tests.execute.fakeworld import FakeStorage
 
 
 def test_monitors_prefer_v1_addresses_of_mon_host(tmp_path: Path) -> None:
@@ -58,7 +59,7 @@ def test_wiring_uses_the_factory_for_monitors_and_hosts(tmp_path: Path) -> None:
         ("10.9.9.9", 6790),
     )
     host = Host(meta=Meta(name="h7"), uri="test:///default", pmid=1, cpu_capacity=3)
-    hv = open_libvirt(host)
+    hv = libvirt_opener(FakeStorage())(host)
     try:
         obs = hv.observe()
         assert (obs.name, obs.reachable, obs.cpus) == ("h7", True, 3)

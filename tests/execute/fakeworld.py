@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 
 from reconciler.backends.protocols import DomainEventCallback, EventKind
 from reconciler.errors import Conflict, NotFound, Transient
-from reconciler.identity import MANAGED_BY, META_ID, META_KIND, META_MANAGED_BY, META_NAME
+from reconciler.identity import (
+    MANAGED_BY,
+    META_ID,
+    META_KIND,
+    META_MANAGED_BY,
+    META_NAME,
+    Installation,
+)
 from reconciler.observe.types import (
     DeletedVolume,
     DomainState,
@@ -75,6 +82,9 @@ class Injector:
     def exit(self) -> None:
         with self.lock:
             self.in_flight -= 1
+
+
+FAKE_INSTALLATION = "fake-installation"
 
 
 class FakeStorage:
@@ -201,6 +211,9 @@ class FakeStorage:
                 )
                 self.hwm["volume"] = max(self.hwm["volume"], vid)
             del self.images[name]
+
+    def installation(self) -> Installation:
+        return Installation(FAKE_INSTALLATION, self.pool)
 
     def close(self) -> None:
         pass

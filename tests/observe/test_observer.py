@@ -11,7 +11,7 @@ import pytest
 from reconciler.backends.libvirt_backend import LibvirtHypervisor
 from reconciler.backends.rbd_backend import RbdStorage
 from reconciler.observe.observer import Observer
-from tests.backends.conftest import node_xml, spec
+from tests.backends.conftest import INSTALLATION, node_xml, spec
 from tests.backends.hung import silent_unix_socket
 
 
@@ -30,7 +30,9 @@ def hosts(tmp_path: Path) -> Iterator[dict[str, LibvirtHypervisor]]:
     for i in range(3):
         path = tmp_path / f"h{i}.xml"
         path.write_text(node_xml(4 + i, 8192, (("foreign", 1, 512, True),)))
-        out[f"h{i}"] = LibvirtHypervisor(f"h{i}", f"test://{path}")
+        out[f"h{i}"] = LibvirtHypervisor(
+            f"h{i}", f"test://{path}", installation=lambda: INSTALLATION
+        )
     out["h0"].define(spec("vm-a"))
     yield out
     for hv in out.values():
