@@ -26,6 +26,7 @@ from reconciler.backends.rbd_backend import RbdStorage
 from reconciler.errors import Conflict
 from reconciler.identity import META_INSTALLATION
 from reconciler.lab.info import LabInfo
+from reconciler.lab.proc import free_ports
 from reconciler.lab.testing import LabPool, drop_pool, make_pool
 from reconciler.loading.config_file import load_config
 
@@ -36,11 +37,18 @@ TINY = doc("InstanceType", "tiny", {"tid": 91, "cpu": 1, "ram": 128, "disk": 1})
 
 
 @pytest.fixture
-def pool_b(lab: LabInfo, tmp_path: Path) -> Iterator[LabPool]:
+def pool_b(lab: LabInfo, lab_pool: LabPool, tmp_path: Path) -> Iterator[LabPool]:
     """A second installation: its own pool, store and port, and `installation: site-b`."""
     made = make_pool(lab, tmp_path / "b", prefix="tb")
     raw = yaml.safe_load(made.config_path.read_text())
-    made.config_path.write_text(yaml.safe_dump({**raw, "installation": "site-b"}))
+    taken = lab_pool.config.listen  # not bound until A's controller runs: pick another
+    port = next(p for p in free_ports(2) if f"127.0.0.1:{p}" != taken)
+    raw |= {
+        "installation": "site-b",
+        "listen": f"127.0.0.1:{port}",
+        "api": f"http://127.0.0.1:{port}",
+    }
+    made.config_path.write_text(yaml.safe_dump(raw))
     try:
         yield LabPool(made.info, made.pool, load_config(str(made.config_path)), made.config_path,
                       made.root)  # fmt: skip
