@@ -7,8 +7,8 @@ Why it looks like this:
   present, names this installation (pools shared under explicit `installation:` names; an
   image marked before installations were named has no such key and stays ours: it is in
   our pool).  Every mutation checks it and raises `Conflict` on a foreign image.  Which
-  installation we are is `installation()`: the configured name, else "<fsid>/<pool>" from
-  the cluster this backend connects to (the fsid is read once, with the first connection).
+  installation we are is `installation()` (`rbd_owner.py`): the configured name, else
+  "<fsid>/<pool>", the fsid read with the first connection.
   New images are created under a scratch name (`volctl-tmp.<final>.<nonce>`), marked,
   filled, and only then renamed into place (`rbd_tmp.py`), so no crash ever leaves an
   unmarked image at a managed name; scratch debris is removed by later calls and never
@@ -47,6 +47,7 @@ from reconciler.backends import id_ledger, rbd_tmp
 from reconciler.backends.calls import Worker, ceph_connection_lost, plain_addr, translate_ceph
 from reconciler.backends.rbd_import import copy_sparse, raw_source
 from reconciler.backends.rbd_observe import Calls, PoolCache
+from reconciler.backends.rbd_owner import Owner
 from reconciler.backends.ssh_import import SshStream, copy_stream
 from reconciler.errors import BackendError, Conflict, Terminal, Transient
 from reconciler.identity import (
@@ -56,7 +57,6 @@ from reconciler.identity import (
     META_MANAGED_BY,
     META_NAME,
     Installation,
-    default_installation,
 )
 from reconciler.observe.types import ObservedImage, ObservedStorage
 from reconciler.payload import ImageFile, LocalFile, SshFile
@@ -97,8 +97,7 @@ class RbdStorage:
         installation: str | None = None,
     ) -> None:
         self.conf = conf
-        self._installation_name = installation  # None: "<fsid>/<pool>"
-        self._fsid: str | None = None
+        self.owner = Owner(pool, installation, lambda: self._call("connect", lambda _io: None))
         self.pool = pool
         self.user = user
         self.timeout = timeout
@@ -169,8 +168,8 @@ class RbdStorage:
             except BaseException:
                 _shutdown_later(cluster, [])
                 raise
-        if self._fsid is None:
-            self._fsid = str(cluster.get_fsid())  # from the monmap: no round trip
+        if not self.owner.known:
+            self.owner.learn(str(cluster.get_fsid()))  # from the monmap: no round trip
         io = cluster.open_ioctx(pool)
         with self._lock:
             if self._cluster is None:
@@ -203,24 +202,12 @@ class RbdStorage:
             self._release(cluster)
 
     def installation(self) -> Installation:
-        """This installation (what its marks name); may connect to read the cluster fsid,
-        so it raises a BackendError while Ceph was never reached."""
-        if self._installation_name is None and self._fsid is None:
-            self._call("connect", lambda _io: None)
-        return Installation(self._name(), self.pool)
-
-    def _name(self) -> str:
-        if self._installation_name is not None:
-            return self._installation_name
-        assert self._fsid is not None, "the fsid is read with the first connection"
-        return default_installation(self._fsid, self.pool)
+        """This installation (`rbd_owner.Owner`: may connect once to read the fsid)."""
+        return self.owner.get()
 
     def _foreign(self, img: ObservedImage) -> ObservedImage:
         """`img`, flagged as another installation's when its image-meta names one."""
-        marked_by = img.meta.get(META_INSTALLATION)
-        if marked_by is None or marked_by == self._name():
-            return img
-        return replace(img, other_installation=True)
+        return img if self.owner.other(img.meta) is None else replace(img, other_installation=True)
 
     def retired_handles(self) -> int:
         """Dropped cluster handles still waiting for a stuck call (tests, metrics)."""
@@ -380,8 +367,8 @@ class RbdStorage:
         meta = {str(k): str(v) for k, v in im.metadata_list()}
         if not _ours(meta):
             raise Conflict(f"rbd image {self.pool}/{name} is not managed by volctl")
-        marked_by = meta.get(META_INSTALLATION)
-        if marked_by is not None and marked_by != self._name():
+        marked_by = self.owner.other(meta)
+        if marked_by is not None:
             raise Conflict(
                 f"rbd image {self.pool}/{name} belongs to volctl installation {marked_by!r}"
             )
@@ -394,7 +381,7 @@ class RbdStorage:
                 im.metadata_set(key, value)
 
     def _marked(self, meta: Mapping[str, str]) -> dict[str, str]:
-        return {META_MANAGED_BY: MANAGED_BY, META_INSTALLATION: self._name(), **meta}
+        return {META_MANAGED_BY: MANAGED_BY, META_INSTALLATION: self.owner.name(), **meta}
 
     # The steps of creating an image (tests call them one by one to simulate a crash between
     # any two): make a scratch image, mark it, rename it to its final name.

@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import pytest
 
-from reconciler.backends import domxml
-from reconciler.errors import Conflict
+from reconciler.backends import domxml, rbd_owner
+from reconciler.errors import Conflict, Transient
 from reconciler.identity import Installation, default_installation
 from reconciler.observe.types import ObservedDisk, OwnerMark
 from reconciler.payload import CephAccess, DiskSpec
@@ -133,8 +133,6 @@ def test_an_unknown_installation_makes_the_host_unknown(make_host: HostFactory) 
     is unknown rather than guessed, and nothing is changed."""
 
     def unknown() -> Installation:
-        from reconciler.errors import Transient
-
         raise Transient("rbd connect: timed out")
 
     hv = make_host(installation=unknown)
@@ -143,3 +141,34 @@ def test_an_unknown_installation_makes_the_host_unknown(make_host: HostFactory) 
     assert "timed out" in (h.reason or "")
     with pytest.raises(Exception, match="timed out"):
         hv.define(spec("a"))
+
+
+# -- the RBD side's name --------------------------------------------------------------------
+
+
+def test_the_default_name_waits_for_one_connection_and_fails_fast_meanwhile() -> None:
+    attempts: list[int] = []
+
+    def down() -> None:
+        attempts.append(1)
+        raise Transient("rbd connect: timed out")
+
+    owner = rbd_owner.Owner("vms", None, down)
+    for _ in range(3):  # every host's observe asks; only the first one waits for Ceph
+        with pytest.raises(Transient, match=r"installation name unknown .*timed out"):
+            owner.get()
+    assert len(attempts) == 1
+    owner.learn("fsid-1")  # a later connection (the pool's own observe) read it
+    assert owner.get() == Installation("fsid-1/vms", "vms")
+    owner.learn("fsid-2")  # the first fsid stays
+    assert owner.name() == "fsid-1/vms"
+    assert owner.other({"volctl.installation": "fsid-1/vms"}) is None
+    assert owner.other({}) is None  # an image from before installations: ours
+    assert owner.other({"volctl.installation": "site-a"}) == "site-a"
+
+
+def test_an_explicit_name_needs_no_ceph() -> None:
+    def never() -> None:
+        raise AssertionError("connected")
+
+    assert rbd_owner.Owner("vms", "site-b", never).get() == Installation("site-b", "vms")
