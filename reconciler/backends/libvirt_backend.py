@@ -437,6 +437,6 @@ def _not_ours(host: str, domain: str, mark: OwnerMark, owner: Installation) -> s
             f"(this one is {owner.name!r})"
         )
     return (
-        f"{host}: domain {domain} carries an unnamed (pre-installation) volctl mark and a disk "
-        f"outside pool {owner.pool}: another installation's"
+        f"{host}: domain {domain} carries a volctl mark without installation (an older "
+        f"volctl's) and its RBD disks are not all in pool {owner.pool}: another installation's"
     )

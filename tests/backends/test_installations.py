@@ -122,7 +122,7 @@ def test_legacy_mark_outside_our_pool_is_foreign(make_host: HostFactory) -> None
     assert d is not None
     assert d.mark is None
     for action in (lambda: hv.define(spec("old")), lambda: hv.start("old")):
-        with pytest.raises(Conflict, match="outside pool rbd"):
+        with pytest.raises(Conflict, match="not all in pool rbd"):
             action()
     assert _xml(hv, "old") == before
     assert not hv.libvirt_connection().lookupByName("old").isActive()
