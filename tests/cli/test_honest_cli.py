@@ -138,6 +138,14 @@ def test_plan_with_every_host_down_exits_1_and_never_says_no_changes(
 def test_plan_with_hosts_up_but_ceph_unknown_exits_1(config: Path, tmp_path: Path) -> None:
     specs = tmp_path / "specs.yaml"
     specs.write_text(BASE)  # one test:/// host, nothing else: still needs the pool
+    # the default installation name is <fsid>/<pool>: without Ceph, whose marked domains
+    # are whose cannot be told, so the host is unknown too, and says why
+    done = volctl(config, "plan", "-f", str(specs))
+    assert done.returncode == 1
+    assert "cannot plan: host h1 is unknown: installation name unknown until Ceph" in done.stderr
+    assert "Ceph pool is unknown" in done.stderr
+    # with `installation:` named in the config the host needs no Ceph
+    config.write_text(config.read_text() + "installation: site-a\n")
     done = volctl(config, "plan", "-f", str(specs))
     assert done.returncode == 1
     assert "cannot plan: Ceph pool is unknown" in done.stderr
