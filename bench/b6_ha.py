@@ -33,6 +33,7 @@ import yaml
 from bench.common.ctllog import ControllerLog, action_start
 from bench.common.lab import add_lab_args, open_lab
 from bench.common.report import Report, median, percentile
+from bench.common.world import cleanup
 from reconciler.config import load_config
 from reconciler.controller.stores import open_store
 from reconciler.lab.info import LabInfo
@@ -250,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                 "takeover median ms": median([x * 1000 for x in t["leading"]]),
             }
     finally:
+        # the volumes the first-action trials created are managed images in the lab's pool:
+        # left behind, every later controller on that pool would take them for its orphans
+        # (a shared test lab's R3 smoke then never converged: its delete guard held them)
+        cleanup(lab, "b6v-", ("vol-b6v-",))
         lab.close()
     report.finish(
         [

@@ -50,6 +50,9 @@ class Controller(Volctl):
             listen=self.listen,
             store=str(self.work / "store"),
             stateDir=str(self.work / "state"),
+            # an installation of its own: managed images other tests left in a shared lab's
+            # pool are foreign to it, never its orphans (docs/backends.md, ownership marks)
+            installation=self.work.name,
         )
         cfg.pop("git", None)
         (self.work / "store").mkdir()
