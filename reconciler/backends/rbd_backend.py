@@ -142,8 +142,8 @@ class RbdStorage:
         ios = [*self._cache.reset(), *ios]
         with self._lock:
             if cluster is None:
-                if ios:
-                    _close_later(ios)
+                if ios:  # watches of a handle already retired: closed, nothing to shut down
+                    _shutdown_later(None, ios)
                 return
             if self._busy.get(id(cluster), 0) > 0:
                 self._retired[id(cluster)] = (cluster, ios)
@@ -547,27 +547,17 @@ class RbdStorage:
         return tmp
 
 
-def _shutdown_later(cluster: Any, ios: list[Any]) -> None:
-    """Close IOS (watches, then ioctxs, in that order) and shut CLUSTER down on a daemon
-    thread: with Ceph away a close or a shutdown may block, and it must never block a
+def _shutdown_later(cluster: Any | None, ios: list[Any]) -> None:
+    """Close IOS (watches, then ioctxs, in that order) and shut CLUSTER (if any) down on a
+    daemon thread: with Ceph away a close or a shutdown may block, and it must never block a
     caller."""
 
     def run() -> None:
         for io in ios:
             with contextlib.suppress(Exception):
                 io.close()
-        with contextlib.suppress(Exception):
-            cluster.shutdown()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.shutdown()
 
     threading.Thread(target=run, name="rbd-shutdown", daemon=True).start()
-
-
-def _close_later(handles: list[Any]) -> None:
-    """Close HANDLES (watches of a handle already shut down or retired) on a daemon thread."""
-
-    def run() -> None:
-        for h in handles:
-            with contextlib.suppress(Exception):
-                h.close()
-
-    threading.Thread(target=run, name="rbd-close", daemon=True).start()
