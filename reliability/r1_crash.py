@@ -2,16 +2,19 @@
 
     .venv/bin/python -m reliability.r1_crash --trials 50 --lab-dir /var/tmp/volctl-r1-lab
 
-A fleet of N VMs, N volumes and N attachments lives in a fresh pool of the lab.  Each trial
+A fleet of N VMs, N volumes and N attachments lives in a fresh pool of the lab. Each trial
 changes the desired state from the previous trial's (random VMs and volumes deleted and new
-ones created, volumes moved between VMs) with `volctl apply` and `volctl delete`, exactly as a
-user would, and SIGKILLs the controller's process group at a moment drawn uniformly from
-[0, D], D being the running estimate of such an apply's duration (measured on the setup and
-on every trial).  Then the controller is restarted on the same store and must converge.  The
-verdict is read from libvirt and RBD (`reliability.common.audit`): duplicate domains,
-orphans (domains or images marked as ours that no spec wants, scratch debris past its grace
-period), missing or misattached resources, and the sha256 of a few Retain volumes that hold a
-known pattern written with `rbd import` before the campaign.
+ones created, volumes moved between VMs) with `volctl apply` and `volctl delete`, exactly as
+a user would, and SIGKILLs the controller's process group at a moment drawn uniformly from
+[0, D], D being the running estimate of such an apply's own duration: read from the
+controller's log, from the moment the change is written to the end of the first converged
+pass after the change's actions (`apply_span`), on the setup and on every trial; a trial
+killed mid-apply adds the work its restarted controller still did. Then the controller is
+restarted on the same store and must converge. The verdict is read from libvirt and RBD
+(`reliability.common.audit`): duplicate domains, orphans (domains or images marked as ours
+that no spec wants, scratch debris past its grace period), missing or misattached resources,
+and the sha256 of a few Retain volumes that hold a known pattern written with `rbd import`
+before the campaign.
 """
 
 from __future__ import annotations
@@ -123,6 +126,56 @@ def mutate(rng: random.Random, old: Fleet, n: int) -> tuple[Fleet, list[str]]:
     return new, gone
 
 
+MIN_WINDOW = 5.0  # seconds: the shortest kill window, whatever the log says
+
+
+def _converged_end(events: list[dict[str, Any]], after: float) -> float | None:
+    """The time of the first pass.end at or after `after` that found nothing left to do."""
+    for e in events:
+        if e.get("event") == "pass.end" and e.get("_t", 0) >= after and e.get("converged"):
+            return float(e["_t"])
+    return None
+
+
+def apply_span(events: list[dict[str, Any]], wall0: float) -> float | None:
+    """An apply's own duration: from `wall0` (the change written) to the end of the first
+    converged pass after its last action, or None when the log holds no such pass (the
+    controller died first, or the change took no action).  After the last action, not the
+    first: an apply followed by a delete can converge once in between."""
+    acts = [
+        float(e["_t"]) for e in events if e.get("event") == "action" and e.get("_t", 0) >= wall0
+    ]
+    if not acts:
+        return None
+    end = _converged_end(events, acts[-1])
+    return None if end is None else end - wall0
+
+
+def restart_work(events: list[dict[str, Any]], wall_restart: float) -> float | None:
+    """What a restarted controller still had to do: its first pass.start to its first
+    converged pass.end (its process start and the judge's polling are not counted)."""
+    starts = [
+        float(e["_t"])
+        for e in events
+        if e.get("event") == "pass.start" and e.get("_t", 0) >= wall_restart
+    ]
+    if not starts:
+        return None
+    end = _converged_end(events, starts[0])
+    return None if end is None else end - starts[0]
+
+
+def before_kill(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the controller had done of this apply when it died (from its own log)."""
+    actions = [e for e in events if e.get("event") == "action"]
+    ends = [e for e in events if e.get("event") == "pass.end"]
+    done = any(e.get("converged") and e.get("actions", 0) == 0 for e in ends[-1:])
+    return {
+        "actions_before_kill": len(actions),
+        "kill_after_converged": bool(done and actions),
+    }
+
+
 class R1:
     def __init__(self, args: argparse.Namespace, lab: Lab, campaign: Campaign) -> None:
         self.args = args
@@ -161,15 +214,19 @@ class R1:
         for vol in sorted(self.fleet.volumes):
             self.fleet.place(rng, vol)
         t0 = time.monotonic()
+        wall0 = time.time()
+        self.log.mark()
         self.apply(fleet_docs(self.fleet, self.image))
         ok, why = self.converge(a.converge_timeout)
         if not ok:
             raise SystemExit(f"r1: the initial fleet did not converge: {why}")
         first = time.monotonic() - t0
+        span = apply_span(self.log.new(), wall0) or first
         # a trial replaces about a fifth of the fleet: start from half the initial apply
-        self.d_est = max(5.0, first / 2)
+        self.d_est = max(MIN_WINDOW, span / 2)
         self.campaign.summary["initial_apply_s"] = round(first, 1)
-        print(f"r1: initial fleet converged in {first:.1f} s", flush=True)
+        self.campaign.summary["initial_apply_span_s"] = round(span, 1)
+        print(f"r1: initial fleet converged in {first:.1f} s (apply span {span:.1f} s)", flush=True)
 
     # -- one trial -------------------------------------------------------------------------
 
@@ -184,7 +241,6 @@ class R1:
         )
         self.log.mark()
         killed = threading.Event()
-        t0 = time.monotonic()
         wall0 = time.time()
 
         def kill() -> None:
@@ -204,12 +260,22 @@ class R1:
             killed.wait(timeout=delay + 600)
             timer.cancel()
         self.fleet = new
-        t.facts.update(self._before_kill(wall0, float(t.facts.get("kill_wall", time.time()))))
+        wall_kill = float(t.facts.get("kill_wall", time.time()))
+        first_life = [e for e in self.log.new() if wall0 <= e.get("_t", 0) <= wall_kill]
+        t.facts.update(before_kill(first_life))
         t_restart = time.monotonic()
+        wall_restart = time.time()
         self.ctl.start()
         ok, why = self.converge(self.args.converge_timeout)
         t_conv = time.monotonic()
         t.facts["converge_after_restart_s"] = round(t_conv - t_restart, 1)
+        span = apply_span(first_life, wall0)
+        if span is None:  # killed before the apply was done: what it did, plus what was left
+            rest = restart_work(self.log.new(), wall_restart)
+            span = None if rest is None else (wall_kill - wall0) + rest
+        else:
+            self.log.new()
+        t.facts["apply_span_s"] = None if span is None else round(span, 1)
         verdict = self.final_verdict()
         t.facts.update(converged=ok, **verdict.as_dict())
         if not ok:
@@ -219,20 +285,10 @@ class R1:
         if verdict.orphans:
             t.fail(f"orphans: {verdict.orphans[:3]}")
         self.check_data(t.facts, t)
-        # the next window: this apply's length without the time the controller was down
-        took = (t_conv - t0) - max(0.0, t_restart - (t0 + delay))
-        self.d_est = max(5.0, 0.5 * self.d_est + 0.5 * took)
-
-    def _before_kill(self, wall0: float, wall_kill: float) -> dict[str, Any]:
-        """What the controller had done of this apply when it died (from its own log)."""
-        events = [e for e in self.log.new() if wall0 <= e.get("_t", 0) <= wall_kill]
-        actions = [e for e in events if e.get("event") == "action"]
-        ends = [e for e in events if e.get("event") == "pass.end"]
-        done = any(e.get("converged") and e.get("actions", 0) == 0 for e in ends[-1:])
-        return {
-            "actions_before_kill": len(actions),
-            "kill_after_converged": bool(done and actions),
-        }
+        # the next window: a running mean of the apply's own duration (never the time the
+        # controller was down, its cold start or the judge's polling)
+        if span is not None:
+            self.d_est = max(MIN_WINDOW, 0.5 * self.d_est + 0.5 * span)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -303,7 +359,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "duplicates": sum(int(r.get("duplicates", 0)) for r in rows),
         "orphans": sum(int(r.get("orphans", 0)) for r in rows),
         "volumes_corrupted": sum(int(r.get("volumes_corrupted", 0)) for r in rows),
-        "kills_mid_apply": sum(1 for r in rows if r.get("actions_before_kill")),
+        "kills_before_any_action": sum(1 for r in rows if not r.get("actions_before_kill")),
+        "kills_mid_apply": sum(
+            1 for r in rows if r.get("actions_before_kill") and not r.get("kill_after_converged")
+        ),
+        "kills_after_converged": sum(1 for r in rows if r.get("kill_after_converged")),
         "converge_after_restart_median_s": statistics.median(
             [r.get("converge_after_restart_s", 0) for r in rows] or [0]
         ),
