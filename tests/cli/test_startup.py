@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,22 @@ def test_help_imports_no_command_module() -> None:
     assert {m for m in json.loads(out) if m.startswith("reconciler.cli.")} == {
         "reconciler.cli.main"
     }
+
+
+def test_apply_to_a_directory_store_loads_no_ceph_or_libvirt(tmp_path: Path) -> None:
+    """`volctl apply` into a directory store really writes, and never loads librados, librbd
+    or libvirt's bindings (a third of its start-up before; bench B4 `apply` → first action)."""
+    cfg = tmp_path / "volctl.yaml"
+    cfg.write_text(f"api: http://127.0.0.1:9\nstore: {tmp_path / 'store'}\nstateDir: {tmp_path}\n")
+    doc = tmp_path / "vol.yaml"
+    doc.write_text("apiVersion: volctl.io/v1\nkind: Volume\nmetadata: {name: v1}\nspec: {size: 1}")
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, "--config", str(cfg), "apply", "-f", str(doc)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    loaded = set(json.loads(out))
+    assert (tmp_path / "store" / "volume" / "v1.yaml").is_file()  # the apply did its work
+    assert "jsonschema" in loaded  # it validated
+    assert not loaded & {"rados", "rbd", "libvirt"}, sorted(loaded & {"rados", "rbd", "libvirt"})
