@@ -79,19 +79,39 @@ class Client:
         self.timeout = timeout
 
     def get(self, path: str, *, read_timeout: float | None = None, **params: str) -> Any:
-        """GET a JSON body; `read_timeout` (instead of the client's) for a long poll."""
-        import urllib.error
-        import urllib.parse
-        import urllib.request  # ssl and http.client: only for commands that ask the controller
+        """GET a JSON body; `read_timeout` (instead of the client's) for a long poll.  An
+        `http://` API is asked over a plain socket (`plain_http`: no urllib to import),
+        anything else, or an answer that is not plain, through urllib."""
+        from urllib.parse import urlencode
+
+        from reconciler.cli import plain_http
 
         url = self.base + path
         if params:
-            url += "?" + urllib.parse.urlencode(params)
-        req = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+            url += "?" + urlencode(params)
+        headers = {"Accept": "application/json"}
         if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
+            headers["Authorization"] = f"Bearer {self.token}"
+        timeout = self.timeout if read_timeout is None else read_timeout
         try:
-            timeout = self.timeout if read_timeout is None else read_timeout
+            status, body = plain_http.get(url, headers, timeout)
+        except plain_http.NotPlain:
+            return self._get_urllib(url, headers, timeout)
+        except (OSError, ValueError) as exc:
+            raise self._unreachable(exc) from exc
+        if status >= 400:
+            raise ApiError(status, f"{url}: {status} {_error_message(body, status)}")
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise self._unreachable(exc) from exc
+
+    def _get_urllib(self, url: str, headers: dict[str, str], timeout: float) -> Any:
+        import urllib.error
+        import urllib.request  # ssl and http.client: only for https and unusual answers
+
+        req = urllib.request.Request(url, headers=headers)  # noqa: S310
+        try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
                 return json.loads(resp.read())
         except urllib.error.HTTPError as err:
@@ -101,11 +121,29 @@ class Client:
                 message = str(err.reason)
             raise ApiError(err.code, f"{url}: {err.code} {message}") from err
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise Unreachable(
-                f"cannot reach the volctl controller at {self.base}: {reason}; "
-                "is `volctl run` running? set VOLCTL_API or api: in the config"
-            ) from exc
+            raise self._unreachable(getattr(exc, "reason", exc)) from exc
+
+    def _unreachable(self, reason: object) -> Unreachable:
+        return Unreachable(
+            f"cannot reach the volctl controller at {self.base}: {reason}; "
+            "is `volctl run` running? set VOLCTL_API or api: in the config"
+        )
+
+
+def _error_message(body: bytes, status: int) -> str:
+    """The REST view's `{"error": ...}`, or the status's reason phrase as urllib gives it."""
+    try:
+        message = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        message = None
+    if message:
+        return str(message)
+    from http import HTTPStatus  # only on an error without a JSON message
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 @dataclass

@@ -9,6 +9,7 @@ was imported: one eager import in any command module fails it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,16 @@ from reconciler.cli.main import main
 with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
     main(sys.argv[1:])
 print(json.dumps(sorted(sys.modules)))
+"""
+
+# the same, also returning what the command printed
+PROBE_OUTPUT = """
+import contextlib, io, json, sys
+from reconciler.cli.main import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+    main(sys.argv[1:])
+print(json.dumps([out.getvalue(), sorted(sys.modules)]))
 """
 
 
@@ -107,3 +118,51 @@ def test_apply_to_a_directory_store_loads_no_ceph_or_libvirt(tmp_path: Path) -> 
     assert (tmp_path / "store" / "volume" / "v1.yaml").is_file()  # the apply did its work
     assert "jsonschema" in loaded  # it validated
     assert not loaded & {"rados", "rbd", "libvirt"}, sorted(loaded & {"rados", "rbd", "libvirt"})
+
+
+def test_get_asks_an_http_api_without_urllib(tmp_path: Path) -> None:
+    """`volctl get vms` against a real HTTP server: it prints what the server said, and
+    loads neither `urllib.request` nor `http.client` nor `ssl` (bench B4 `get`)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies = {
+        "/api/v1/vms": {"items": [{"name": "web-1", "phase": "Ready", "labels": {}}]},
+        "/api/v1/status": {"time": 1.0},
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_a: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            data = json.dumps(bodies[self.path]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        cfg = tmp_path / "volctl.yaml"
+        api = f"http://127.0.0.1:{httpd.server_address[1]}"
+        cfg.write_text(f"api: {api}\nstore: {tmp_path / 'store'}\nstateDir: {tmp_path}\n")
+        probe = PROBE_OUTPUT
+        run = subprocess.run(
+            [sys.executable, "-c", probe, "--config", str(cfg), "get", "vms", "-o", "name"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+        )
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert run.returncode == 0, run.stderr
+    printed, modules = json.loads(run.stdout)
+    assert "web-1" in printed, (printed, run.stderr)
+    heavy = set(modules) & {"urllib.request", "http.client", "ssl", "email"}
+    assert not heavy, sorted(heavy)
