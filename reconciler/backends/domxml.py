@@ -65,6 +65,9 @@ class ParsedDomain:
     virt_type: str | None = None
     vnc: str | None = None  # "listen:port" of a live VNC display
     console_log: str | None = None  # <serial><log file>
+    # every disk target of the persistent definition, including disks it holds that the
+    # live domain does not (a half-done attach or detach): taken, for the next attach
+    config_targets: frozenset[str] = frozenset()
 
 
 def _rbd_source(ceph: CephAccess, image: str) -> str:
@@ -304,8 +307,12 @@ def parse_domain(live_xml: str, inactive_xml: str | None = None) -> ParsedDomain
         cfg = _disks(_parse(inactive_xml))
         persistent_images = {img for _, img, _ in cfg}
         persistent_targets = {t for t, _, _ in cfg}
+    live_disks = _disks(root)
+    config_targets = frozenset(
+        persistent_targets if persistent_targets is not None else (t for t, _, _ in live_disks)
+    )
     disks = []
-    for target, image, serial in _disks(root):
+    for target, image, serial in live_disks:
         persistent = True
         if persistent_images is not None and persistent_targets is not None:
             persistent = image in persistent_images if image else target in persistent_targets
@@ -332,6 +339,7 @@ def parse_domain(live_xml: str, inactive_xml: str | None = None) -> ParsedDomain
         virt_type=cfg_root.get("type"),
         vnc=_vnc(root) if inactive_xml is not None else None,
         console_log=_console_log(cfg_root),
+        config_targets=config_targets,
     )
 
 

@@ -285,6 +285,7 @@ class LibvirtHypervisor(LibvirtDevices):
                         virt_type=p.virt_type,
                         vnc=p.vnc,
                         console_log=p.console_log,
+                        config_targets=p.config_targets,
                     )
                 )
             with self._lock:

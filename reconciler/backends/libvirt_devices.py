@@ -18,6 +18,7 @@ lookups declared here.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import libvirt
@@ -110,6 +111,9 @@ class LibvirtDevices:
         self._changed(dom)
 
     def attach_disk(self, domain: str, disk: DiskSpec) -> None:
+        dom = self._lookup_ours(domain)
+        disk = self._aligned(dom, disk)
+
         def target_free(xml: str) -> None:
             for d in domxml.parse_domain(xml).disks:
                 if d.target == disk.target and d.rbd_image != disk.rbd_image:
@@ -118,12 +122,40 @@ class LibvirtDevices:
                     )
 
         self._plug(
-            self._lookup_ours(domain),
+            dom,
             domxml.render_disk(disk),
             lambda xml: domxml.find_disk(xml, disk.rbd_image),
             domxml.with_disk,
             target_free,
         )
+
+    def _aligned(self, dom: Any, disk: DiskSpec) -> DiskSpec:
+        """The disk with the target its image already has in one definition (live or
+        persistent) when only that one holds it and the target is free in the other: the
+        half that is added then matches the half that is there.  Else the planner's target.
+
+        Why: a controller killed between a detach and the next attach (R1, defect 6) left an
+        image in the persistent definition at vdd and out of the live domain; the next attach
+        plugged it live at the planner's free target, vdb, and from then on vdd looked free in
+        the live domain and was taken in the persistent one: every later attach there chose
+        vdd and was refused."""
+        if self._emulated():
+            return disk
+        cfg = domxml.parse_domain(self._xml(dom, _INACTIVE))
+        live = domxml.parse_domain(self._xml(dom, 0)) if self._is_active(dom) else cfg
+
+        def target_of(parsed: domxml.ParsedDomain) -> str | None:
+            return next((d.target for d in parsed.disks if d.rbd_image == disk.rbd_image), None)
+
+        in_cfg, in_live = target_of(cfg), target_of(live)
+        if (in_cfg is None) == (in_live is None):
+            return disk  # in both (nothing to add) or in neither (the planner's target)
+        have, other = (in_cfg, live) if in_cfg is not None else (str(in_live), cfg)
+        if have == disk.target or have[:2] != disk.target[:2]:  # same, or another bus's
+            return disk
+        if any(d.target == have for d in other.disks):
+            return disk  # taken there: the planner's target, which is free in both
+        return replace(disk, target=have)
 
     def detach_disk(self, domain: str, rbd_image: str) -> None:
         self._unplug(

@@ -74,6 +74,9 @@ class ObservedDomain:
     virt_type: str | None = None  # <domain type>: "kvm", "qemu", "test" (persistent config)
     vnc: str | None = None  # "host:port" of a live VNC display, if any
     console_log: str | None = None  # the serial port's log file on the host
+    # disk targets the persistent definition uses, also those of disks only it holds (an
+    # attach or detach done halfway): an attach must not pick one of them (R1 defect 6)
+    config_targets: frozenset[str] = frozenset()
 
     @property
     def ours(self) -> bool:

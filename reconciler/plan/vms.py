@@ -128,7 +128,10 @@ class VmRules(VmBase):
         name = vm.meta.name
         refs = self.world.domains_of(name)
         ref = refs[0]
-        info = VmInfo(host=ref.host, kept=ref, targets={d.target for d in ref.domain.disks})
+        # the live disks' targets and the persistent definition's: a disk only one of them
+        # holds still owns its target there (libvirt refuses a second disk on it)
+        used = {d.target for d in ref.domain.disks} | ref.domain.config_targets
+        info = VmInfo(host=ref.host, kept=ref, targets=used)
         self.draft.placements[f"vm/{name}"] = ref.host
         if len(refs) > 1:
             self._duplicates(name, refs[1:])

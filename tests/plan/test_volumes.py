@@ -331,3 +331,33 @@ def test_a_scsi_volume_is_attached_on_the_scsi_bus_as_sdx() -> None:
         "attachment/x2": ("sdb", "scsi"),
     }
     assert run(d, apply(w, p)).empty
+
+
+def test_a_target_only_the_persistent_definition_holds_is_not_free() -> None:
+    """R1 defect 6 (seed 473317888, trial 7): a controller killed mid-move left vol-v1 in
+    domain a's persistent definition at vdc while the live domain had it at vdb.  The planner
+    counted only live targets, so every attach of another volume to `a` chose vdc, which
+    libvirt's persistent definition holds: refused on every pass, never converged."""
+    d = desired(
+        HOSTS, VMS, [volume("v1"), volume("v2")], [attach("x1", "v1", "a"), attach("x2", "v2", "a")]
+    )
+    w = apply(base(), run(d, base()))  # v1 and v2 created; attached: vdb, vdc
+    w = _set_disks(
+        w, "a", (ObservedDisk("vda", "rbd/vm-a-root"), ObservedDisk("vdb", "rbd/vol-v1"))
+    )
+    hosts = {
+        n: replace(
+            h,
+            domains=tuple(
+                replace(x, config_targets=frozenset({"vda", "vdc"})) if x.name == "a" else x
+                for x in h.domains
+            ),
+        )
+        for n, h in w.hosts.items()
+    }
+    w = replace(w, hosts=hosts)
+    p = run(d, w)
+    att = [a for a in p.actions if a.kind == K.ATTACH_VOLUME]
+    assert [(a.resource, a.disk.target if a.disk else None) for a in att] == [
+        ("attachment/x2", "vdd")  # vdb live, vdc persistent: neither is free
+    ]
