@@ -17,17 +17,26 @@ last desired state (`Workload.check_world`).  The samples of /proc/PID of the co
 reported with a trend per figure (`reliability/common/procstat.py`: least-squares slope over
 the second half, growth it predicts against the residual noise).
 
-    python -m reliability.soak [--duration 1200] [--seed S] [--smoke]
+`--tracemalloc N` runs the controller with `VOLCTL_TRACEMALLOC=N`: SIGUSR2 takes the
+baseline when the second half of the churn begins and reports after the churn and after
+convergence; the reports (Python heap, the allocation sites that grew most) are kept in the
+JSON as `memory_growth` (`reconciler/controller/memtrace.py`).
+
+    python -m reliability.soak [--duration 1200] [--seed S] [--smoke] [--tracemalloc 8]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
+import signal
 import threading
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -295,6 +304,21 @@ class Churn:
         print(f"soak: {kind}: {what}", flush=True)
 
 
+def memory_reports(log: str, *, wait: float, want: int) -> list[dict[str, Any]]:
+    """The controller's `memory.growth` events (memtrace.py), once `want` are logged."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        with Path(log).open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if '"memory.growth"' in line:
+                    with contextlib.suppress(ValueError):
+                        found.append(json.loads(line))
+        if len(found) >= want or time.monotonic() > deadline:
+            return found
+        time.sleep(1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="reliability.soak", description=__doc__.split("\n")[0])
     add_campaign_args(p, trials=1)
@@ -308,7 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resync", type=float, default=5.0)
     p.add_argument("--converge-timeout", type=float, default=900.0)
     p.add_argument("--listen", default=None)
+    p.add_argument(
+        "--tracemalloc", type=int, default=0, help="frames to trace (0: off; memtrace.py)"
+    )
     args = p.parse_args(argv)
+    if args.tracemalloc:
+        os.environ["VOLCTL_TRACEMALLOC"] = str(args.tracemalloc)
     if args.smoke:
         args.duration, args.vms, args.sample_every, args.restart_every = 60.0, 2, 5.0, 30.0
         args.converge_timeout = 400.0
@@ -346,10 +375,16 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             sampler = Sampler(ctl.pid, every=args.sample_every).start()
             t_end = time.monotonic() + args.duration
+            baseline_at = time.monotonic() + args.duration / 2 if args.tracemalloc else None
             while time.monotonic() < t_end:
                 churn.step()
                 time.sleep(t.rng.uniform(2, 5))
+                if baseline_at is not None and time.monotonic() >= baseline_at:
+                    os.kill(ctl.pid, signal.SIGUSR2)  # the second half's baseline
+                    baseline_at = None
             applier.drain()
+            if args.tracemalloc:
+                os.kill(ctl.pid, signal.SIGUSR2)
             t.facts["ops"] = dict(churn.ops)
             t.facts["steps"] = sum(churn.ops.values())
             t.facts["applies"] = applier.applies
@@ -358,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
             # churn is over: the last desired state must be reached
             ok, secs, problems = ctl.wait_converged(wl, timeout=args.converge_timeout)
             samples = sampler.stop()
+            if args.tracemalloc:
+                os.kill(ctl.pid, signal.SIGUSR2)
+                t.facts["memory_growth"] = memory_reports(ctl.log, wait=30.0, want=3)
             t.facts["converge_after_s"] = round(secs, 1)
             t.facts["converged"] = ok
             t.facts["final_vms"] = len(wl.vms)

@@ -10,7 +10,8 @@ Under systemd (`Type=notify`, contrib/systemd/volctl.service) it sends READY=1 a
 first pass, a STATUS= line after every pass and STOPPING=1 on SIGTERM/SIGINT.  A signal lets
 the pass in progress finish its running calls, start nothing new and write status; the
 process then exits 0.  SIGUSR1 prints every thread's stack to stderr (a call stuck in a
-library shows where).
+library shows where); with `VOLCTL_TRACEMALLOC=N`, SIGUSR2 logs where the Python heap grew
+(`controller/memtrace.py`).
 
 With a `rados://` store the process is one replica of the HA control plane (docs/ha.md): it
 acts only while it holds the leader lease and otherwise serves the leader's published status.
@@ -242,6 +243,10 @@ def _stop_on_signals(stop: Any, log: Any) -> None:
     # `kill -USR1 PID` prints every thread's stack to stderr and the controller goes on (a
     # call stuck in a library, as in Go's SIGQUIT dump, without stopping anything)
     faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+    # VOLCTL_TRACEMALLOC=N: `kill -USR2 PID` logs where the Python heap grew (memtrace.py)
+    from reconciler.controller.memtrace import install
+
+    install(log)
 
 
 class _Readiness:
