@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reconciler.lab.info import LabInfo
 from tests.reliability.smoke import run_scenario
 
 
+# the kill lands inside the apply (its window is the apply's own duration), so the restart
+# may wait for a just-booted TCG guest to acknowledge a detach: minutes on a loaded machine
+@pytest.mark.timeout(900)
 def test_r1_crash_smoke(lab: LabInfo, tmp_path: Path) -> None:
-    doc = run_scenario("r1_crash", tmp_path, "--lab-dir", lab.dir)
+    doc = run_scenario("r1_crash", tmp_path, "--lab-dir", lab.dir, timeout=800)
     (row,) = doc["rows"]
     assert row["converged"] is True
     assert row["duplicates"] == 0
