@@ -166,14 +166,12 @@ def restart_work(events: list[dict[str, Any]], wall_restart: float) -> float | N
 
 
 def before_kill(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the controller had done of this apply when it died (from its own log)."""
+    """What the controller had done of this apply when it died (from its own log): the
+    kill came after convergence only if a converged pass ended after the last action (a
+    converged pass that ended before the apply's first action says nothing about it)."""
     actions = [e for e in events if e.get("event") == "action"]
-    ends = [e for e in events if e.get("event") == "pass.end"]
-    done = any(e.get("converged") and e.get("actions", 0) == 0 for e in ends[-1:])
-    return {
-        "actions_before_kill": len(actions),
-        "kill_after_converged": bool(done and actions),
-    }
+    done = bool(actions) and _converged_end(events, float(actions[-1].get("_t", 0))) is not None
+    return {"actions_before_kill": len(actions), "kill_after_converged": done}
 
 
 class R1:

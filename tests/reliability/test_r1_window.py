@@ -55,3 +55,14 @@ def test_restart_work_excludes_process_start_and_polling() -> None:
 def test_a_kill_after_convergence_is_told_apart() -> None:
     log = [ev(101.0, "action"), ev(102.0, "pass.end", converged=True, actions=0)]
     assert before_kill(log)["kill_after_converged"] is True
+
+
+def test_a_converged_pass_before_the_apply_is_not_a_kill_after_convergence() -> None:
+    """Run E trial 1: the last pass.end before the kill was a converged resync from before
+    the apply; the apply's own pass was still running when the controller died."""
+    log = [
+        ev(99.0, "pass.end", converged=True, actions=0),
+        ev(100.5, "pass.start"),
+        ev(103.0, "action", kind="attach-volume"),
+    ]
+    assert before_kill(log) == {"actions_before_kill": 1, "kill_after_converged": False}
