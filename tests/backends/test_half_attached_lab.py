@@ -38,9 +38,10 @@ def running(lab: LabInfo, tmp_path: Path) -> Iterator[Guest]:
     try:
         yield g
     finally:
+        with contextlib.suppress(Exception):  # the volumes are open while the domain runs
+            g.hv.destroy(g.name)
         for vol in ("a", "b", "c"):
             with contextlib.suppress(Exception):
-                g.hv.destroy(g.name)
                 g.storage.remove(f"{g.prefix}-{vol}")
         g.close()
 
