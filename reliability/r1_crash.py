@@ -170,7 +170,7 @@ def before_kill(events: list[dict[str, Any]]) -> dict[str, Any]:
     kill came after convergence only if a converged pass ended after the last action (a
     converged pass that ended before the apply's first action says nothing about it)."""
     actions = [e for e in events if e.get("event") == "action"]
-    done = bool(actions) and _converged_end(events, float(actions[-1].get("_t", 0))) is not None
+    done = apply_span(events, 0.0) is not None
     return {"actions_before_kill": len(actions), "kill_after_converged": done}
 
 

@@ -63,14 +63,15 @@ class LibvirtDevices:
         find: Callable[[str], str | None],
         add: Callable[[str, str], str],
         check: Callable[[str], None] | None = None,
+        *,
+        defs: tuple[str, str, bool] | None = None,
     ) -> None:
         """Ensure the device `find` locates is in the persistent config and, while the domain
         runs, in the live one: attach with only the flags still missing.  `check` vets each
-        definition first (e.g. a disk target held by another image)."""
-        cfg = self._xml(dom, _INACTIVE)
+        definition first (e.g. a disk target held by another image).  `defs`: the domain's
+        definitions as `_definitions` read them, when the caller already did."""
+        cfg, live, active = defs or self._definitions(dom)
         emulated = self._emulated()
-        active = not emulated and self._is_active(dom)
-        live = self._xml(dom, 0) if active else cfg
         if check is not None:
             check(cfg)
             check(live)
@@ -85,6 +86,13 @@ class LibvirtDevices:
                 "attachDeviceFlags", lambda _c: dom.attachDeviceFlags(device_xml, flags)
             )
             self._changed(dom)
+
+    def _definitions(self, dom: Any) -> tuple[str, str, bool]:
+        """(persistent XML, live XML, running): the live XML is the persistent one while the
+        domain is off, and on the test driver, which has no live devices."""
+        cfg = self._xml(dom, _INACTIVE)
+        active = not self._emulated() and self._is_active(dom)
+        return cfg, (self._xml(dom, 0) if active else cfg), active
 
     def _unplug(
         self, dom: Any, find: Callable[[str], str | None], remove: Callable[[str], str]
@@ -112,7 +120,8 @@ class LibvirtDevices:
 
     def attach_disk(self, domain: str, disk: DiskSpec) -> None:
         dom = self._lookup_ours(domain)
-        disk = self._aligned(dom, disk)
+        defs = self._definitions(dom)
+        disk = aligned(disk, defs[0], defs[1])
 
         def target_free(xml: str) -> None:
             for d in domxml.parse_domain(xml).disks:
@@ -127,35 +136,8 @@ class LibvirtDevices:
             lambda xml: domxml.find_disk(xml, disk.rbd_image),
             domxml.with_disk,
             target_free,
+            defs=defs,
         )
-
-    def _aligned(self, dom: Any, disk: DiskSpec) -> DiskSpec:
-        """The disk with the target its image already has in one definition (live or
-        persistent) when only that one holds it and the target is free in the other: the
-        half that is added then matches the half that is there.  Else the planner's target.
-
-        Why: a controller killed between a detach and the next attach (R1, defect 6) left an
-        image in the persistent definition at vdd and out of the live domain; the next attach
-        plugged it live at the planner's free target, vdb, and from then on vdd looked free in
-        the live domain and was taken in the persistent one: every later attach there chose
-        vdd and was refused."""
-        if self._emulated():
-            return disk
-        cfg = domxml.parse_domain(self._xml(dom, _INACTIVE))
-        live = domxml.parse_domain(self._xml(dom, 0)) if self._is_active(dom) else cfg
-
-        def target_of(parsed: domxml.ParsedDomain) -> str | None:
-            return next((d.target for d in parsed.disks if d.rbd_image == disk.rbd_image), None)
-
-        in_cfg, in_live = target_of(cfg), target_of(live)
-        if (in_cfg is None) == (in_live is None):
-            return disk  # in both (nothing to add) or in neither (the planner's target)
-        have, other = (in_cfg, live) if in_cfg is not None else (str(in_live), cfg)
-        if have == disk.target or have[:2] != disk.target[:2]:  # same, or another bus's
-            return disk
-        if any(d.target == have for d in other.disks):
-            return disk  # taken there: the planner's target, which is free in both
-        return replace(disk, target=have)
 
     def detach_disk(self, domain: str, rbd_image: str) -> None:
         self._unplug(
@@ -193,3 +175,30 @@ class LibvirtDevices:
             return
         flags = libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES
         self._conn.call("blockResize", lambda _c: dom.blockResize(target, size_bytes, flags))
+
+
+def aligned(disk: DiskSpec, cfg_xml: str, live_xml: str) -> DiskSpec:
+    """The disk with the target its image already has in one definition (live or
+    persistent) when only that one holds it and the target is free in the other: the half
+    that is added then matches the half that is there.  Else the planner's target.
+
+    Why: a controller killed between a detach and the next attach (R1, defect 6) left an
+    image in the persistent definition at vdd and out of the live domain; the next attach
+    plugged it live at the planner's free target, vdb, and from then on vdd looked free in
+    the live domain and was taken in the persistent one: every later attach there chose vdd
+    and was refused."""
+    cfg = domxml.parse_domain(cfg_xml)
+    live = cfg if live_xml == cfg_xml else domxml.parse_domain(live_xml)
+
+    def target_of(parsed: domxml.ParsedDomain) -> str | None:
+        return next((d.target for d in parsed.disks if d.rbd_image == disk.rbd_image), None)
+
+    in_cfg, in_live = target_of(cfg), target_of(live)
+    if (in_cfg is None) == (in_live is None):
+        return disk  # in both (nothing to add) or in neither (the planner's target)
+    have, other = (in_cfg, live) if in_cfg is not None else (str(in_live), cfg)
+    if have == disk.target or have[:2] != disk.target[:2]:  # same, or another bus's
+        return disk
+    if any(d.target == have for d in other.disks):
+        return disk  # taken there: the planner's target, which is free in both
+    return replace(disk, target=have)

@@ -26,7 +26,6 @@ class MemTrace:
     """The baseline snapshot, and the report of growth since it (`report`)."""
 
     def __init__(self, frames: int) -> None:
-        self.frames = frames
         self._baseline: tracemalloc.Snapshot | None = None
         self._lock = threading.Lock()
         tracemalloc.start(frames)

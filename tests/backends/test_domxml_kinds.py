@@ -111,3 +111,29 @@ def test_the_test_driver_reports_its_node_arch(make_host) -> None:  # type: igno
     assert "x86_64" in obs.arches  # the node file's CPU model, beside the driver's i686
     assert obs.offers("x86_64", "test")
     assert not obs.offers("x86_64", "kvm")
+
+
+def test_aligned_gives_the_missing_half_the_target_of_the_present_one() -> None:
+    """R1 defect 6: an image only the persistent definition holds (at vdd) is plugged live
+    at vdd, not at the planner's target; a target taken in the other definition, a disk in
+    both or in neither, and another bus's target leave the planner's choice alone."""
+    from reconciler.backends.libvirt_devices import aligned
+
+    def disk(image: str, target: str) -> DiskSpec:
+        return DiskSpec(rbd_image=f"rbd/{image}", target=target, serial=image, ceph=CEPH)
+
+    def dom(*disks: tuple[str, str]) -> str:
+        xml = "<domain><name>d</name><uuid>u</uuid><devices>"
+        for image, target in disks:
+            xml += domxml.render_disk(disk(image, target))
+        return xml + "</devices></domain>"
+
+    cfg = dom(("a", "vdd"), ("c", "vde"))
+    live = dom(("c", "vdb"))
+    assert aligned(disk("a", "vdf"), cfg, live).target == "vdd"  # live half joins vdd
+    assert aligned(disk("c", "vdf"), cfg, live).target == "vdf"  # in both: nothing to add
+    assert aligned(disk("n", "vdf"), cfg, live).target == "vdf"  # new: the planner's target
+    assert aligned(disk("a", "sdb"), cfg, live).target == "sdb"  # another bus
+    taken = dom(("c", "vdd"))
+    assert aligned(disk("a", "vdf"), cfg, taken).target == "vdf"  # vdd held live by c
+    assert aligned(disk("x", "vdf"), dom(("x", "vdc")), dom()).target == "vdc"  # only persistent
